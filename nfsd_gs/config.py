@@ -1,0 +1,343 @@
+"""The configuration schema: one typed dataclass tree.
+
+YAML files in ``configs/`` are presets over :class:`Config`; dotted command
+line overrides (``guidance.cfg_scale=7.5``) go on top.  Validation is done by
+OmegaConf's structured configs, so an unknown key or a value of the wrong
+type fails with a :class:`~nfsd_gs.errors.ConfigError` naming the key.
+
+gsplat's densification strategies are dataclasses themselves; they are
+embedded as they are (``densify.default`` *is* a ``gsplat.strategy.DefaultStrategy``)
+so their hyper-parameters keep gsplat's names and documentation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Literal, Optional, Sequence, Tuple, Union
+
+from gsplat.strategy import DefaultStrategy, MCMCStrategy
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+#: The negative prompt of the NFSD paper (Katzir et al. 2024, Sec. 4).
+NFSD_NEGATIVE_PROMPT = (
+    "unrealistic, blurry, low quality, out of focus, ugly, low contrast, "
+    "dull, dark, low-resolution, gloomy"
+)
+
+
+@dataclass
+class PriorConfig:
+    """The frozen text-to-image diffusion model."""
+
+    #: Hub id, local folder (diffusers pipeline layout), ``bundled:<name>`` for a
+    #: prior shipped with this package, or ``random:<arch>`` for randomly
+    #: initialised components of a known architecture (tests, benchmarks).
+    model: str = "stabilityai/stable-diffusion-2-1-base"
+    revision: Optional[str] = None
+    #: Never touch the network; only the local Hugging Face cache or a folder.
+    local_files_only: bool = False
+    #: ``auto``: fp16 on CUDA, fp32 on CPU.
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    #: ``vae``: the model's own autoencoder; ``taesd``: diffusers' AutoencoderTiny.
+    encoder: Literal["vae", "taesd"] = "vae"
+    taesd_model: str = "madebyollin/taesd"
+    #: Seed of the weights of a ``random:`` prior.
+    random_seed: int = 0
+
+
+@dataclass
+class GuidanceConfig:
+    """Score distillation: NFSD (the default) or SDS."""
+
+    method: Literal["nfsd", "sds"] = "nfsd"
+    #: Classifier-free guidance scale s in eps_uncond + s * (eps_cond - eps_uncond).
+    #: threestudio writes eps_cond + s * (...): its 100 is our 101.
+    cfg_scale: float = 7.5
+    negative_prompt: str = NFSD_NEGATIVE_PROMPT
+    #: NFSD: below this timestep delta_D is eps(z_t; empty) alone (paper: 200 of 1000).
+    negative_threshold_t: int = 200
+    #: Timesteps are drawn from U[t_min, t_max] as fractions of the training steps.
+    t_min: float = 0.02
+    t_max: float = 0.98
+    #: t_max decays linearly to t_max_end between these fractions of the run.
+    t_anneal: Literal["none", "linear"] = "linear"
+    t_max_end: float = 0.5
+    t_anneal_start: float = 0.0
+    t_anneal_end: float = 0.8
+    #: One timestep for the whole batch of views, or one per view.
+    t_per_view: bool = False
+    #: w(t): ``one_minus_alpha_bar`` = 1 - alphas_cumprod[t] (DreamFusion),
+    #: ``sqrt_alpha_one_minus`` = sqrt(a)(1 - a), ``uniform`` = 1.
+    weighting: Literal["one_minus_alpha_bar", "sqrt_alpha_one_minus", "uniform"] = (
+        "one_minus_alpha_bar"
+    )
+    #: Clip each element of the distillation gradient to [-c, c]; none if null.
+    grad_clip: Optional[float] = None
+    #: Append ", front view" / ", side view" / ... to the prompt per camera.
+    view_dependent_prompt: bool = True
+
+
+@dataclass
+class CameraConfig:
+    """Random orbits around the origin (z up, azimuth 0 looks from +x)."""
+
+    batch_size: int = 4
+    #: Render resolution in pixels (square); the prior resizes to its own size.
+    resolution: int = 512
+    radius_range: Tuple[float, float] = (2.5, 3.0)
+    elevation_range: Tuple[float, float] = (-10.0, 45.0)
+    azimuth_range: Tuple[float, float] = (-180.0, 180.0)
+    fovy_range: Tuple[float, float] = (40.0, 70.0)
+    #: View-dependent prompt thresholds (degrees), as in DreamFusion.
+    front_threshold: float = 45.0
+    back_threshold: float = 45.0
+    overhead_elevation: float = 60.0
+    #: Fixed views used for snapshots and the turntable.
+    eval_radius: float = 2.75
+    eval_elevation: float = 15.0
+    eval_fovy: float = 55.0
+    eval_views: int = 4
+
+
+@dataclass
+class BackgroundConfig:
+    """What lies behind the object: composited as rgb + (1 - alpha) * bg."""
+
+    #: ``random``: a solid random colour per view with probability
+    #: ``random_probability``, otherwise ``color``; ``solid``: always ``color``.
+    kind: Literal["solid", "random"] = "random"
+    color: Tuple[float, float, float] = (1.0, 1.0, 1.0)
+    random_probability: float = 0.5
+
+
+@dataclass
+class InitConfig:
+    """The point prior the Gaussians start from."""
+
+    kind: str = "sphere"
+    num_points: int = 4096
+    #: Radius of the sphere the points fill (scene units).
+    radius: float = 0.5
+    #: A ``.ply`` point cloud (or 3DGS file) for ``kind=file``.
+    path: Optional[str] = None
+    initial_opacity: float = 0.1
+    #: Initial scale = this factor x mean distance to the 3 nearest neighbours.
+    scale_factor: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class GaussianConfig:
+    """3D Gaussians in gsplat's parameter layout and their learning rates."""
+
+    sh_degree: int = 0
+    #: Raise the active SH degree by one every this many steps.
+    sh_degree_interval: int = 1000
+    means_lr: float = 1.6e-4
+    means_lr_final: float = 1.6e-6
+    scales_lr: float = 5e-3
+    quats_lr: float = 1e-3
+    opacities_lr: float = 5e-2
+    sh0_lr: float = 1e-2
+    shN_lr: float = 5e-4
+    #: Multiply means_lr by the scene extent (as 3DGS does).
+    scale_means_lr_by_extent: bool = True
+
+
+@dataclass
+class NerfConfig:
+    """The paper-baseline radiance field (see nfsd_gs/representations/nerf.py)."""
+
+    lr: float = 1e-2
+
+
+@dataclass
+class DensifyConfig:
+    """Adaptive density control with gsplat's strategies, unmodified."""
+
+    strategy: Literal["default", "mcmc", "none"] = "default"
+    #: Hard cap on the number of Gaussians (lowest opacities pruned past it).
+    max_gaussians: int = 500_000
+    #: Score-distillation preset: SDS-scale gradients are far noisier than
+    #: photometric ones, so growth is slower and later than 3DGS's defaults.
+    default: DefaultStrategy = field(
+        default_factory=lambda: DefaultStrategy(
+            grow_grad2d=0.05,
+            refine_start_iter=100,
+            refine_stop_iter=1000,
+            refine_every=100,
+            reset_every=100_000,
+            prune_opa=0.01,
+        )
+    )
+    mcmc: MCMCStrategy = field(
+        default_factory=lambda: MCMCStrategy(
+            cap_max=100_000, refine_start_iter=100, refine_stop_iter=1000, refine_every=100
+        )
+    )
+
+
+@dataclass
+class RenderConfig:
+    #: ``auto``: gsplat's CUDA kernels on CUDA, the PyTorch reference on CPU.
+    backend: Literal["auto", "gsplat", "reference"] = "auto"
+    near_plane: float = 0.01
+    far_plane: float = 100.0
+    #: Low-pass filter added to the 2D covariances (gsplat's eps2d).
+    eps2d: float = 0.3
+
+
+@dataclass
+class OutputConfig:
+    #: Run folders are created under this folder.
+    root: str = "outputs"
+    #: Name of the run folder; derived from the prompt if empty.
+    name: str = ""
+    snapshot_every: int = 200
+    checkpoint_every: int = 500
+    log_every: int = 10
+    keep_checkpoints: int = 2
+    turntable: bool = True
+    turntable_frames: int = 60
+
+
+@dataclass
+class Config:
+    prompt: str = ""
+    representation: Literal["gaussians", "nerf"] = "gaussians"
+    steps: int = 1200
+    seed: int = 0
+    #: ``auto``: CUDA when available.
+    device: str = "auto"
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    background: BackgroundConfig = field(default_factory=BackgroundConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    gaussians: GaussianConfig = field(default_factory=GaussianConfig)
+    nerf: NerfConfig = field(default_factory=NerfConfig)
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+def _describe(err: OmegaConfBaseException) -> str:
+    key = getattr(err, "full_key", None)
+    message = str(err).splitlines()[0]
+    if "$VALUE" in message and getattr(err, "value", None) is not None:
+        message = f"invalid value {err.value!r}"  # OmegaConf left its template unfilled
+    return f"config key '{key}': {message}" if key else message
+
+
+def resolve_config_path(name_or_path: Union[str, Path]) -> Path:
+    """A preset name (``nfsd_gs``) or a YAML path -> an existing path."""
+    path = Path(name_or_path)
+    candidates = [path, CONFIG_DIR / path, CONFIG_DIR / f"{path}.yaml"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    presets = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+    raise ConfigError(f"config '{name_or_path}' not found (presets: {presets})")
+
+
+def load_config(
+    path: Optional[Union[str, Path]] = None, overrides: Sequence[str] = ()
+) -> Config:
+    """Schema defaults <- YAML preset (which may name a ``base:`` preset) <- overrides."""
+    try:
+        merged = OmegaConf.structured(Config)
+        if path is not None:
+            for layer in _preset_chain(resolve_config_path(path)):
+                merged = OmegaConf.merge(merged, layer)
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise ConfigError(f"override '{bad[0]}' is not of the form key=value")
+        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+        config = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise ConfigError(_describe(err)) from None
+    validate(config)
+    return config
+
+
+def _preset_chain(path: Path, seen: Tuple[Path, ...] = ()) -> List[Any]:
+    if path in seen:
+        raise ConfigError(f"config '{path}' includes itself through 'base:'")
+    try:
+        layer = OmegaConf.load(path)
+    except Exception as err:  # a YAML syntax error: one line, with the file
+        raise ConfigError(f"config '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(layer, type(OmegaConf.create({}))):
+        raise ConfigError(f"config '{path}' must be a mapping of keys to values")
+    base = layer.pop("base", None)
+    chain = _preset_chain(resolve_config_path(base), seen + (path,)) if base else []
+    return chain + [layer]
+
+
+def config_from_dict(data: dict) -> Config:
+    """A resolved config saved as a plain dict (``config.yaml``, checkpoints) -> Config."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(data))
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise ConfigError(_describe(err)) from None
+
+
+def config_to_dict(config: Config) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)
+
+
+def config_to_yaml(config: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(config))
+
+
+def _check(condition: bool, key: str, value: Any, requirement: str) -> None:
+    if not condition:
+        raise ConfigError(f"config key '{key}': {value!r} {requirement}")
+
+
+def _check_range(key: str, bounds: Tuple[float, float], low: float, high: float) -> None:
+    lo, hi = bounds
+    _check(low <= lo <= hi <= high, key, list(bounds), f"must satisfy {low} <= min <= max <= {high}")
+
+
+def validate(config: Config) -> None:
+    """Checks of values that types alone cannot express."""
+    c = config
+    _check(c.steps >= 0, "steps", c.steps, "must be >= 0")
+    _check(c.camera.batch_size >= 1, "camera.batch_size", c.camera.batch_size, "must be >= 1")
+    _check(c.camera.resolution >= 8, "camera.resolution", c.camera.resolution, "must be >= 8")
+    _check_range("camera.radius_range", c.camera.radius_range, 1e-3, float("inf"))
+    _check_range("camera.elevation_range", c.camera.elevation_range, -90.0, 90.0)
+    _check_range("camera.azimuth_range", c.camera.azimuth_range, -360.0, 360.0)
+    _check_range("camera.fovy_range", c.camera.fovy_range, 1.0, 179.0)
+    g = c.guidance
+    _check(g.cfg_scale >= 0, "guidance.cfg_scale", g.cfg_scale, "must be >= 0")
+    _check(0.0 <= g.t_min < g.t_max <= 1.0, "guidance.t_min", [g.t_min, g.t_max],
+           "must satisfy 0 <= t_min < t_max <= 1")
+    _check(g.t_min <= g.t_max_end <= g.t_max, "guidance.t_max_end", g.t_max_end,
+           "must lie in [t_min, t_max]")
+    _check(0.0 <= g.t_anneal_start <= g.t_anneal_end <= 1.0, "guidance.t_anneal_start",
+           [g.t_anneal_start, g.t_anneal_end], "must satisfy 0 <= start <= end <= 1")
+    _check(g.grad_clip is None or g.grad_clip > 0, "guidance.grad_clip", g.grad_clip,
+           "must be positive or null")
+    _check(c.init.num_points >= 1, "init.num_points", c.init.num_points, "must be >= 1")
+    _check(0.0 < c.init.initial_opacity < 1.0, "init.initial_opacity", c.init.initial_opacity,
+           "must lie in (0, 1)")
+    _check(0 <= c.gaussians.sh_degree <= 3, "gaussians.sh_degree", c.gaussians.sh_degree,
+           "must be 0, 1, 2 or 3")
+    _check(c.densify.max_gaussians >= 1, "densify.max_gaussians", c.densify.max_gaussians,
+           "must be >= 1")
+    _check(0.0 <= c.background.random_probability <= 1.0, "background.random_probability",
+           c.background.random_probability, "must lie in [0, 1]")
+    for name, value in (("output.snapshot_every", c.output.snapshot_every),
+                        ("output.checkpoint_every", c.output.checkpoint_every),
+                        ("output.log_every", c.output.log_every)):
+        _check(value >= 1, name, value, "must be >= 1")
+

@@ -1,0 +1,33 @@
+"""User-facing errors.
+
+Anything a user can cause (a bad config key, an empty prompt, a model that
+cannot be loaded, a corrupt ``.ply``) raises a subclass of :class:`NfsdError`
+with a one-line message naming the bad value.  Entry points catch it and print
+``error: <message>`` instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class NfsdError(Exception):
+    """Base class of every error whose message is meant for the user."""
+
+
+class ConfigError(NfsdError):
+    """An unknown config key, a wrong type or an invalid value."""
+
+
+class PriorLoadError(NfsdError):
+    """A diffusion model (or another pretrained component) could not be loaded."""
+
+
+class PromptError(NfsdError):
+    """An empty prompt, or one outside a closed-vocabulary prior's words."""
+
+
+class PlyFormatError(NfsdError):
+    """A ``.ply`` file that is corrupt, truncated or not in the expected layout."""
+
+
+class TrainingDiverged(NfsdError):
+    """Too many consecutive non-finite steps."""

@@ -1,0 +1,74 @@
+"""Files that are either whole or absent.
+
+Every output of a run goes through :func:`atomic_write`: the bytes go to a
+temporary file in the same folder, are flushed to disk, and the file is then
+renamed over the target.  A crash or a kill at any moment leaves either the
+previous version or the new one, never a truncated file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Callable, Iterator, Union
+
+PathLike = Union[str, os.PathLike]
+
+
+@contextlib.contextmanager
+def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary sibling of ``path`` for writing; rename it over ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path: PathLike, text: str) -> None:
+    with atomic_write(path, "w") as handle:
+        handle.write(text)
+
+
+def write_with(path: PathLike, writer: Callable[[IO[bytes]], None]) -> None:
+    """Atomically write whatever ``writer(file_object)`` writes (torch.save, PIL, plyfile...)."""
+    with atomic_write(path, "wb") as handle:
+        writer(handle)
+
+
+def append_line(path: PathLike, line: str) -> None:
+    """Append one line and flush it to disk (metrics.jsonl); a torn last line is all a crash can cost."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line.rstrip("\n") + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def slugify(text: str, max_length: int = 48) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return slug[:max_length].rstrip("_") or "run"
+
+
+def create_run_dir(root: PathLike, name: str) -> Path:
+    """A new folder ``root/name``, or ``root/name_001``, ``_002``... never an existing one."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for index in range(10_000):
+        candidate = root / (name if index == 0 else f"{name}_{index:03d}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free run folder name under {root} for '{name}'")

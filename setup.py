@@ -1,0 +1,38 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="nfsd_gs",
+    version="0.1.0",
+    description="Text-to-3D Gaussians with Noise-Free Score Distillation (NFSD), rasterized by gsplat",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["nfsd_gs", "nfsd_gs.*"]),
+    include_package_data=True,
+    package_data={"nfsd_gs": ["assets/**/*"]},
+    install_requires=[
+        "torch>=2.4",
+        "gsplat>=1.5.3",
+        "diffusers>=0.30",
+        "transformers>=4.44",
+        "tokenizers>=0.19",
+        "safetensors",
+        "plyfile>=1.0",
+        "tqdm",
+        "numpy",
+        "scipy",
+        "omegaconf>=2.4",
+        "pyyaml",
+        "pillow",
+        "imageio>=2.30",
+        "imageio-ffmpeg",
+        "trimesh>=4.0",
+    ],
+    extras_require={
+        "dev": ["pytest>=7", "hypothesis>=6"],
+    },
+    entry_points={"console_scripts": ["nfsd-gs-train=nfsd_gs.train:main"]},
+)
