@@ -139,14 +139,17 @@ class GaussianConfig:
     sh_degree: int = 0
     #: Raise the active SH degree by one every this many steps.
     sh_degree_interval: int = 1000
-    means_lr: float = 1.6e-4
-    means_lr_final: float = 1.6e-6
+    #: Object-scale rates in the spirit of DreamGaussian (Tang et al. 2024):
+    #: SDS-scale gradients move positions far less per step than photometric ones.
+    means_lr: float = 1e-3
+    means_lr_final: float = 2e-5
     scales_lr: float = 5e-3
-    quats_lr: float = 1e-3
+    quats_lr: float = 5e-3
     opacities_lr: float = 5e-2
     sh0_lr: float = 1e-2
     shN_lr: float = 5e-4
-    #: Multiply means_lr by the scene extent (as 3DGS does).
+    #: Multiply the means learning rates by the scene extent (the init's
+    #: diameter), as 3DGS does with its camera extent.
     scale_means_lr_by_extent: bool = True
 
 

@@ -8,7 +8,7 @@ Gaussians (``gaussians.py``) and the NeRF baseline (``nerf.py``) implement it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Protocol, runtime_checkable
+from typing import Any, Dict, Mapping, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -32,11 +32,12 @@ class Representation(Protocol):
                background: Tensor) -> RenderOutput:
         """Render B cameras at width x height over ``background`` [B, 3]."""
 
-    def make_optimizers(self, total_steps: int) -> Dict[str, torch.optim.Optimizer]:
+    def make_optimizers(self) -> Dict[str, torch.optim.Optimizer]:
         """One optimizer per parameter group (gsplat's strategies need that for Gaussians)."""
 
-    def update_learning_rates(self, step: int) -> None:
-        """Apply the learning-rate schedule for ``step``."""
+    def update(self, step: int, total_steps: int,
+               optimizers: Mapping[str, torch.optim.Optimizer]) -> None:
+        """Per-step schedules (learning rates, SH degree...) before rendering ``step``."""
 
     def state_dict(self) -> Dict[str, Any]: ...
 

@@ -1,0 +1,65 @@
+"""Checkpoints: everything needed to continue a run exactly where it stopped.
+
+A checkpoint holds the representation (whatever its current size after
+densification), every optimizer's state, the densification strategy's state,
+the random number generators, the step and the resolved config.  Files are
+written atomically (``nfsd_gs.utils.io``).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from .utils.io import write_with
+
+FORMAT_VERSION = 1
+CHECKPOINT_DIR = "checkpoints"
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / f"step_{step:06d}.pt"
+
+
+def list_checkpoints(run_dir: Path) -> List[Path]:
+    """Checkpoints of a run, oldest first."""
+    return sorted((Path(run_dir) / CHECKPOINT_DIR).glob("step_*.pt"))
+
+
+def capture_rng_state(generator: torch.Generator) -> Dict[str, Any]:
+    state = {
+        "torch": torch.get_rng_state(),
+        "generator": generator.get_state(),
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, state: Dict[str, Any], keep: Optional[int] = None) -> Path:
+    """Write ``state`` atomically; with ``keep``, delete all but the newest ``keep`` siblings."""
+    path = Path(path)
+    write_with(path, lambda handle: torch.save({"format_version": FORMAT_VERSION, **state}, handle))
+    if keep is not None and keep > 0:
+        for old in list_checkpoints(path.parent.parent)[:-keep]:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: Path, map_location: Any = "cpu") -> Dict[str, Any]:
+    return torch.load(path, map_location=map_location, weights_only=False)

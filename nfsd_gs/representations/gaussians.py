@@ -1,0 +1,139 @@
+"""3D Gaussians in gsplat's parameter layout (Kerbl et al. 2023, 3DGS).
+
+Parameters live in one ``torch.nn.ParameterDict`` with gsplat's names and one
+Adam optimizer per key, so gsplat's densification strategies work on them
+unmodified:
+
+=========== ============= =================================================
+key          shape         meaning
+=========== ============= =================================================
+means        [N, 3]        centres, world space (z up)
+scales       [N, 3]        log of the standard deviations along local axes
+quats        [N, 4]        rotations, w x y z (normalized when rendering)
+opacities    [N]           logits of the opacity
+sh0          [N, 1, 3]     degree-0 spherical-harmonic (DC) colour coefficients
+shN          [N, K-1, 3]   higher-order SH coefficients, K = (degree + 1)^2
+=========== ============= =================================================
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Mapping
+
+import torch
+from torch import Tensor
+
+from ..cameras import Cameras
+from ..config import GaussianConfig, RenderConfig
+from ..render import rasterize_gaussians
+from .base import RenderOutput
+
+SPLAT_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
+
+
+class GaussianModel(torch.nn.Module):
+    """A set of N 3D Gaussians and how to render and optimize them."""
+
+    def __init__(self, splats: Mapping[str, Tensor], config: GaussianConfig,
+                 render_config: RenderConfig, scene_extent: float = 1.0):
+        super().__init__()
+        missing = [key for key in SPLAT_KEYS if key not in splats]
+        if missing:
+            raise ValueError(f"splats lack {missing}")
+        self.splats = torch.nn.ParameterDict(
+            {key: torch.nn.Parameter(splats[key].float().contiguous()) for key in SPLAT_KEYS})
+        self.config = config
+        self.render_config = render_config
+        self.scene_extent = scene_extent
+        self.max_sh_degree = sh_degree_of(self.splats["shN"])
+        self.active_sh_degree = 0
+
+    @property
+    def num_gaussians(self) -> int:
+        return self.splats["means"].shape[0]
+
+    def render(self, cameras: Cameras, width: int, height: int,
+               background: Tensor) -> RenderOutput:
+        """Rasterize B cameras (gsplat on CUDA, the reference on CPU) over ``background`` [B, 3]."""
+        s = self.splats
+        sh_coeffs = torch.cat([s["sh0"], s["shN"]], dim=1)  # [N, K, 3]
+        rgb, alpha, depth, info = rasterize_gaussians(
+            means=s["means"],
+            quats=s["quats"],
+            scales=torch.exp(s["scales"]),
+            opacities=torch.sigmoid(s["opacities"]),
+            sh_coeffs=sh_coeffs,
+            sh_degree=self.active_sh_degree,
+            viewmats=cameras.world_to_camera,
+            Ks=cameras.intrinsics(width, height),
+            width=width,
+            height=height,
+            backgrounds=background,
+            near_plane=self.render_config.near_plane,
+            far_plane=self.render_config.far_plane,
+            eps2d=self.render_config.eps2d,
+            backend=self.render_config.backend,
+        )
+        return RenderOutput(rgb=rgb, alpha=alpha, depth=depth, info=info)
+
+    def learning_rates(self) -> Dict[str, float]:
+        c = self.config
+        means_scale = self.scene_extent if c.scale_means_lr_by_extent else 1.0
+        return {
+            "means": c.means_lr * means_scale,
+            "scales": c.scales_lr,
+            "quats": c.quats_lr,
+            "opacities": c.opacities_lr,
+            "sh0": c.sh0_lr,
+            "shN": c.shN_lr,
+        }
+
+    def make_optimizers(self) -> Dict[str, torch.optim.Optimizer]:
+        """One Adam per parameter key (what gsplat's strategies expect)."""
+        return {
+            key: torch.optim.Adam([{"params": [self.splats[key]], "lr": lr, "name": key}],
+                                  eps=1e-15)
+            for key, lr in self.learning_rates().items()
+        }
+
+    def means_learning_rate(self, step: int, total_steps: int) -> float:
+        """Log-linear decay of the position learning rate from its initial to its final value."""
+        c = self.config
+        start = self.learning_rates()["means"]
+        end = c.means_lr_final * (start / c.means_lr) if c.means_lr > 0 else 0.0
+        if start <= 0 or end <= 0:
+            return start
+        progress = min(max(step / max(total_steps, 1), 0.0), 1.0)
+        return math.exp((1 - progress) * math.log(start) + progress * math.log(end))
+
+    def update(self, step: int, total_steps: int,
+               optimizers: Mapping[str, torch.optim.Optimizer]) -> None:
+        """Per-step schedules: position learning rate and the active SH degree."""
+        for group in optimizers["means"].param_groups:
+            group["lr"] = self.means_learning_rate(step, total_steps)
+        interval = max(self.config.sh_degree_interval, 1)
+        self.active_sh_degree = min(step // interval, self.max_sh_degree)
+
+    def state_dict(self, *args, **kwargs) -> Dict[str, Any]:
+        return {
+            "splats": {key: value.detach().clone() for key, value in self.splats.items()},
+            "active_sh_degree": self.active_sh_degree,
+            "scene_extent": self.scene_extent,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> None:
+        """Replace the parameters (N may differ from the current one)."""
+        for key in SPLAT_KEYS:
+            self.splats[key] = torch.nn.Parameter(
+                state["splats"][key].to(self.splats[key].device).float().contiguous())
+        self.active_sh_degree = int(state["active_sh_degree"])
+        self.scene_extent = float(state["scene_extent"])
+        self.max_sh_degree = sh_degree_of(self.splats["shN"])
+
+
+def sh_degree_of(shN: Tensor) -> int:  # [N, K-1, 3] -> degree
+    degree = math.isqrt(shN.shape[1] + 1) - 1
+    if (degree + 1) ** 2 != shN.shape[1] + 1:
+        raise ValueError(f"shN has {shN.shape[1]} coefficients per channel, not (d+1)^2-1")
+    return degree

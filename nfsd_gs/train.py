@@ -1,0 +1,316 @@
+"""Text to 3D: optimize a representation with Noise-Free Score Distillation.
+
+``python -m nfsd_gs.train --prompt "a red cone"`` (``--help`` for the rest).
+
+One training step is the data path of DESIGN.md, in :func:`training_step`:
+
+    cameras.sample(B)            -> Cameras
+    representation.render(...)   -> RenderOutput(rgb [B,H,W,3], alpha, depth, info)
+    prior.encode(rgb)            -> x0 [B,C,h,w]
+    guidance.loss(x0, prompts)   -> loss with d loss / d x0 = w(t)(delta_D + s delta_C) / B
+    loss.backward(); optimizers step; densifier.post_backward(...)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from .background import fixed_backgrounds, sample_backgrounds
+from .cameras import OrbitSampler, view_prompts
+from .checkpoint import (capture_rng_state, checkpoint_path, list_checkpoints, load_checkpoint,
+                         restore_rng_state, save_checkpoint)
+from .config import Config, config_from_dict, config_to_dict, config_to_yaml, load_config
+from .densify import Densifier
+from .errors import NfsdError
+from .guidance import ScoreDistillation
+from .guidance.prior import DiffusionPrior
+from .representations import Representation, build_representation
+from .utils.io import append_line, create_run_dir, slugify, write_text, write_with
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise NfsdError(f"device '{name}' requested but CUDA is not available")
+    return device
+
+
+@dataclass
+class Run:
+    """The components of one optimization; :func:`train` drives them."""
+
+    config: Config
+    device: torch.device
+    prior: DiffusionPrior
+    guidance: ScoreDistillation
+    model: Representation
+    optimizers: Dict[str, torch.optim.Optimizer]
+    densifier: Optional[Densifier]
+    sampler: OrbitSampler
+    generator: torch.Generator  # CPU: cameras and backgrounds
+    step: int = 0
+
+
+def build_run(config: Config, device: Optional[torch.device] = None,
+              prior: Optional[DiffusionPrior] = None) -> Run:
+    """Load the prior, check the prompt, initialise the representation; no files are written."""
+    device = device or resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    prior = prior or DiffusionPrior.load(config.prior, device)
+    guidance = ScoreDistillation(prior, config.guidance, config.steps)
+    guidance.prepare(config.prompt)
+    model = build_representation(config, device)
+    optimizers = model.make_optimizers()
+    densifier = None
+    if config.representation == "gaussians":
+        densifier = Densifier(config.densify, model.splats, optimizers,
+                              scene_scale=model.scene_extent)
+    generator = torch.Generator().manual_seed(config.seed)
+    return Run(config, device, prior, guidance, model, optimizers, densifier,
+               OrbitSampler(config.camera), generator)
+
+
+def training_step(run: Run, step: int) -> Dict[str, Tensor]:
+    """One NFSD (or SDS) step on a batch of random views; returns tensor stats (no host sync)."""
+    c = run.config
+    cameras = run.sampler.sample(generator=run.generator).to(run.device)
+    background = sample_backgrounds(c.background, len(cameras), run.generator).to(run.device)
+    prompts = (view_prompts(c.prompt, cameras, c.camera) if c.guidance.view_dependent_prompt
+               else [c.prompt] * len(cameras))
+
+    run.model.update(step, c.steps, run.optimizers)
+    out = run.model.render(cameras, c.camera.resolution, c.camera.resolution, background)
+    x0 = run.prior.encode(out.rgb)  # [B, C, h, w]
+    loss, stats = run.guidance.loss(x0, prompts, step)
+
+    if run.densifier is not None:
+        run.densifier.pre_backward(step, out.info)
+    loss.backward()
+    for optimizer in run.optimizers.values():
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    # gsplat's order: refine after the optimizer step (the 2D gradients stay on info).
+    if run.densifier is not None:
+        run.densifier.post_backward(step, out.info)
+    return {"loss": loss.detach(), **stats}
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def num_primitives(model: Representation) -> int:
+    return int(getattr(model, "num_gaussians", 0))
+
+
+@torch.no_grad()
+def render_views(run: Run, count: int, resolution: int) -> Tensor:  # [V, H, W, 3]
+    cameras = run.sampler.fixed_views(count).to(run.device)
+    background = fixed_backgrounds(run.config.background, len(cameras)).to(run.device)
+    return run.model.render(cameras, resolution, resolution, background).rgb.clamp(0, 1)
+
+
+def save_image_grid(path: Path, images: Tensor) -> None:  # images [V, H, W, 3] in [0, 1]
+    from PIL import Image
+
+    row = torch.cat(list(images), dim=1)  # [H, V*W, 3]
+    array = (row.cpu().numpy() * 255).round().astype("uint8")
+    write_with(path, lambda handle: Image.fromarray(array).save(handle, format="PNG"))
+
+
+def save_snapshot(run: Run, run_dir: Path, step: int) -> None:
+    resolution = min(run.config.camera.resolution, 256)
+    images = render_views(run, run.config.camera.eval_views, resolution)
+    save_image_grid(run_dir / "snapshots" / f"step_{step:06d}.png", images)
+
+
+def export_result(run: Run, run_dir: Path) -> Path:
+    """``model.ply`` for Gaussians (the NeRF backend exports its own artefacts)."""
+    exporter = getattr(run.model, "export", None)
+    if exporter is not None:
+        return exporter(run_dir)
+    from .export.ply import save_ply
+
+    path = run_dir / "model.ply"
+    save_ply(path, {k: v.detach() for k, v in run.model.splats.items()})
+    return path
+
+
+def run_state(run: Run, step: int) -> dict:
+    return {
+        "step": step,
+        "config": config_to_dict(run.config),
+        "representation": run.config.representation,
+        "model": run.model.state_dict(),
+        "optimizers": {k: o.state_dict() for k, o in run.optimizers.items()},
+        "densifier": run.densifier.state_dict() if run.densifier else None,
+        "rng": capture_rng_state(run.generator),
+    }
+
+
+def write_checkpoint(run: Run, run_dir: Path, step: int) -> Path:
+    return save_checkpoint(checkpoint_path(run_dir, step), run_state(run, step),
+                           keep=run.config.output.keep_checkpoints)
+
+
+def restore_run(run: Run, state: dict) -> None:
+    """Load a checkpoint into freshly built components (N may differ from the init's)."""
+    run.model.load_state_dict(state["model"])
+    run.optimizers = run.model.make_optimizers()
+    for key, optimizer in run.optimizers.items():
+        optimizer.load_state_dict(state["optimizers"][key])
+    if run.densifier is not None:
+        run.densifier = Densifier(run.config.densify, run.model.splats, run.optimizers,
+                                  scene_scale=run.model.scene_extent)
+        run.densifier.load_state_dict(state["densifier"])
+    restore_rng_state(state["rng"], run.generator)
+    run.step = int(state["step"])
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; the loop saves and stops."""
+
+
+def _raise_interrupted(signum, frame):  # noqa: ARG001
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def train(run: Run, run_dir: Path, progress: bool = True) -> Path:
+    """Optimize from ``run.step`` to ``config.steps``; returns the exported model's path."""
+    from tqdm import tqdm
+
+    c = run.config
+    metrics_path = run_dir / "metrics.jsonl"
+    bar = tqdm(total=c.steps, initial=run.step, disable=not progress, dynamic_ncols=True,
+               desc="nfsd", unit="step")
+    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupted)
+    last_log_time, last_log_step, start_time = time.perf_counter(), run.step, time.perf_counter()
+    step = run.step
+    try:
+        for step in range(run.step, c.steps):
+            stats = training_step(run, step)
+            run.step = step + 1
+            bar.update(1)
+            if run.step % c.output.log_every == 0 or run.step == c.steps:
+                now = time.perf_counter()
+                record = log_record(run, stats, (run.step - last_log_step) / (now - last_log_time),
+                                    now - start_time)
+                append_line(metrics_path, json.dumps(record))
+                bar.set_postfix(loss=f"{record['loss']:.4g}", n=record["num_gaussians"],
+                                it_s=f"{record['it_per_s']:.2f}")
+                last_log_time, last_log_step = now, run.step
+            if run.step % c.output.snapshot_every == 0 or run.step == c.steps:
+                save_snapshot(run, run_dir, run.step)
+            if run.step % c.output.checkpoint_every == 0 and run.step < c.steps:
+                write_checkpoint(run, run_dir, run.step)
+    except (KeyboardInterrupt, Interrupted) as stop:
+        bar.close()
+        checkpoint = write_checkpoint(run, run_dir, run.step)
+        model_path = export_result(run, run_dir)
+        reason = "interrupted" if isinstance(stop, KeyboardInterrupt) else str(stop)
+        raise NfsdError(f"{reason} at step {run.step}: saved {checkpoint} and {model_path}; "
+                        f"continue with --resume {run_dir}") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+        bar.close()
+    write_checkpoint(run, run_dir, run.step)
+    return export_result(run, run_dir)
+
+
+def log_record(run: Run, stats: Dict[str, Tensor], it_per_s: float, elapsed: float) -> dict:
+    scalars = {k: float(v.float().mean()) for k, v in stats.items() if v.numel() > 0}
+    return {
+        "step": run.step,
+        **scalars,
+        "num_gaussians": num_primitives(run.model),
+        "it_per_s": it_per_s,
+        "elapsed_s": elapsed,
+        "lr_means": run.optimizers[next(iter(run.optimizers))].param_groups[0]["lr"],
+    }
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m nfsd_gs.train",
+        description="Optimize 3D Gaussians (or a NeRF) so every view matches a text prompt, "
+                    "with Noise-Free Score Distillation.",
+        epilog="Overrides are dotted config keys, e.g. guidance.cfg_scale=7.5 steps=600 "
+               "camera.batch_size=4 prior.model=/path/to/sd21-base. Presets live in configs/.",
+    )
+    parser.add_argument("--config", "-c", default=None,
+                        help="preset name or YAML path (default: configs/default.yaml)")
+    parser.add_argument("--prompt", "-p", default=None, help="the text prompt")
+    parser.add_argument("--resume", default=None, metavar="RUN_DIR",
+                        help="continue a run from its last checkpoint")
+    parser.add_argument("--output-root", default=None, help="folder for run folders (output.root)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="dotted config overrides")
+    return parser.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    overrides: List[str] = list(args.overrides)
+    if args.prompt is not None:
+        overrides.append(f"prompt={json.dumps(args.prompt)}")
+    if args.output_root is not None:
+        overrides.append(f"output.root={json.dumps(args.output_root)}")
+    return load_config(args.config or "default", overrides)
+
+
+def start_run(config: Config) -> tuple[Run, Path]:
+    """Build everything first, then create the run folder: a failure leaves no folder behind."""
+    run = build_run(config)
+    run_dir = create_run_dir(config.output.root, config.output.name or slugify(config.prompt))
+    write_text(run_dir / "config.yaml", config_to_yaml(config))
+    return run, run_dir
+
+
+def resume_run(run_dir: Path, overrides: Sequence[str]) -> tuple[Run, Path]:
+    checkpoints = list_checkpoints(run_dir)
+    if not checkpoints:
+        raise NfsdError(f"no checkpoint in '{run_dir}/checkpoints' to resume from")
+    state = load_checkpoint(checkpoints[-1])
+    config = config_from_dict(state["config"])
+    if overrides:
+        raise NfsdError("--resume continues the saved config; overrides are not allowed")
+    run = build_run(config)
+    restore_run(run, state)
+    return run, run_dir
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.resume:
+            run, run_dir = resume_run(Path(args.resume), args.overrides)
+        else:
+            run, run_dir = start_run(config_from_args(args))
+        print(f"run folder: {run_dir}", file=sys.stderr)
+        model_path = train(run, run_dir, progress=not args.no_progress)
+    except NfsdError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {model_path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
