@@ -261,12 +261,25 @@ def load_config(
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ConfigError(f"override '{bad[0]}' is not of the form key=value")
-        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+        merged = _merge_overrides(merged, overrides)
         config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         raise ConfigError(_describe(err)) from None
     validate(config)
     return config
+
+
+def _merge_overrides(merged: Any, overrides: Sequence[str]) -> Any:
+    """Merge ``key=value`` overrides one by one, so an error names its override."""
+    for override in overrides:
+        try:
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([override]))
+        except OmegaConfBaseException as err:
+            if getattr(err, "full_key", None):
+                raise
+            key = override.split("=", 1)[0]
+            raise ConfigError(f"config key '{key}': {str(err).splitlines()[0]}") from None
+    return merged
 
 
 def _preset_chain(path: Path, seen: Tuple[Path, ...] = ()) -> List[Any]:
@@ -325,7 +338,7 @@ def validate(config: Config) -> None:
     _check(0.0 <= g.t_min < g.t_max <= 1.0, "guidance.t_min", [g.t_min, g.t_max],
            "must satisfy 0 <= t_min < t_max <= 1")
     _check(g.t_min <= g.t_max_end <= g.t_max, "guidance.t_max_end", g.t_max_end,
-           "must lie in [t_min, t_max]")
+           f"must lie in [guidance.t_min, guidance.t_max] = [{g.t_min}, {g.t_max}]")
     _check(0.0 <= g.t_anneal_start <= g.t_anneal_end <= 1.0, "guidance.t_anneal_start",
            [g.t_anneal_start, g.t_anneal_end], "must satisfy 0 <= start <= end <= 1")
     _check(g.grad_clip is None or g.grad_clip > 0, "guidance.grad_clip", g.grad_clip,

@@ -1,0 +1,91 @@
+"""The config schema, presets and overrides."""
+
+import pytest
+
+from nfsd_gs.config import (CONFIG_DIR, Config, config_from_dict, config_to_dict, load_config)
+from nfsd_gs.errors import ConfigError
+from gsplat.strategy import DefaultStrategy
+
+PRESETS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_loads(preset):
+    assert isinstance(load_config(preset), Config)
+
+
+def test_presets_say_what_the_issue_asks():
+    nfsd = load_config("nfsd_gs")
+    assert nfsd.guidance.method == "nfsd" and nfsd.guidance.cfg_scale == 7.5
+    assert "stable-diffusion-2-1-base" in nfsd.prior.model
+    sds = load_config("sds_gs")
+    assert sds.guidance.method == "sds" and sds.guidance.cfg_scale == 100.0
+    assert sds.prior.model == nfsd.prior.model  # the same setup otherwise
+    assert load_config("tiny_test").prior.model.startswith("random:")
+
+
+def test_dotted_overrides_are_typed():
+    config = load_config("tiny_test", ["guidance.cfg_scale=12", "camera.batch_size=3",
+                                       "densify.default.refine_every=7", "prompt=a red cube"])
+    assert config.guidance.cfg_scale == 12.0 and isinstance(config.guidance.cfg_scale, float)
+    assert config.camera.batch_size == 3
+    assert config.prompt == "a red cube"
+    # gsplat's own strategy dataclass, its own field names
+    assert isinstance(config.densify.default, DefaultStrategy)
+    assert config.densify.default.refine_every == 7
+
+
+@pytest.mark.parametrize("override, key", [
+    ("guidance.cfg_scal=7.5", "guidance.cfg_scal"),
+    ("nonsense=1", "nonsense"),
+    ("densify.default.grow_grad=0.1", "densify.default.grow_grad"),
+])
+def test_unknown_key_is_named(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config("tiny_test", [override])
+
+
+@pytest.mark.parametrize("override, key", [
+    ("steps=many", "steps"),
+    ("camera.batch_size=2.5", "camera.batch_size"),
+    ("guidance.method=magic", "guidance.method"),
+    ("camera.radius_range=[1,2,3]", "camera.radius_range"),
+])
+def test_wrong_type_is_named(override, key):
+    with pytest.raises(ConfigError) as err:
+        load_config("tiny_test", [override])
+    assert key in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("guidance.t_min=0.9", "guidance.t_min"),
+    ("camera.batch_size=0", "camera.batch_size"),
+    ("camera.elevation_range=[10,-10]", "camera.elevation_range"),
+    ("gaussians.sh_degree=4", "gaussians.sh_degree"),
+])
+def test_invalid_values_are_named(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config("tiny_test", [override])
+
+
+def test_missing_preset_lists_presets():
+    with pytest.raises(ConfigError, match="nfsd_gs"):
+        load_config("no_such_preset")
+
+
+def test_override_without_equals():
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config("tiny_test", ["steps"])
+
+
+def test_yaml_syntax_error_names_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: [1, 2\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(bad)
+
+
+def test_resolved_config_round_trips():
+    config = load_config("sds_gs", ["prompt=a cat"])
+    assert config_from_dict(config_to_dict(config)) == config
