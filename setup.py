@@ -10,9 +10,13 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["nfsd_gs", "nfsd_gs.*"]),
+    # The browser preview lives in the top-level viewer/ folder (the layout of
+    # DESIGN.md) and is installed as the subpackage nfsd_gs.viewer.
+    packages=find_packages(include=["nfsd_gs", "nfsd_gs.*"]) + ["nfsd_gs.viewer"],
+    package_dir={"nfsd_gs.viewer": "viewer"},
     include_package_data=True,
-    package_data={"nfsd_gs": ["assets/**/*"]},
+    package_data={"nfsd_gs": ["assets/**/*"],
+                  "nfsd_gs.viewer": ["web/*.html", "web/package.json", "web/package-lock.json"]},
     install_requires=[
         "torch>=2.4",
         "gsplat>=1.5.3",
@@ -30,9 +34,13 @@ setup(
         "imageio>=2.30",
         "imageio-ffmpeg",
         "trimesh>=4.0",
+        "viser>=1.1,<2",  # --viewer and nfsd_gs.view; imported only when used
     ],
     extras_require={
-        "dev": ["pytest>=7", "hypothesis>=6"],
+        # playwright drives the system's Chromium (never `playwright install`).
+        "dev": ["pytest>=7", "hypothesis>=6", "playwright>=1.40"],
     },
-    entry_points={"console_scripts": ["nfsd-gs-train=nfsd_gs.train:main"]},
+    entry_points={"console_scripts": ["nfsd-gs-train=nfsd_gs.train:main",
+                                      "nfsd-gs-view=nfsd_gs.view:main",
+                                      "nfsd-gs-render=nfsd_gs.render.__main__:main"]},
 )

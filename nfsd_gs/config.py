@@ -208,6 +208,30 @@ class OutputConfig:
     keep_checkpoints: int = 2
     turntable: bool = True
     turntable_frames: int = 60
+    #: Turntable frame size in pixels (square, even); the CPU reference
+    #: rasterizer takes about a second per frame at 256.
+    turntable_resolution: int = 256
+    #: Turntable camera elevation in degrees; null: ``camera.eval_elevation``.
+    turntable_elevation: Optional[float] = None
+    turntable_fps: int = 30
+    #: Also write ``turntable.gif`` next to ``turntable.mp4``.
+    turntable_gif: bool = False
+
+
+@dataclass
+class ViewerConfig:
+    """The live browser view of ``--viewer`` (see viewer/)."""
+
+    #: 127.0.0.1: this machine only; 0.0.0.0 to reach it from the network.
+    host: str = "127.0.0.1"
+    #: Taken if free, else the next free port above it (the URL printed says which).
+    port: int = 8080
+    #: Send the Gaussians to the browser at most this often (seconds) ...
+    update_interval_s: float = 1.0
+    #: ... and at most once every this many steps.
+    update_every_steps: int = 1
+    #: Refresh step, loss, Gaussian count and it/s at most this often (seconds).
+    stats_interval_s: float = 0.5
 
 
 @dataclass
@@ -228,6 +252,7 @@ class Config:
     densify: DensifyConfig = field(default_factory=DensifyConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    viewer: ViewerConfig = field(default_factory=ViewerConfig)
 
 
 def _describe(err: OmegaConfBaseException) -> str:

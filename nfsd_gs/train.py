@@ -189,11 +189,15 @@ def _raise_interrupted(signum, frame):  # noqa: ARG001
     raise Interrupted(signal.Signals(signum).name)
 
 
-def train(run: Run, run_dir: Path, progress: bool = True) -> Path:
-    """Optimize from ``run.step`` to ``config.steps``; returns the exported model's path."""
+def train(run: Run, run_dir: Path, progress: bool = True, viewer=None) -> Path:
+    """Optimize from ``run.step`` to ``config.steps``; returns the exported model's path.
+
+    ``viewer``: a ``nfsd_gs.viewer.training.TrainingViewer`` (``--viewer``) or None.
+    """
     from tqdm import tqdm
 
     c = run.config
+    check_turntable_config(c)
     metrics_path = run_dir / "metrics.jsonl"
     bar = tqdm(total=c.steps, initial=run.step, disable=not progress, dynamic_ncols=True,
                desc="nfsd", unit="step")
@@ -205,6 +209,8 @@ def train(run: Run, run_dir: Path, progress: bool = True) -> Path:
             stats = training_step(run, step)
             run.step = step + 1
             bar.update(1)
+            if viewer is not None:  # cheap unless an update is due; blocks while paused
+                viewer.after_step(run.step, getattr(run.model, "splats", None), stats)
             if run.step % c.output.log_every == 0 or run.step == c.steps:
                 now = time.perf_counter()
                 record = log_record(run, stats, (run.step - last_log_step) / (now - last_log_time),
@@ -228,7 +234,10 @@ def train(run: Run, run_dir: Path, progress: bool = True) -> Path:
         signal.signal(signal.SIGTERM, previous_handler)
         bar.close()
     write_checkpoint(run, run_dir, run.step)
-    return export_result(run, run_dir)
+    model_path = export_result(run, run_dir)
+    if c.output.turntable:
+        write_turntable(run, run_dir)
+    return model_path
 
 
 def log_record(run: Run, stats: Dict[str, Tensor], it_per_s: float, elapsed: float) -> dict:
@@ -241,6 +250,39 @@ def log_record(run: Run, stats: Dict[str, Tensor], it_per_s: float, elapsed: flo
         "elapsed_s": elapsed,
         "lr_means": run.optimizers[next(iter(run.optimizers))].param_groups[0]["lr"],
     }
+
+
+# --------------------------------------------------------------------------- viewer, turntable
+# The browser preview lives in viewer/ (installed as nfsd_gs.viewer) and the
+# video in export/video.py; these three functions are all the loop knows of them.
+
+
+def open_viewer(run: Run, run_dir: Path, host: Optional[str] = None,
+                port: Optional[int] = None):
+    """``--viewer``: start the browser preview (viser is imported only here)."""
+    from dataclasses import replace
+
+    from .viewer.training import TrainingViewer
+
+    config = replace(run.config.viewer, host=host or run.config.viewer.host,
+                     port=run.config.viewer.port if port is None else port)
+    viewer = TrainingViewer(config, run.config.camera, run_dir, run.config.steps, run.step)
+    print(f"viewer: {viewer.url}", file=sys.stderr, flush=True)
+    return viewer
+
+
+def check_turntable_config(config: Config) -> None:
+    if config.output.turntable:
+        from .export.video import check_output_config
+
+        check_output_config(config.output)
+
+
+def write_turntable(run: Run, run_dir: Path) -> List[Path]:
+    """``turntable.mp4`` (and ``.gif`` if asked) next to the model, with the run's renderer."""
+    from .export.video import write_turntable as render_and_write
+
+    return render_and_write(run.model, run.config, run_dir / "turntable.mp4", run.device)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -261,6 +303,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="continue a run from its last checkpoint")
     parser.add_argument("--output-root", default=None, help="folder for run folders (output.root)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--viewer", action="store_true",
+                        help="show the Gaussians in the browser while they train (prints a URL)")
+    parser.add_argument("--viewer-host", default=None,
+                        help="viewer address (viewer.host, default 127.0.0.1: this machine only)")
+    parser.add_argument("--viewer-port", type=int, default=None,
+                        help="viewer port (viewer.port, default 8080; the next free one if taken)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="dotted config overrides")
     return parser.parse_args(argv)
@@ -304,7 +352,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             run, run_dir = start_run(config_from_args(args))
         print(f"run folder: {run_dir}", file=sys.stderr)
-        model_path = train(run, run_dir, progress=not args.no_progress)
+        viewer = open_viewer(run, run_dir, args.viewer_host, args.viewer_port) if args.viewer else None
+        try:
+            model_path = train(run, run_dir, progress=not args.no_progress, viewer=viewer)
+        finally:
+            if viewer is not None:
+                viewer.close()
     except NfsdError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

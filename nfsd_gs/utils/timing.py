@@ -1,0 +1,64 @@
+"""Per-phase timing of the training step, for the benchmark.
+
+The training step marks its phases with ``with timer.phase("render"):``.  The
+default :data:`NO_TIMER` does nothing (no events, no synchronisation), so the
+real loop pays nothing; :class:`PhaseTimer` records CUDA events (or host
+clocks on the CPU) and is read once, after a synchronisation, at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import defaultdict
+from typing import Dict, Iterator, List, Tuple
+
+import torch
+
+
+class NullTimer:
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:  # noqa: ARG002
+        yield
+
+
+NO_TIMER = NullTimer()
+
+
+class PhaseTimer:
+    """Accumulates milliseconds per phase name over many steps."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = torch.device(device).type == "cuda"
+        self._pending: List[Tuple[str, object, object]] = []
+        self.totals_ms: Dict[str, float] = defaultdict(float)
+        self.counts: Dict[str, int] = defaultdict(int)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            yield
+            end.record()
+            self._pending.append((name, start, end))
+        else:
+            start = time.perf_counter()
+            yield
+            self.totals_ms[name] += (time.perf_counter() - start) * 1e3
+            self.counts[name] += 1
+
+    def collect(self) -> Dict[str, float]:
+        """Mean milliseconds per occurrence of each phase (synchronises CUDA once)."""
+        if self._pending:
+            torch.cuda.synchronize()
+            for name, start, end in self._pending:
+                self.totals_ms[name] += start.elapsed_time(end)
+                self.counts[name] += 1
+            self._pending.clear()
+        return {name: self.totals_ms[name] / self.counts[name] for name in self.totals_ms}
+
+    def reset(self) -> None:
+        self._pending.clear()
+        self.totals_ms.clear()
+        self.counts.clear()

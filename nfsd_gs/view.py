@@ -1,0 +1,60 @@
+"""Open a 3D Gaussian ``.ply`` in the browser viewer.
+
+``python -m nfsd_gs.view outputs/a_red_cone/model.ply`` prints a URL and serves
+until Ctrl+C.  Any ``.ply`` in the INRIA 3DGS layout opens: ours or one written
+by another tool (``--up -y`` for scenes captured in OpenCV axes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .errors import NfsdError
+
+UP_AXES = ("+z", "-z", "+y", "-y", "+x", "-x")
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m nfsd_gs.view",
+                                     description="Show a 3D Gaussian .ply in the browser (viser).")
+    parser.add_argument("ply", type=Path, help="a .ply in the INRIA 3DGS layout")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8080,
+                        help="port (default 8080; the next free one if taken)")
+    parser.add_argument("--up", choices=UP_AXES, default="+z", help="the scene's up axis")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="stop after this long instead of waiting for Ctrl+C")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    if not args.ply.is_file():
+        print(f"error: no file '{args.ply}'", file=sys.stderr)
+        return 2
+    try:
+        from .viewer.ply_view import serve_ply
+
+        scene = serve_ply(args.ply, args.host, args.port, args.up)
+    except NfsdError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"viewer: {scene.url}  ({args.ply}; Ctrl+C to stop)", file=sys.stderr, flush=True)
+    try:
+        deadline = None if args.seconds is None else time.monotonic() + args.seconds
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        scene.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

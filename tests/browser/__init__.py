@@ -1,0 +1,1 @@
+"""Browser tests (headless Chromium) and the small scenes the viewer tests share."""
