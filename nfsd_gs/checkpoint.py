@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+import warnings
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
+from .errors import NfsdError
 from .utils.io import write_with
 
 FORMAT_VERSION = 1
@@ -62,4 +64,33 @@ def save_checkpoint(path: Path, state: Dict[str, Any], keep: Optional[int] = Non
 
 
 def load_checkpoint(path: Path, map_location: Any = "cpu") -> Dict[str, Any]:
-    return torch.load(path, map_location=map_location, weights_only=False)
+    """The state saved at ``path``; an unreadable or foreign file is a :class:`NfsdError`."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # noqa: BLE001 -- pickle/zip errors have no common base
+        raise NfsdError(f"checkpoint '{path}' cannot be read ({type(err).__name__}: "
+                        f"{str(err).splitlines()[0][:120] if str(err) else 'corrupt'})") from None
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        raise NfsdError(f"'{path}' is not an nfsd_gs checkpoint (format {FORMAT_VERSION})")
+    return state
+
+
+def load_latest_checkpoint(run_dir: Path) -> Tuple[Path, Dict[str, Any]]:
+    """The newest readable checkpoint of a run (an unreadable newest one falls back to
+    the one before, with a warning); :class:`NfsdError` if there is none."""
+    candidates = list_checkpoints(run_dir)
+    if not Path(run_dir).is_dir():
+        raise NfsdError(f"--resume: '{run_dir}' is not a run folder")
+    if not candidates:
+        raise NfsdError(f"no checkpoint in '{Path(run_dir) / CHECKPOINT_DIR}' to resume from")
+    errors = []
+    for path in reversed(candidates):
+        try:
+            state = load_checkpoint(path)
+        except NfsdError as err:
+            errors.append(str(err))
+            continue
+        for message in errors:
+            warnings.warn(f"{message}; using the earlier {path.name}", stacklevel=2)
+        return path, state
+    raise NfsdError(errors[0])

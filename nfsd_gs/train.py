@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import time
@@ -27,14 +28,15 @@ from torch import Tensor
 
 from .background import fixed_backgrounds, sample_backgrounds
 from .cameras import OrbitSampler, view_prompts
-from .checkpoint import (capture_rng_state, checkpoint_path, list_checkpoints, load_checkpoint,
+from .checkpoint import (capture_rng_state, checkpoint_path, load_latest_checkpoint,
                          restore_rng_state, save_checkpoint)
 from .config import Config, config_from_dict, config_to_dict, config_to_yaml, load_config
 from .densify import Densifier
-from .errors import NfsdError
+from .errors import NfsdError, TrainingDiverged
 from .guidance import ScoreDistillation
 from .guidance.prior import DiffusionPrior
 from .representations import Representation, build_representation
+from .utils.timing import NO_TIMER
 from .utils.io import append_line, create_run_dir, slugify, write_text, write_with
 
 
@@ -61,6 +63,8 @@ class Run:
     sampler: OrbitSampler
     generator: torch.Generator  # CPU: cameras and backgrounds
     step: int = 0
+    nonfinite_in_row: int = 0
+    nonfinite_total: int = 0
 
 
 def build_run(config: Config, device: Optional[torch.device] = None,
@@ -82,8 +86,12 @@ def build_run(config: Config, device: Optional[torch.device] = None,
                OrbitSampler(config.camera), generator)
 
 
-def training_step(run: Run, step: int) -> Dict[str, Tensor]:
-    """One NFSD (or SDS) step on a batch of random views; returns tensor stats (no host sync)."""
+def training_step(run: Run, step: int, timer=NO_TIMER) -> Dict[str, Tensor]:
+    """One NFSD (or SDS) step on a batch of random views; returns tensor stats.
+
+    A step whose loss or gradients are not finite changes nothing (see
+    :func:`first_nonfinite`); its stats carry ``nonfinite`` = 1.
+    """
     c = run.config
     cameras = run.sampler.sample(generator=run.generator).to(run.device)
     background = sample_backgrounds(c.background, len(cameras), run.generator).to(run.device)
@@ -91,20 +99,46 @@ def training_step(run: Run, step: int) -> Dict[str, Tensor]:
                else [c.prompt] * len(cameras))
 
     run.model.update(step, c.steps, run.optimizers)
-    out = run.model.render(cameras, c.camera.resolution, c.camera.resolution, background)
-    x0 = run.prior.encode(out.rgb)  # [B, C, h, w]
-    loss, stats = run.guidance.loss(x0, prompts, step)
+    with timer.phase("render"):
+        out = run.model.render(cameras, c.camera.resolution, c.camera.resolution, background)
+    with timer.phase("encode"):
+        x0 = run.prior.encode(out.rgb)  # [B, C, h, w]
+    loss, stats = run.guidance.loss(x0, prompts, step, timer)
 
     if run.densifier is not None:
         run.densifier.pre_backward(step, out.info)
-    loss.backward()
-    for optimizer in run.optimizers.values():
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    with timer.phase("backward"):
+        loss.backward()
+    bad_group = first_nonfinite(loss, run.optimizers)  # one host sync per step
+    if bad_group is not None:
+        for optimizer in run.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        return {"loss": loss.detach(), **stats, "nonfinite": torch.ones(()),
+                "bad_group": bad_group}
+    with timer.phase("optimizer"):
+        for optimizer in run.optimizers.values():
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
     # gsplat's order: refine after the optimizer step (the 2D gradients stay on info).
     if run.densifier is not None:
-        run.densifier.post_backward(step, out.info)
+        with timer.phase("densify"):
+            run.densifier.post_backward(step, out.info)
     return {"loss": loss.detach(), **stats}
+
+
+def first_nonfinite(loss: Tensor, optimizers: Dict[str, torch.optim.Optimizer]) -> Optional[str]:
+    """Name of the first parameter group with a non-finite gradient ("loss" if the loss
+    itself is not finite), or None when everything is finite."""
+    checks = {"loss": torch.isfinite(loss).all()}
+    for name, optimizer in optimizers.items():
+        for group in optimizer.param_groups:
+            grads = [p.grad for p in group["params"] if p.grad is not None]
+            if grads:
+                checks[name] = torch.stack([torch.isfinite(g).all() for g in grads]).all()
+    finite = torch.stack(list(checks.values())).cpu()  # the sync
+    if bool(finite.all()):
+        return None
+    return list(checks)[int((~finite).nonzero()[0])]
 
 
 # --------------------------------------------------------------------------- outputs
@@ -156,6 +190,7 @@ def run_state(run: Run, step: int) -> dict:
         "optimizers": {k: o.state_dict() for k, o in run.optimizers.items()},
         "densifier": run.densifier.state_dict() if run.densifier else None,
         "rng": capture_rng_state(run.generator),
+        "nonfinite_total": run.nonfinite_total,
     }
 
 
@@ -176,23 +211,45 @@ def restore_run(run: Run, state: dict) -> None:
         run.densifier.load_state_dict(state["densifier"])
     restore_rng_state(state["rng"], run.generator)
     run.step = int(state["step"])
+    run.nonfinite_total = int(state.get("nonfinite_total", 0))
 
 
 # --------------------------------------------------------------------------- the loop
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived; the loop saves and stops."""
+class StopSignals:
+    """SIGINT / SIGTERM become a stop request honoured between two steps, so the saved
+    state is always that of a whole step; a second signal aborts at once."""
 
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-def _raise_interrupted(signum, frame):  # noqa: ARG001
-    raise Interrupted(signal.Signals(signum).name)
+    def __init__(self):
+        self.received: Optional[str] = None
+        self._previous: Dict[int, object] = {}
+
+    def _handle(self, signum, frame):  # noqa: ARG002
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+
+    def __enter__(self) -> "StopSignals":
+        try:
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        except ValueError:  # not the main thread: signals stay as they are
+            self._previous = {}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 def train(run: Run, run_dir: Path, progress: bool = True, viewer=None) -> Path:
     """Optimize from ``run.step`` to ``config.steps``; returns the exported model's path.
 
     ``viewer``: a ``nfsd_gs.viewer.training.TrainingViewer`` (``--viewer``) or None.
+    On SIGINT/SIGTERM the current step finishes, a checkpoint and ``model.ply`` are
+    written and :class:`NfsdError` says where (exit status 2 from the CLI).
     """
     from tqdm import tqdm
 
@@ -201,12 +258,11 @@ def train(run: Run, run_dir: Path, progress: bool = True, viewer=None) -> Path:
     metrics_path = run_dir / "metrics.jsonl"
     bar = tqdm(total=c.steps, initial=run.step, disable=not progress, dynamic_ncols=True,
                desc="nfsd", unit="step")
-    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupted)
     last_log_time, last_log_step, start_time = time.perf_counter(), run.step, time.perf_counter()
-    step = run.step
-    try:
+    with StopSignals() as signals, bar:
         for step in range(run.step, c.steps):
             stats = training_step(run, step)
+            check_finite(run, step, stats)
             run.step = step + 1
             bar.update(1)
             if viewer is not None:  # cheap unless an update is due; blocks while paused
@@ -221,18 +277,14 @@ def train(run: Run, run_dir: Path, progress: bool = True, viewer=None) -> Path:
                 last_log_time, last_log_step = now, run.step
             if run.step % c.output.snapshot_every == 0 or run.step == c.steps:
                 save_snapshot(run, run_dir, run.step)
+            if signals.received is not None and run.step < c.steps:
+                bar.close()
+                checkpoint = write_checkpoint(run, run_dir, run.step)
+                model_path = export_result(run, run_dir)
+                raise NfsdError(f"{signals.received} at step {run.step}: saved {checkpoint} and "
+                                f"{model_path}; continue with --resume {run_dir}")
             if run.step % c.output.checkpoint_every == 0 and run.step < c.steps:
                 write_checkpoint(run, run_dir, run.step)
-    except (KeyboardInterrupt, Interrupted) as stop:
-        bar.close()
-        checkpoint = write_checkpoint(run, run_dir, run.step)
-        model_path = export_result(run, run_dir)
-        reason = "interrupted" if isinstance(stop, KeyboardInterrupt) else str(stop)
-        raise NfsdError(f"{reason} at step {run.step}: saved {checkpoint} and {model_path}; "
-                        f"continue with --resume {run_dir}") from None
-    finally:
-        signal.signal(signal.SIGTERM, previous_handler)
-        bar.close()
     write_checkpoint(run, run_dir, run.step)
     model_path = export_result(run, run_dir)
     if c.output.turntable:
@@ -240,12 +292,29 @@ def train(run: Run, run_dir: Path, progress: bool = True, viewer=None) -> Path:
     return model_path
 
 
+def check_finite(run: Run, step: int, stats: Dict[str, Tensor]) -> None:
+    """Count skipped non-finite steps; too many in a row stop the run (TrainingDiverged)."""
+    if "nonfinite" not in stats:
+        run.nonfinite_in_row = 0
+        return
+    run.nonfinite_in_row += 1
+    run.nonfinite_total += 1
+    bad_group = stats.pop("bad_group")
+    if run.nonfinite_in_row >= run.config.max_nonfinite_steps:
+        raise TrainingDiverged(
+            f"{run.nonfinite_in_row} non-finite steps in a row, the last at step {step} "
+            f"(timestep t={int(stats['t'])}, parameter group '{bad_group}'); stopped, the "
+            f"last good checkpoint is kept (lower the learning rates or set guidance.grad_clip)")
+
+
 def log_record(run: Run, stats: Dict[str, Tensor], it_per_s: float, elapsed: float) -> dict:
     scalars = {k: float(v.float().mean()) for k, v in stats.items() if v.numel() > 0}
+    scalars = {k: (v if math.isfinite(v) else None) for k, v in scalars.items()}  # strict JSON
     return {
         "step": run.step,
         **scalars,
         "num_gaussians": num_primitives(run.model),
+        "nonfinite_steps": run.nonfinite_total,
         "it_per_s": it_per_s,
         "elapsed_s": elapsed,
         "lr_means": run.optimizers[next(iter(run.optimizers))].param_groups[0]["lr"],
@@ -332,16 +401,31 @@ def start_run(config: Config) -> tuple[Run, Path]:
 
 
 def resume_run(run_dir: Path, overrides: Sequence[str]) -> tuple[Run, Path]:
-    checkpoints = list_checkpoints(run_dir)
-    if not checkpoints:
-        raise NfsdError(f"no checkpoint in '{run_dir}/checkpoints' to resume from")
-    state = load_checkpoint(checkpoints[-1])
-    config = config_from_dict(state["config"])
+    """Rebuild a run from its newest checkpoint; metrics logged after it are dropped
+    (the resumed run logs those steps again)."""
     if overrides:
         raise NfsdError("--resume continues the saved config; overrides are not allowed")
-    run = build_run(config)
+    _, state = load_latest_checkpoint(run_dir)
+    run = build_run(config_from_dict(state["config"]))
     restore_run(run, state)
+    truncate_metrics(run_dir / "metrics.jsonl", run.step)
     return run, run_dir
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Keep only the records of steps <= ``step`` (atomically)."""
+    if not path.exists():
+        return
+    lines = [line for line in path.read_text().splitlines()
+             if line.strip() and _record_step(line) <= step]
+    write_text(path, "".join(line + "\n" for line in lines))
+
+
+def _record_step(line: str) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return 1 << 62  # a torn last line: dropped
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -56,3 +56,25 @@ def unknown_words(tokenizer, text: str) -> List[str]:
     words = [w for w in split_words(text) if w.strip()]
     return [w for w in words
             if unk_id in tokenizer(w, add_special_tokens=False)["input_ids"]]
+
+
+def character_tokenizer(max_length: int = 77):
+    """A fast tokenizer with one token per printable ASCII character: any English
+    prompt tokenizes without unknown words.  Random-weight priors use it in place of
+    CLIP's BPE tokenizer, whose vocabulary files cannot be downloaded here."""
+    from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    characters = [chr(code) for code in range(32, 127)]
+    vocabulary = list(SPECIAL_TOKENS) + characters
+    tokenizer = Tokenizer(WordLevel({c: i for i, c in enumerate(vocabulary)},
+                                    unk_token=UNKNOWN_TOKEN))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{START_TOKEN} $A {END_TOKEN}",
+        special_tokens=[(START_TOKEN, 2), (END_TOKEN, 3)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, model_max_length=max_length, pad_token=PAD_TOKEN,
+        unk_token=UNKNOWN_TOKEN, bos_token=START_TOKEN, eos_token=END_TOKEN)

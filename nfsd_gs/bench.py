@@ -1,0 +1,194 @@
+"""GPU benchmark of the training step, and of its floor, in the same run.
+
+``python -m nfsd_gs.bench`` builds the prior with random weights of Stable
+Diffusion 2.1-base's shapes (``random:sd21-base``), runs the real
+:func:`nfsd_gs.train.training_step` at 512x512 for each combination of views,
+guidance method and Gaussian count, and prints a table: ms per step split by
+phase (render, encode, U-Net, guidance, backward, optimizer, densify), peak
+memory, and the floor measured on the same inputs:
+
+* the U-Net call replayed as a CUDA graph (batch = views x branches),
+* the encoder forward + backward,
+* the rasterizer forward + backward,
+
+with the ratio step / floor.  Meant for the GPU; on the CPU use a tiny prior
+(``--prior random:tiny --resolution 64``) for a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+
+from .config import load_config
+from .guidance import ScoreDistillation
+from .guidance.graph import GraphedCall
+from .guidance.prior import DiffusionPrior
+from .train import Run, build_run, resolve_device, training_step
+from .utils.timing import PhaseTimer
+
+PHASES = ("render", "encode", "unet", "guidance", "backward", "optimizer", "densify")
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_ms(function: Callable[[], object], device: torch.device, repeats: int,
+            warmup: int = 3) -> float:
+    """Mean wall milliseconds of ``function`` (device synchronised around the loop)."""
+    for _ in range(warmup):
+        function()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        function()
+    synchronize(device)
+    return (time.perf_counter() - start) * 1e3 / repeats
+
+
+def bench_config(args: argparse.Namespace, views: int, method: str, gaussians: int):
+    cfg_scale = 7.5 if method == "nfsd" else 100.0
+    overrides = [
+        'prompt="a DSLR photo of a corgi"', f"prior.model={args.prior}",
+        f"prior.encoder={args.encoder}", f"prior.cuda_graph={str(not args.eager).lower()}",
+        f"guidance.method={method}", f"guidance.cfg_scale={cfg_scale}",
+        f"camera.batch_size={views}", f"camera.resolution={args.resolution}",
+        f"init.num_points={gaussians}", f"densify.max_gaussians={gaussians}",
+        f"steps={args.steps + args.warmup}",
+        # densify state is updated every step; refinement itself every 100 steps
+        "densify.default.refine_start_iter=100000",
+    ] + list(args.overrides)
+    return load_config(args.config, overrides)
+
+
+def measure_floor(run: Run, repeats: int) -> Dict[str, float]:
+    """The irreducible parts of a step at this size, each timed alone."""
+    c, device, prior = run.config, run.device, run.prior
+    views, res = c.camera.batch_size, c.camera.resolution
+    cameras = run.sampler.sample(generator=torch.Generator().manual_seed(0)).to(device)
+    background = torch.ones(views, 3, device=device)
+
+    def render_fb():
+        out = run.model.render(cameras, res, res, background)
+        out.rgb.sum().backward()
+        for optimizer in run.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+
+    rgb = torch.rand(views, res, res, 3, device=device, requires_grad=True)
+
+    def encode_fb():
+        prior.encode(rgb).sum().backward()
+
+    guidance: ScoreDistillation = run.guidance
+    k = len(guidance.branches)
+    x0 = prior.encode(rgb.detach())
+    z = x0.repeat(k, 1, 1, 1).to(prior.dtype)
+    t = torch.full((views * k,), 500, device=device, dtype=torch.long)
+    embeddings = guidance.branch_embeddings([c.prompt] * views)
+    graphed = GraphedCall(prior._eager_unet) if device.type == "cuda" else prior._eager_unet
+
+    def unet_graph():
+        with torch.no_grad():
+            graphed(z, t, embeddings)
+
+    floor = {"floor_unet_graph": time_ms(unet_graph, device, repeats),
+             "floor_encode_fb": time_ms(encode_fb, device, repeats),
+             "floor_render_fb": time_ms(render_fb, device, repeats)}
+    floor["floor_total"] = sum(floor.values())
+    return floor
+
+
+def bench_one(args, prior: DiffusionPrior, views: int, method: str, gaussians: int) -> dict:
+    config = bench_config(args, views, method, gaussians)
+    device = resolve_device(config.device)
+    run = build_run(config, device=device, prior=prior)
+    for step in range(args.warmup):  # includes CUDA-graph capture and cuDNN autotuning
+        training_step(run, step)
+    synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    for step in range(args.warmup, args.warmup + args.steps):
+        training_step(run, step)
+    synchronize(device)
+    step_ms = (time.perf_counter() - start) * 1e3 / args.steps
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+
+    timer = PhaseTimer(device)  # a separate pass: the events themselves cost a little
+    for step in range(args.warmup + args.steps, args.warmup + args.steps + args.timed_steps):
+        training_step(run, step, timer)
+    phases = timer.collect()
+    floor = measure_floor(run, args.floor_repeats)
+    row = {"views": views, "method": method, "gaussians": run.model.num_gaussians,
+           "resolution": config.camera.resolution, "encoder": config.prior.encoder,
+           "step_ms": step_ms, **{f"{p}_ms": phases.get(p, 0.0) for p in PHASES},
+           **floor, "ratio": step_ms / floor["floor_total"], "peak_gib": peak}
+    del run
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return row
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    columns = (["views", "method", "gaussians", "encoder", "step_ms"]
+               + [f"{p}_ms" for p in PHASES]
+               + ["floor_unet_graph", "floor_encode_fb", "floor_render_fb", "floor_total",
+                  "ratio", "peak_gib"])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [f"{row[c]:.1f}" if isinstance(row[c], float) and c != "ratio"
+                 else f"{row[c]:.2f}" if c == "ratio" else str(row[c]) for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m nfsd_gs.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="nfsd_gs")
+    parser.add_argument("--prior", default="random:sd21-base")
+    parser.add_argument("--encoder", default="vae", choices=["vae", "taesd"])
+    parser.add_argument("--eager", action="store_true", help="no CUDA graph for the U-Net")
+    parser.add_argument("--resolution", type=int, default=512)
+    parser.add_argument("--views", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--methods", nargs="+", default=["nfsd", "sds"])
+    parser.add_argument("--gaussians", type=int, nargs="+", default=[100_000, 500_000])
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per combination")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--timed-steps", type=int, default=5, help="steps of the phase split")
+    parser.add_argument("--floor-repeats", type=int, default=10)
+    parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    first = bench_config(args, args.views[0], args.methods[0], args.gaussians[0])
+    device = resolve_device(first.device)
+    start = time.perf_counter()
+    prior = DiffusionPrior.load(first.prior, device)
+    print(f"prior {args.prior} ({args.encoder}) loaded in {time.perf_counter() - start:.1f} s "
+          f"on {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}",
+          file=sys.stderr)
+    rows: List[dict] = []
+    for views, method, gaussians in itertools.product(args.views, args.methods, args.gaussians):
+        rows.append(bench_one(args, prior, views, method, gaussians))
+        print(format_table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+    print(format_table(rows))
+    if args.json is not None:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Score distillation from a frozen diffusion prior: NFSD (default) and SDS.
+
+:class:`ScoreDistillation` turns a batch of encoded renders x0 into a loss
+whose gradient on x0 is the distillation direction; the pure math lives in
+``nfsd.py``, ``sds.py``, ``cfg.py`` and ``schedule.py``, the model in ``prior.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from ..config import GuidanceConfig
+from ..errors import ConfigError
+from ..utils.timing import NO_TIMER
+from .nfsd import nfsd_direction
+from .prior import DiffusionPrior
+from .schedule import sample_timesteps, timestep_weights
+from .sds import sds_direction
+
+__all__ = ["DiffusionPrior", "ScoreDistillation", "distillation_loss"]
+
+EMPTY_PROMPT = ""
+
+
+def distillation_loss(x0: Tensor, grad: Tensor) -> Tensor:
+    """0.5 ||x0 - sg(x0 - grad)||^2 / B: its gradient on x0 is exactly grad / B.
+
+    x0, grad [B, C, h, w]; the standard way to inject a score-distillation
+    gradient through autograd (DreamFusion's reparametrization).
+    """
+    target = (x0 - grad).detach()
+    return 0.5 * (x0 - target).pow(2).sum() / x0.shape[0]
+
+
+class ScoreDistillation:
+    """The distillation loss of one training step (NFSD or SDS, per ``config.method``)."""
+
+    def __init__(self, prior: DiffusionPrior, config: GuidanceConfig, total_steps: int):
+        if config.method not in ("nfsd", "sds"):
+            raise ConfigError(f"config key 'guidance.method': '{config.method}' "
+                              "must be nfsd or sds")
+        self.prior = prior
+        self.config = config
+        self.total_steps = total_steps
+
+    @property
+    def branches(self) -> List[str]:
+        """Prompt branches of the one U-Net call: NFSD needs the negative prompt too."""
+        return ["cond", "uncond", "negative"] if self.config.method == "nfsd" else ["cond", "uncond"]
+
+    def prepare(self, prompt: str) -> None:
+        """Check the prompt and embed the fixed prompts once (the view variants are cached
+        lazily by the prior on first use)."""
+        self.prior.check_prompt(prompt)
+        self.prior.embed([EMPTY_PROMPT, self.config.negative_prompt, prompt])
+
+    def branch_embeddings(self, prompts: Sequence[str]) -> Tensor:  # [K*B, L, D]
+        batch = len(prompts)
+        rows = {"cond": list(prompts), "uncond": [EMPTY_PROMPT] * batch,
+                "negative": [self.config.negative_prompt] * batch}
+        return self.prior.embed([p for branch in self.branches for p in rows[branch]])
+
+    def predict_branches(self, z_t: Tensor, t: Tensor, prompts: Sequence[str]) -> Dict[str, Tensor]:
+        """eps for every branch from ONE batched U-Net call; z_t [B, C, h, w] -> {branch: [B, C, h, w]}."""
+        k = len(self.branches)
+        eps = self.prior.predict_noise(z_t.repeat(k, 1, 1, 1), t.repeat(k),
+                                       self.branch_embeddings(prompts))
+        return dict(zip(self.branches, eps.chunk(k)))
+
+    def direction(self, eps: Dict[str, Tensor], noise: Tensor, t: Tensor) -> Tensor:
+        c = self.config
+        if c.method == "nfsd":
+            return nfsd_direction(eps["cond"], eps["uncond"], eps["negative"], t, c.cfg_scale,
+                                  c.negative_threshold_t)
+        return sds_direction(eps["cond"], eps["uncond"], noise, c.cfg_scale)
+
+    def loss(self, x0: Tensor, prompts: Sequence[str], step: int,
+             timer=NO_TIMER) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """x0 [B, C, h, w] (differentiable) and one prompt per view -> (loss, stats).
+
+        d loss / d x0 = w(t) (delta_D + s delta_C) / B for NFSD, w(t) (eps_cfg - noise) / B
+        for SDS. Stats are tensors (reading them syncs the device; the trainer does so
+        only when it logs).
+        """
+        prior, c = self.prior, self.config
+        t = sample_timesteps(c, prior.num_train_timesteps, step, self.total_steps,
+                             x0.shape[0], x0.device)
+        noise = torch.randn_like(x0)
+        z_t = prior.add_noise(x0.detach(), noise, t)
+        with timer.phase("unet"):
+            eps = self.predict_branches(z_t, t, prompts)
+        with timer.phase("guidance"):
+            weights = timestep_weights(c.weighting, prior.alphas_cumprod, t).view(-1, 1, 1, 1)
+            grad = weights * self.direction(eps, noise, t)
+            if c.grad_clip is not None:
+                grad = grad.clamp(-c.grad_clip, c.grad_clip)
+            stats = {"t": t.float().mean(), "grad_norm": grad.flatten(1).norm(dim=1).mean()}
+            loss = distillation_loss(x0, grad)
+        return loss, stats

