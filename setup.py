@@ -34,6 +34,7 @@ setup(
         "imageio>=2.30",
         "imageio-ffmpeg",
         "trimesh>=4.0",
+        "PyMCubes>=0.1.4",  # marching cubes for the NeRF backend's mesh export
         "viser>=1.1,<2",  # --viewer and nfsd_gs.view; imported only when used
     ],
     extras_require={

@@ -49,6 +49,9 @@ class PriorConfig:
     taesd_model: str = "madebyollin/taesd"
     #: Seed of the weights of a ``random:`` prior.
     random_seed: int = 0
+    #: Replay the U-Net call as a CUDA graph (CUDA only; same kernels, same result,
+    #: no launch overhead). Captured on the first step, per batch shape.
+    cuda_graph: bool = True
 
 
 @dataclass
@@ -118,18 +121,55 @@ class BackgroundConfig:
 
 @dataclass
 class InitConfig:
-    """The point prior the Gaussians start from."""
+    """The point prior the Gaussians start from (see ``nfsd_gs/init/``).
 
+    Every prior except an existing 3DGS file is centred and scaled into a ball
+    of ``radius`` around the origin, in the trainer's world (z up, front +x).
+    """
+
+    #: ``sphere`` (uniform in a ball, random colours), a primitive (``box``,
+    #: ``cylinder``, ``cone``, ``torus``, ``pyramid``, ``ellipsoid``), ``file``
+    #: (``path``) or ``shap_e`` (text-to-3D from the prompt).
     kind: str = "sphere"
     num_points: int = 4096
-    #: Radius of the sphere the points fill (scene units).
+    #: Radius of the ball the prior is scaled into (scene units).
     radius: float = 0.5
-    #: A ``.ply`` point cloud (or 3DGS file) for ``kind=file``.
+    #: For ``kind=file``: a point cloud ``.ply``, a mesh (``.ply``, ``.obj``,
+    #: ``.glb``, ``.gltf``, ``.stl``, ``.off``), or a 3DGS ``.ply`` loaded as it is.
     path: Optional[str] = None
     initial_opacity: float = 0.1
     #: Initial scale = this factor x mean distance to the 3 nearest neighbours.
     scale_factor: float = 1.0
     seed: int = 0
+    #: Primitive colour (RGB in [0, 1]); null: random colours for ``sphere``,
+    #: mid grey for the other primitives and for files without colours.
+    color: Optional[Tuple[float, float, float]] = None
+    #: Primitive extents along world x, y, z (z up); only their ratios matter
+    #: once the prior is scaled into ``radius``.
+    size: Tuple[float, float, float] = (1.0, 1.0, 1.0)
+    #: Sample the primitive's ``surface`` or ``volume``; ``auto``: volume for
+    #: ``sphere``, surface otherwise.
+    fill: Literal["auto", "surface", "volume"] = "auto"
+    #: Source axes (``x``, ``-x``, ``y``, ...) that become world +z (up) and +x
+    #: (front); null: the source's convention (files: glTF's y up, +z front;
+    #: Shap-E: z up, -y front; primitives: already z up, +x front).
+    up_axis: Optional[str] = None
+    front_axis: Optional[str] = None
+    #: GaussianDreamer (Yi et al. 2024) noisy point growing: this many extra
+    #: points, each a random existing point moved by up to ``grow_radius`` x
+    #: the scene diameter.
+    grow_points: int = 0
+    grow_radius: float = 0.02
+    #: GaussianDreamer colour perturbation: std of the Gaussian noise added to
+    #: every point's RGB (clamped to [0, 1]).
+    color_jitter: float = 0.0
+    #: Shap-E (Jun & Nichol 2023) through diffusers' ShapEPipeline.
+    shap_e_model: str = "openai/shap-e"
+    shap_e_steps: int = 64
+    shap_e_guidance_scale: float = 15.0
+    #: Marching-cubes grid of the decoded mesh (cells per side).
+    shap_e_grid_size: int = 128
+    local_files_only: bool = False
 
 
 @dataclass
@@ -155,9 +195,60 @@ class GaussianConfig:
 
 @dataclass
 class NerfConfig:
-    """The paper-baseline radiance field (see nfsd_gs/representations/nerf.py)."""
+    """The paper-baseline radiance field (see nfsd_gs/representations/nerf.py).
 
-    lr: float = 1e-2
+    Defaults follow threestudio's implicit-volume geometry for text-to-3D
+    (Instant-NGP hash grid, Müller et al. 2022; density blob as Magic3D/threestudio).
+    """
+
+    # -- hash-grid encoding (Instant-NGP Sec. 3) over the cube [-bound_radius, bound_radius]^3
+    num_levels: int = 16
+    features_per_level: int = 2
+    #: Entries per level's hash table: 2^log2_table_size (Instant-NGP: 2^14 .. 2^24).
+    log2_table_size: int = 19
+    #: Coarsest and finest grid resolution; levels grow geometrically in between.
+    base_resolution: int = 16
+    max_resolution: int = 2048
+    # -- MLPs: encoding -> hidden -> (density, features); features -> hidden -> sigmoid RGB
+    hidden_dim: int = 64
+    feature_dim: int = 15
+    # -- bounds and sampling (scene units; the Gaussian presets' object has radius 0.5)
+    #: Radius of the bounding sphere rays are sampled in.
+    bound_radius: float = 1.0
+    #: Stratified samples per ray between the ray's sphere entry and exit.
+    samples_per_ray: int = 64
+    #: Rays rendered per chunk (bounds memory together with gradient_checkpointing).
+    chunk_rays: int = 8192
+    #: Recompute each chunk in the backward pass (torch.utils.checkpoint): memory
+    #: bounded by one chunk at the price of a second forward pass.
+    gradient_checkpointing: bool = False
+    # -- density bias at initialisation (threestudio "blob_magic3d"):
+    #: pre-activation density += blob_density * (1 - |x| / blob_radius).
+    blob_density: float = 10.0
+    blob_radius: float = 0.5
+    # -- Adam (threestudio: 0.01 for the encoding, 0.001 for the MLPs, betas 0.9/0.99, eps 1e-15)
+    grid_lr: float = 1e-2
+    mlp_lr: float = 1e-3
+    # -- occupancy grid (Instant-NGP App. E.2): skip samples in empty cells
+    occupancy: bool = True
+    occupancy_resolution: int = 64
+    #: Refresh the grid every this many steps (Instant-NGP: 16).
+    occupancy_update_every: int = 16
+    #: A cell is occupied when sigma * (sample spacing) exceeds this (nerfacc: 0.01).
+    occupancy_threshold: float = 0.01
+    occupancy_decay: float = 0.95
+    # -- resolution schedule (threestudio "resolution_milestones"): training renders of the
+    # first coarse_steps steps are made at coarse_resolution and upsampled bilinearly to
+    # camera.resolution (the prior resizes to its own size anyway); 0 disables.
+    coarse_resolution: int = 64
+    coarse_steps: int = 0
+    # -- export: marching cubes on a density grid (mesh.ply / mesh.obj) and Gaussians (model.ply)
+    mesh_resolution: int = 128
+    #: Iso-level of sigma (1/scene unit); the initial blob reaches 5 at radius 0.25.
+    mesh_threshold: float = 5.0
+    export_obj: bool = True
+    #: Also convert the field into Gaussians (model.ply) for splat viewers.
+    export_gaussians: bool = True
 
 
 @dataclass
@@ -242,6 +333,9 @@ class Config:
     seed: int = 0
     #: ``auto``: CUDA when available.
     device: str = "auto"
+    #: A step whose loss or gradients are not finite is skipped; this many in a
+    #: row stop the run (the last good checkpoint is kept).
+    max_nonfinite_steps: int = 5
     prior: PriorConfig = field(default_factory=PriorConfig)
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
@@ -348,10 +442,35 @@ def _check_range(key: str, bounds: Tuple[float, float], low: float, high: float)
     _check(low <= lo <= hi <= high, key, list(bounds), f"must satisfy {low} <= min <= max <= {high}")
 
 
+INIT_KINDS = ("sphere", "box", "cylinder", "cone", "torus", "pyramid", "ellipsoid", "file",
+              "shap_e")
+AXES = ("x", "y", "z", "-x", "-y", "-z", "+x", "+y", "+z")
+
+
+def validate_init(i: InitConfig) -> None:
+    """Checks of ``init.*`` (the point prior)."""
+    _check(i.kind in INIT_KINDS, "init.kind", i.kind, f"is not one of {', '.join(INIT_KINDS)}")
+    _check(i.kind != "file" or bool(i.path), "init.path", i.path, "must name a file for init.kind=file")
+    _check(i.radius > 0, "init.radius", i.radius, "must be > 0")
+    _check(i.scale_factor > 0, "init.scale_factor", i.scale_factor, "must be > 0")
+    _check(i.color is None or all(0.0 <= v <= 1.0 for v in i.color), "init.color",
+           i.color, "must be RGB values in [0, 1] or null")
+    _check(all(v > 0 for v in i.size), "init.size", i.size, "must be three positive extents")
+    for key, axis in (("init.up_axis", i.up_axis), ("init.front_axis", i.front_axis)):
+        _check(axis is None or axis in AXES, key, axis, f"must be one of {', '.join(AXES)} or null")
+    _check(i.grow_points >= 0, "init.grow_points", i.grow_points, "must be >= 0")
+    _check(i.grow_radius > 0, "init.grow_radius", i.grow_radius, "must be > 0")
+    _check(i.color_jitter >= 0, "init.color_jitter", i.color_jitter, "must be >= 0")
+    _check(i.shap_e_steps >= 1, "init.shap_e_steps", i.shap_e_steps, "must be >= 1")
+    _check(i.shap_e_grid_size >= 8, "init.shap_e_grid_size", i.shap_e_grid_size, "must be >= 8")
+
+
 def validate(config: Config) -> None:
     """Checks of values that types alone cannot express."""
     c = config
     _check(c.steps >= 0, "steps", c.steps, "must be >= 0")
+    _check(c.max_nonfinite_steps >= 1, "max_nonfinite_steps", c.max_nonfinite_steps,
+           "must be >= 1")
     _check(c.camera.batch_size >= 1, "camera.batch_size", c.camera.batch_size, "must be >= 1")
     _check(c.camera.resolution >= 8, "camera.resolution", c.camera.resolution, "must be >= 8")
     _check_range("camera.radius_range", c.camera.radius_range, 1e-3, float("inf"))
@@ -371,8 +490,10 @@ def validate(config: Config) -> None:
     _check(c.init.num_points >= 1, "init.num_points", c.init.num_points, "must be >= 1")
     _check(0.0 < c.init.initial_opacity < 1.0, "init.initial_opacity", c.init.initial_opacity,
            "must lie in (0, 1)")
+    validate_init(c.init)
     _check(0 <= c.gaussians.sh_degree <= 3, "gaussians.sh_degree", c.gaussians.sh_degree,
            "must be 0, 1, 2 or 3")
+    validate_nerf(c.nerf)
     _check(c.densify.max_gaussians >= 1, "densify.max_gaussians", c.densify.max_gaussians,
            "must be >= 1")
     _check(0.0 <= c.background.random_probability <= 1.0, "background.random_probability",
@@ -382,3 +503,25 @@ def validate(config: Config) -> None:
                         ("output.log_every", c.output.log_every)):
         _check(value >= 1, name, value, "must be >= 1")
 
+
+
+def validate_nerf(n: NerfConfig) -> None:
+    """Checks of the NeRF backend's values (names the ``nerf.*`` key)."""
+    for key, value, low in (("num_levels", n.num_levels, 1), ("features_per_level", n.features_per_level, 1),
+                            ("base_resolution", n.base_resolution, 1), ("hidden_dim", n.hidden_dim, 1),
+                            ("feature_dim", n.feature_dim, 1), ("samples_per_ray", n.samples_per_ray, 1),
+                            ("chunk_rays", n.chunk_rays, 1), ("occupancy_resolution", n.occupancy_resolution, 2),
+                            ("occupancy_update_every", n.occupancy_update_every, 1),
+                            ("coarse_resolution", n.coarse_resolution, 8), ("coarse_steps", n.coarse_steps, 0),
+                            ("mesh_resolution", n.mesh_resolution, 8)):
+        _check(value >= low, f"nerf.{key}", value, f"must be >= {low}")
+    _check(4 <= n.log2_table_size <= 30, "nerf.log2_table_size", n.log2_table_size, "must lie in [4, 30]")
+    _check(n.max_resolution >= n.base_resolution, "nerf.max_resolution", n.max_resolution,
+           f"must be >= nerf.base_resolution ({n.base_resolution})")
+    for key, value in (("bound_radius", n.bound_radius), ("blob_radius", n.blob_radius),
+                       ("grid_lr", n.grid_lr), ("mlp_lr", n.mlp_lr)):
+        _check(value > 0, f"nerf.{key}", value, "must be > 0")
+    _check(n.blob_density >= 0, "nerf.blob_density", n.blob_density, "must be >= 0")
+    _check(n.occupancy_threshold >= 0, "nerf.occupancy_threshold", n.occupancy_threshold, "must be >= 0")
+    _check(0.0 <= n.occupancy_decay <= 1.0, "nerf.occupancy_decay", n.occupancy_decay, "must lie in [0, 1]")
+    _check(n.mesh_threshold > 0, "nerf.mesh_threshold", n.mesh_threshold, "must be > 0")

@@ -127,14 +127,15 @@ def training_step(run: Run, step: int, timer=NO_TIMER) -> Dict[str, Tensor]:
 
 
 def first_nonfinite(loss: Tensor, optimizers: Dict[str, torch.optim.Optimizer]) -> Optional[str]:
-    """Name of the first parameter group with a non-finite gradient ("loss" if the loss
-    itself is not finite), or None when everything is finite."""
-    checks = {"loss": torch.isfinite(loss).all()}
+    """Name of the first parameter group whose gradient is not finite ("loss" when only
+    the loss is), or None when everything is finite. Costs one host sync."""
+    checks = {}
     for name, optimizer in optimizers.items():
-        for group in optimizer.param_groups:
-            grads = [p.grad for p in group["params"] if p.grad is not None]
-            if grads:
-                checks[name] = torch.stack([torch.isfinite(g).all() for g in grads]).all()
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"]
+                 if p.grad is not None]
+        if grads:
+            checks[name] = torch.stack([torch.isfinite(g).all() for g in grads]).all()
+    checks["loss"] = torch.isfinite(loss).all()
     finite = torch.stack(list(checks.values())).cpu()  # the sync
     if bool(finite.all()):
         return None
@@ -272,7 +273,7 @@ def train(run: Run, run_dir: Path, progress: bool = True, viewer=None) -> Path:
                 record = log_record(run, stats, (run.step - last_log_step) / (now - last_log_time),
                                     now - start_time)
                 append_line(metrics_path, json.dumps(record))
-                bar.set_postfix(loss=f"{record['loss']:.4g}", n=record["num_gaussians"],
+                bar.set_postfix(loss=f"{record['loss'] or float('nan'):.4g}", n=record["num_gaussians"],
                                 it_s=f"{record['it_per_s']:.2f}")
                 last_log_time, last_log_step = now, run.step
             if run.step % c.output.snapshot_every == 0 or run.step == c.steps:

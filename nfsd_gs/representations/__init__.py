@@ -17,11 +17,9 @@ def scene_extent(config: Config) -> float:
 def build_representation(config: Config, device: torch.device) -> Representation:
     """The representation named by ``config.representation``, initialised on ``device``."""
     if config.representation == "gaussians":
-        from ..init import build_point_cloud, gaussians_from_points
+        from ..init import initial_splats
 
-        cloud = build_point_cloud(config.init)
-        splats = gaussians_from_points(cloud, config.init.initial_opacity,
-                                       config.init.scale_factor, config.gaussians.sh_degree)
+        splats = initial_splats(config.init, config.gaussians.sh_degree, config.prompt, device)
         return GaussianModel({k: v.to(device) for k, v in splats.items()}, config.gaussians,
                              config.render, scene_extent=scene_extent(config))
     from .nerf import NerfField  # the paper's baseline
