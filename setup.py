@@ -28,6 +28,7 @@ setup(
         "tqdm",
         "numpy",
         "scipy",
+        "Pillow",
         "omegaconf>=2.4",
         "pyyaml",
         "pillow",

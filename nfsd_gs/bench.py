@@ -55,13 +55,14 @@ def time_ms(function: Callable[[], object], device: torch.device, repeats: int,
     return (time.perf_counter() - start) * 1e3 / repeats
 
 
-def bench_config(args: argparse.Namespace, views: int, method: str, gaussians: int):
+def bench_config(args: argparse.Namespace, views: int, method: str, gaussians: int,
+                 resolution: int):
     cfg_scale = 7.5 if method == "nfsd" else 100.0
     overrides = [
         'prompt="a DSLR photo of a corgi"', f"prior.model={args.prior}",
         f"prior.encoder={args.encoder}", f"prior.cuda_graph={str(not args.eager).lower()}",
         f"guidance.method={method}", f"guidance.cfg_scale={cfg_scale}",
-        f"camera.batch_size={views}", f"camera.resolution={args.resolution}",
+        f"camera.batch_size={views}", f"camera.resolution={resolution}",
         f"init.num_points={gaussians}", f"densify.max_gaussians={gaussians}",
         f"steps={args.steps + args.warmup}",
         # densify state is updated every step; refinement itself every 100 steps
@@ -107,8 +108,9 @@ def measure_floor(run: Run, repeats: int) -> Dict[str, float]:
     return floor
 
 
-def bench_one(args, prior: DiffusionPrior, views: int, method: str, gaussians: int) -> dict:
-    config = bench_config(args, views, method, gaussians)
+def bench_one(args, prior: DiffusionPrior, views: int, method: str, gaussians: int,
+              resolution: int) -> dict:
+    config = bench_config(args, views, method, gaussians, resolution)
     device = resolve_device(config.device)
     run = build_run(config, device=device, prior=prior)
     for step in range(args.warmup):  # includes CUDA-graph capture and cuDNN autotuning
@@ -128,7 +130,8 @@ def bench_one(args, prior: DiffusionPrior, views: int, method: str, gaussians: i
         training_step(run, step, timer)
     phases = timer.collect()
     floor = measure_floor(run, args.floor_repeats)
-    row = {"views": views, "method": method, "gaussians": run.model.num_gaussians,
+    row = {"representation": config.representation, "views": views, "method": method,
+           "gaussians": getattr(run.model, "num_gaussians", 0),
            "resolution": config.camera.resolution, "encoder": config.prior.encoder,
            "step_ms": step_ms, **{f"{p}_ms": phases.get(p, 0.0) for p in PHASES},
            **floor, "ratio": step_ms / floor["floor_total"], "peak_gib": peak}
@@ -139,7 +142,8 @@ def bench_one(args, prior: DiffusionPrior, views: int, method: str, gaussians: i
 
 
 def format_table(rows: Sequence[dict]) -> str:
-    columns = (["views", "method", "gaussians", "encoder", "step_ms"]
+    columns = (["representation", "resolution", "views", "method", "gaussians", "encoder",
+                "step_ms"]
                + [f"{p}_ms" for p in PHASES]
                + ["floor_unet_graph", "floor_encode_fb", "floor_render_fb", "floor_total",
                   "ratio", "peak_gib"])
@@ -158,7 +162,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--prior", default="random:sd21-base")
     parser.add_argument("--encoder", default="vae", choices=["vae", "taesd"])
     parser.add_argument("--eager", action="store_true", help="no CUDA graph for the U-Net")
-    parser.add_argument("--resolution", type=int, default=512)
+    parser.add_argument("--resolution", type=int, nargs="+", default=[512])
     parser.add_argument("--views", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--methods", nargs="+", default=["nfsd", "sds"])
     parser.add_argument("--gaussians", type=int, nargs="+", default=[100_000, 500_000])
@@ -173,7 +177,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    first = bench_config(args, args.views[0], args.methods[0], args.gaussians[0])
+    first = bench_config(args, args.views[0], args.methods[0], args.gaussians[0],
+                         args.resolution[0])
     device = resolve_device(first.device)
     start = time.perf_counter()
     prior = DiffusionPrior.load(first.prior, device)
@@ -181,8 +186,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"on {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}",
           file=sys.stderr)
     rows: List[dict] = []
-    for views, method, gaussians in itertools.product(args.views, args.methods, args.gaussians):
-        rows.append(bench_one(args, prior, views, method, gaussians))
+    combinations = itertools.product(args.resolution, args.views, args.methods, args.gaussians)
+    for resolution, views, method, gaussians in combinations:
+        rows.append(bench_one(args, prior, views, method, gaussians, resolution))
         print(format_table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     print(format_table(rows))
     if args.json is not None:
