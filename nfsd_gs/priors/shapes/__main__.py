@@ -1,0 +1,139 @@
+"""``python -m nfsd_gs.priors.shapes <command>``: the bundled prior's tools.
+
+    train-prior  train the pixel-space diffusion prior (GPU: ~9 minutes)
+    train-judge  train the shape/colour judge (CPU: a few minutes)
+    check        sample the prior per prompt (CFG 7.5) and score with the judge
+    samples      write a grid of training images with their captions
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from ...errors import NfsdError
+from .. import JUDGE_DIR, SHAPES_PRIOR_DIR
+
+
+def _command_line() -> str:
+    return "python -m nfsd_gs.priors.shapes " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _train_prior(args) -> None:
+    from .prior import PriorTrainConfig, train_prior
+
+    from .dataset import DataConfig
+
+    config = PriorTrainConfig(steps=args.steps, minutes=args.minutes, seed=args.seed,
+                              batch_size=args.batch_size, learning_rate=args.lr,
+                              pool_size=args.pool_size, device=args.device,
+                              log_every=args.log_every, min_snr_gamma=args.min_snr_gamma,
+                              data=DataConfig(caption_dropout=args.caption_dropout))
+    info = train_prior(args.out, config, _command_line())
+    print(f"saved prior to {args.out}: {info['steps']} steps, final loss {info['final_loss']}, "
+          f"{info['images_per_s']} images/s, {info['wall_s']} s")
+
+
+def _train_judge(args) -> None:
+    from .judge import JudgeTrainConfig, train_judge
+
+    config = JudgeTrainConfig(train_images=args.train_images, test_images=args.test_images,
+                              epochs=args.epochs, seed=args.seed, device=args.device)
+    judge = train_judge(args.out, config, _command_line())
+    scores = judge.info["held_out"]
+    print(f"saved judge to {args.out}: held-out shape accuracy {scores['shape_accuracy']:.3f}, "
+          f"colour accuracy {scores['colour_accuracy']:.3f}")
+
+
+def _check(args) -> None:
+    from .check import check_prior, format_table, write_result
+
+    result = check_prior(args.prior, args.judge, args.per_prompt, args.steps, args.cfg,
+                         args.seed, args.device, batch_size=args.batch_size,
+                         save_grid=args.grid)
+    print(format_table(result))
+    write_result(result, args.json)
+
+
+def _samples(args) -> None:
+    import torch
+
+    from .check import save_image_grid
+    from .dataset import ViewPool
+
+    generator = torch.Generator().manual_seed(args.seed)
+    batch = ViewPool(args.count, generator, "cpu").sample(args.count, generator)
+    save_image_grid(batch.images.permute(0, 2, 3, 1), args.out, columns=8)
+    for i, caption in enumerate(batch.captions):
+        print(f"{i:3d} {caption!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m nfsd_gs.priors.shapes",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train-prior", help="train the diffusion prior")
+    p.add_argument("--out", type=Path, default=SHAPES_PRIOR_DIR)
+    p.add_argument("--steps", type=int, default=30000)
+    p.add_argument("--minutes", type=float, default=None,
+                   help="wall-clock budget of the whole command (stops training early)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--pool-size", type=int, default=60000,
+                   help="clean views rendered up front (0: render every batch)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--min-snr-gamma", type=float, default=5.0,
+                   help="min-SNR loss weighting (0: unweighted epsilon loss)")
+    p.add_argument("--caption-dropout", type=float, default=0.1,
+                   help="share of empty captions (classifier-free guidance)")
+    p.set_defaults(run=_train_prior)
+
+    p = sub.add_parser("train-judge", help="train the shape/colour judge")
+    p.add_argument("--out", type=Path, default=JUDGE_DIR)
+    p.add_argument("--train-images", type=int, default=16000)
+    p.add_argument("--test-images", type=int, default=2000)
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(run=_train_judge)
+
+    p = sub.add_parser("check", help="sample the prior per prompt and score with the judge")
+    p.add_argument("--prior", type=Path, default=SHAPES_PRIOR_DIR)
+    p.add_argument("--judge", type=Path, default=JUDGE_DIR)
+    p.add_argument("--per-prompt", type=int, default=4)
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps")
+    p.add_argument("--cfg", type=float, default=7.5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=96)
+    p.add_argument("--json", type=Path, default=Path("outputs/prior_check.json"))
+    p.add_argument("--grid", type=Path, default=Path("outputs/prior_check.png"))
+    p.set_defaults(run=_check)
+
+    p = sub.add_parser("samples", help="a grid of training images and their captions")
+    p.add_argument("--out", type=Path, default=Path("outputs/shapes_samples.png"))
+    p.add_argument("--count", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_samples)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except NfsdError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

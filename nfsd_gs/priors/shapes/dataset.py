@@ -1,0 +1,129 @@
+"""Captioned training images of the procedural world, rendered on the fly.
+
+Views come from the trainer's own :class:`~nfsd_gs.cameras.OrbitSampler` (default
+:class:`~nfsd_gs.config.CameraConfig` ranges) and backgrounds from
+:func:`~nfsd_gs.background.sample_backgrounds` (default
+:class:`~nfsd_gs.config.BackgroundConfig`: random colour with probability 0.5,
+else white), so the prior learns exactly the image distribution the trainer renders.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import torch
+from torch import Tensor
+
+from ...background import sample_backgrounds
+from ...cameras import OrbitSampler
+from ...config import BackgroundConfig, CameraConfig
+from ...errors import ConfigError
+from .captions import compose_captions, scene_prompts, scene_view_prompts
+from .degrade import degrade
+from .world import Scenes, render_scenes, sample_scenes
+
+
+@dataclass
+class DataConfig:
+    """What the prior is trained on."""
+
+    resolution: int = 64
+    #: Share of images degraded and captioned with negative-prompt words.
+    degrade_probability: float = 0.25
+    #: Share of captions replaced by "" (classifier-free guidance).
+    caption_dropout: float = 0.1
+    #: Share of captions with the view suffix ("..., side view").
+    view_probability: float = 0.9
+    #: Share of degraded images captioned with their negative words alone.
+    negative_only_probability: float = 0.5
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    background: BackgroundConfig = field(default_factory=BackgroundConfig)
+
+
+@dataclass
+class Views:
+    """Clean rendered views and their labels."""
+
+    images: Tensor  # [B, 3, H, W] in [0, 1]
+    scenes: Scenes
+    view_captions: List[str]  # "a red cone, side view"
+    object_captions: List[str]  # "a red cone"
+
+
+@dataclass
+class Batch:
+    """One training batch of the prior."""
+
+    images: Tensor  # [B, 3, H, W] in [0, 1], some degraded
+    captions: List[str]
+    scenes: Scenes
+    degraded: Tensor  # [B] bool
+
+
+def render_views(count: int, generator: torch.Generator, device: torch.device | str = "cpu",
+                 config: Optional[DataConfig] = None, supersample: int = 2) -> Views:
+    """``count`` random clean views (random scene, trainer camera, trainer background)."""
+    config = config or DataConfig()
+    if count < 1:
+        raise ConfigError(f"count={count} must be >= 1")
+    cameras = OrbitSampler(config.camera).sample(count, generator)
+    backgrounds = sample_backgrounds(config.background, count, generator)  # [B, 3]
+    scenes = sample_scenes(count, generator)
+    rgb, _ = render_scenes(scenes, cameras.to(device), backgrounds, config.resolution,
+                           supersample)  # [B, H, W, 3]
+    return Views(rgb.permute(0, 3, 1, 2).contiguous(), scenes,
+                 scene_view_prompts(scenes, cameras, config.camera), scene_prompts(scenes))
+
+
+def make_batch(views: Views, generator: torch.Generator, config: Optional[DataConfig] = None
+               ) -> Batch:
+    """Degrade a share of ``views`` and caption every image (with dropout)."""
+    config = config or DataConfig()
+    images, words = degrade(views.images, config.degrade_probability, generator)
+    captions = compose_captions(views.view_captions, views.object_captions, words, generator,
+                                config.view_probability, config.negative_only_probability,
+                                config.caption_dropout)
+    degraded = torch.tensor([bool(w) for w in words])
+    return Batch(images, captions, views.scenes, degraded)
+
+
+class ViewPool:
+    """A fixed pool of clean views rendered once (uint8 on ``device``), drawn from at random.
+
+    Rendering a pool up front keeps the training step free of ray casting;
+    degradations and captions are still drawn fresh for every batch.
+    """
+
+    def __init__(self, size: int, generator: torch.Generator, device: torch.device | str,
+                 config: Optional[DataConfig] = None, chunk: int = 1024,
+                 time_limit_s: Optional[float] = None):
+        self.config = config or DataConfig()
+        images, scenes, view_caps, object_caps = [], [], [], []
+        start, rendered = time.perf_counter(), 0
+        while rendered < size:
+            n = min(chunk, size - rendered)
+            views = render_views(n, generator, device, self.config)
+            images.append((views.images * 255).round().to(torch.uint8))
+            scenes.append(views.scenes)
+            view_caps += views.view_captions
+            object_caps += views.object_captions
+            rendered += n
+            if time_limit_s is not None and time.perf_counter() - start > time_limit_s:
+                break
+        self.images = torch.cat(images)  # [N, 3, H, W] uint8
+        self.scenes = Scenes(*(torch.cat([getattr(s, f) for s in scenes])
+                               for f in ("shape", "colour", "scale", "yaw_deg")))
+        self.view_captions, self.object_captions = view_caps, object_caps
+        self.render_seconds = time.perf_counter() - start
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
+        index = torch.randint(len(self), (batch_size,), generator=generator)
+        views = Views(self.images[index.to(self.images.device)].float() / 255, self.scenes[index],
+                      [self.view_captions[i] for i in index.tolist()],
+                      [self.object_captions[i] for i in index.tolist()])
+        return make_batch(views, generator, self.config)

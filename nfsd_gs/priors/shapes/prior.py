@@ -1,0 +1,357 @@
+"""The bundled pixel-space text-to-image prior: architecture and training.
+
+Components, saved with ``save_pretrained`` in Stable Diffusion's folder layout
+minus ``vae/`` (pixel space: ``x0 = 2 rgb - 1`` at 64x64), so the project's
+prior loader reads them with the same ``from_pretrained`` calls:
+
+* ``unet/``         diffusers ``UNet2DConditionModel``, 3 -> 3 channels, 64x64,
+  block channels (32, 64, 128, 128), one ResNet per level, cross-attention at
+  16x16, 8x8 and the middle only (fast on CPU: ~0.2 s per batch-12 forward on
+  2 cores); 6.6 M parameters stored in fp16 (~13 MB; diffusers loads them as fp32);
+* ``text_encoder/`` transformers ``CLIPTextModel`` (hidden 128, 3 layers, 4 heads, 2.4 MB
+  in fp32), trained from scratch with the U-Net;
+* ``tokenizer/``    a word-level tokenizer over the world's closed vocabulary
+  (:func:`nfsd_gs.guidance.tokenizer.word_tokenizer`), padded to 32 tokens;
+* ``scheduler/``    ``DDPMScheduler``: 1000 steps, linear betas 1e-4..0.02 (DDPM's
+  pixel-space schedule, Ho et al. 2020), epsilon prediction.
+
+Training (:func:`train_prior`): DDPM's unweighted epsilon loss (min-SNR weighting,
+Hang et al. 2023, is an option: it converged fast but left low-t errors that CFG 7.5
+amplified into grain), uniform timesteps, 15% caption dropout to "" for
+classifier-free guidance, AdamW with warm-up and cosine decay over the run's
+progress (steps or time, whichever is further along), EMA of the weights (saved),
+bf16 autocast on CUDA. Training images are rendered on the fly by the procedural
+world (a pool rendered once on the GPU, degraded and captioned fresh per batch).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ...config import NFSD_NEGATIVE_PROMPT
+from ...errors import ConfigError
+from .captions import vocabulary
+from .dataset import DataConfig, ViewPool, make_batch, render_views
+from .world import COLOUR_NAMES, SCALE_RANGE, SHAPES
+
+
+@dataclass
+class PriorArchitecture:
+    """Sizes of the prior's networks."""
+
+    sample_size: int = 64
+    block_out_channels: Tuple[int, ...] = (32, 64, 128, 128)
+    layers_per_block: int = 1
+    attention_heads: int = 4
+    norm_num_groups: int = 16
+    text_hidden_size: int = 128
+    text_layers: int = 3
+    text_heads: int = 4
+    max_length: int = 32
+
+
+@dataclass
+class PriorTrainConfig:
+    """How the prior is trained (defaults: the shipped weights)."""
+
+    steps: int = 30000
+    #: Wall-clock budget for the whole command (building, rendering, training, saving).
+    minutes: Optional[float] = None
+    seed: int = 0
+    batch_size: int = 256
+    learning_rate: float = 4e-4
+    warmup_steps: int = 300
+    weight_decay: float = 0.01
+    ema_decay: float = 0.999
+    #: Min-SNR-gamma loss weights (Hang et al. 2023); 0 = DDPM's unweighted epsilon loss.
+    #: (Min-SNR down-weights small t, which left low-t noise that CFG 7.5 amplified.)
+    min_snr_gamma: float = 5.0
+    grad_clip: float = 1.0
+    #: Clean views rendered once up front (0: render every batch on the fly).
+    pool_size: int = 60000
+    log_every: int = 50
+    device: str = "auto"
+    architecture: PriorArchitecture = field(default_factory=PriorArchitecture)
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+# ---------------------------------------------------------------------------- components
+
+
+def build_tokenizer(max_length: int = 32):
+    """Word-level tokenizer over :func:`~nfsd_gs.priors.shapes.captions.vocabulary`."""
+    from ...guidance.tokenizer import word_tokenizer
+
+    return word_tokenizer(vocabulary(), max_length)
+
+
+def build_text_encoder(tokenizer, arch: PriorArchitecture):
+    """A small ``CLIPTextModel`` (random init) over ``tokenizer``'s ids."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=arch.text_hidden_size,
+        intermediate_size=4 * arch.text_hidden_size, num_hidden_layers=arch.text_layers,
+        num_attention_heads=arch.text_heads, max_position_embeddings=arch.max_length,
+        projection_dim=arch.text_hidden_size, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    return CLIPTextModel(config)
+
+
+def build_unet(arch: PriorArchitecture):
+    """Pixel-space ``UNet2DConditionModel``; cross-attention on the two coarsest levels."""
+    from diffusers import UNet2DConditionModel
+
+    levels = len(arch.block_out_channels)
+    plain, attention = max(levels - 2, 0), min(levels, 2)
+    return UNet2DConditionModel(
+        sample_size=arch.sample_size, in_channels=3, out_channels=3,
+        block_out_channels=tuple(arch.block_out_channels), layers_per_block=arch.layers_per_block,
+        down_block_types=("DownBlock2D",) * plain + ("CrossAttnDownBlock2D",) * attention,
+        up_block_types=("CrossAttnUpBlock2D",) * attention + ("UpBlock2D",) * plain,
+        cross_attention_dim=arch.text_hidden_size, attention_head_dim=arch.attention_heads,
+        norm_num_groups=arch.norm_num_groups)
+
+
+def build_scheduler():
+    """DDPM, 1000 steps, linear betas 1e-4..0.02, epsilon prediction, samples clipped to [-1, 1]."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4,
+                         beta_end=0.02, prediction_type="epsilon", clip_sample=True)
+
+
+def encode_prompts(tokenizer, text_encoder, prompts: Sequence[str], device) -> Tensor:
+    """[B, L, D] last hidden states, tokenized exactly like the project's prior loader."""
+    tokens = tokenizer(list(prompts), padding="max_length", truncation=True,
+                       max_length=tokenizer.model_max_length, return_tensors="pt")
+    return text_encoder(tokens.input_ids.to(device)).last_hidden_state
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def min_snr_weights(alphas_cumprod: Tensor, t: Tensor, gamma: float) -> Tensor:
+    """Per-sample weights [B] of the epsilon loss: min(SNR, gamma) / SNR (Hang et al. 2023)."""
+    alpha_bar = alphas_cumprod[t]
+    snr = alpha_bar / (1 - alpha_bar)
+    return snr.clamp(max=gamma) / snr
+
+
+def diffusion_loss(unet, text_encoder, tokenizer, alphas_cumprod: Tensor, images: Tensor,
+                   captions: Sequence[str], generator: torch.Generator,
+                   min_snr_gamma: float) -> Tensor:
+    """Weighted epsilon-prediction loss of one batch; images [B, 3, H, W] in [0, 1].
+
+    ``generator`` lives on the images' device and draws t ~ U{0..999} and the noise.
+    """
+    device = images.device
+    B = images.shape[0]
+    x0 = images * 2 - 1  # [B, 3, H, W] in [-1, 1]
+    t = torch.randint(0, len(alphas_cumprod), (B,), generator=generator, device=device)
+    noise = torch.randn(x0.shape, generator=generator, device=device)
+    alpha_bar = alphas_cumprod[t].view(B, 1, 1, 1)
+    z_t = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise
+    embeddings = encode_prompts(tokenizer, text_encoder, captions, device)
+    eps = unet(z_t, t, encoder_hidden_states=embeddings).sample
+    per_sample = F.mse_loss(eps.float(), noise, reduction="none").mean(dim=(1, 2, 3))  # [B]
+    if min_snr_gamma <= 0:  # DDPM's "simple" loss
+        return per_sample.mean()
+    return (min_snr_weights(alphas_cumprod, t, min_snr_gamma) * per_sample).mean()
+
+
+class Ema:
+    """Exponential moving average of parameters, with DDPM-style warm-up of the decay."""
+
+    def __init__(self, parameters: List[Tensor], decay: float):
+        self.parameters = parameters
+        self.shadow = [p.detach().clone().float() for p in parameters]
+        self.decay = decay
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))
+        torch._foreach_lerp_(self.shadow, [p.detach().float() for p in self.parameters],
+                             1 - decay)
+
+    @torch.no_grad()
+    def copy_to(self) -> None:
+        for p, s in zip(self.parameters, self.shadow):
+            p.copy_(s)
+
+
+def _learning_rate(config: PriorTrainConfig, step: int, progress: float) -> float:
+    """Linear warm-up, then cosine decay to 10% over ``progress`` in [0, 1]."""
+    warm = min(1.0, (step + 1) / max(config.warmup_steps, 1))
+    cosine = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return config.learning_rate * warm * cosine
+
+
+def _save(out: Path, unet, text_encoder, tokenizer, scheduler) -> None:
+    """Stable Diffusion's layout minus vae/. The U-Net is stored in fp16 (13 MB; diffusers
+    loads it as fp32 unless told otherwise), the text encoder in fp32 (transformers 5
+    would otherwise load it as fp16)."""
+    import copy
+
+    from diffusers.utils import logging as diffusers_logging
+
+    out.mkdir(parents=True, exist_ok=True)
+    verbosity = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # "modules to keep in float32": none here
+    try:
+        copy.deepcopy(unet).to("cpu", torch.float16).save_pretrained(out / "unet")
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
+    copy.deepcopy(text_encoder).to("cpu", torch.float32).save_pretrained(out / "text_encoder")
+    tokenizer.save_pretrained(out / "tokenizer")
+    scheduler.save_pretrained(out / "scheduler")
+
+
+def train_prior(out: Path | str, config: PriorTrainConfig, command: str = "") -> Dict:
+    """Train the prior and write it (plus ``loss.csv`` and ``prior_info.json``) to ``out``.
+
+    Stops after ``config.steps`` steps or when ``config.minutes`` of wall time are
+    nearly spent (leaving time to save). Returns the summary written to prior_info.json.
+    """
+    start = time.perf_counter()
+    if config.steps < 1 or config.batch_size < 1:
+        raise ConfigError(f"steps={config.steps} and batch_size={config.batch_size} must be >= 1")
+    budget_s = None if config.minutes is None else 60.0 * config.minutes
+    device = resolve_device(config.device)
+    out = Path(out)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)  # data (CPU)
+    noise_generator = torch.Generator(device).manual_seed(config.seed + 1)  # t, noise
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+
+    arch = config.architecture
+    tokenizer = build_tokenizer(arch.max_length)
+    text_encoder = build_text_encoder(tokenizer, arch).to(device).train()
+    unet = build_unet(arch).to(device).train()
+    if device.type == "cuda":  # bf16 convolutions with few channels run faster in NHWC
+        unet.to(memory_format=torch.channels_last)
+    scheduler = build_scheduler()
+    alphas_cumprod = scheduler.alphas_cumprod.to(device)
+    parameters = list(unet.parameters()) + list(text_encoder.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate,
+                                  weight_decay=config.weight_decay, betas=(0.9, 0.99))
+    ema = Ema(parameters, config.ema_decay)
+
+    pool = None
+    if config.pool_size > 0:
+        pool_limit = None if budget_s is None else 0.25 * budget_s
+        pool = ViewPool(config.pool_size, generator, device, config.data,
+                        chunk=2048 if device.type == "cuda" else 256, time_limit_s=pool_limit)
+        print(f"rendered {len(pool)} views in {pool.render_seconds:.1f} s", file=sys.stderr)
+
+    rows, running, step = [], [], 0
+    train_start = time.perf_counter()
+    margin_s = 25.0
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    out.mkdir(parents=True, exist_ok=True)
+    while step < config.steps:
+        elapsed = time.perf_counter() - start
+        if budget_s is not None and elapsed > budget_s - margin_s:
+            break
+        progress = step / config.steps
+        if budget_s is not None:
+            train_budget = max(budget_s - margin_s - (train_start - start), 1.0)
+            progress = max(progress, (time.perf_counter() - train_start) / train_budget)
+        lr = _learning_rate(config, step, progress)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = (pool.sample(config.batch_size, generator) if pool is not None else
+                 make_batch(render_views(config.batch_size, generator, device, config.data),
+                            generator, config.data))
+        images = batch.images  # [B, 3, H, W]
+        if device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            loss = diffusion_loss(unet, text_encoder, tokenizer, alphas_cumprod, images,
+                                  batch.captions, noise_generator, config.min_snr_gamma)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
+        optimizer.step()
+        ema.update(step)
+        running.append(loss.detach())
+        step += 1
+        if step % config.log_every == 0 or step == config.steps:
+            mean_loss = torch.stack(running).mean().item()
+            running = []
+            seconds = time.perf_counter() - train_start
+            rows.append({"step": step, "loss": round(mean_loss, 6), "lr": lr,
+                         "elapsed_s": round(time.perf_counter() - start, 2),
+                         "images_per_s": round(step * config.batch_size / seconds, 1)})
+            print(f"step {step} loss {mean_loss:.4f} lr {lr:.2e} "
+                  f"{rows[-1]['images_per_s']} img/s", file=sys.stderr)
+            if not math.isfinite(mean_loss):
+                from ...errors import TrainingDiverged
+
+                raise TrainingDiverged(f"prior training loss is {mean_loss} at step {step}")
+    if running:
+        rows.append({"step": step, "loss": round(torch.stack(running).mean().item(), 6),
+                     "lr": lr, "elapsed_s": round(time.perf_counter() - start, 2),
+                     "images_per_s": round(step * config.batch_size
+                                           / (time.perf_counter() - train_start), 1)})
+
+    ema.copy_to()
+    _save(out, unet.eval(), text_encoder.eval(), tokenizer, scheduler)
+    with open(out / "loss.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["step", "loss", "lr", "elapsed_s",
+                                                    "images_per_s"])
+        writer.writeheader()
+        writer.writerows(rows)
+    info = {
+        "name": "shapes",
+        "description": "pixel-space text-to-image prior of the procedural shapes world",
+        "image_size": arch.sample_size,
+        "pixel_space": True,
+        "x0": "2 * rgb - 1",
+        "shapes": list(SHAPES),
+        "colours": list(COLOUR_NAMES),
+        "scale_range": list(SCALE_RANGE),
+        "vocabulary": vocabulary(),
+        "prompt_template": "a <colour> <shape>[, <front|side|back|overhead> view]",
+        "negative_prompt": NFSD_NEGATIVE_PROMPT,
+        "background": asdict(config.data.background),
+        "camera": asdict(config.data.camera),
+        "data": {k: v for k, v in asdict(config.data).items() if k not in ("camera", "background")},
+        "architecture": asdict(arch),
+        "training": {k: v for k, v in asdict(config).items()
+                     if k not in ("architecture", "data")},
+        "command": command,
+        "seed": config.seed,
+        "steps": step,
+        "pool_views": 0 if pool is None else len(pool),
+        "final_loss": rows[-1]["loss"] if rows else None,
+        "images_per_s": rows[-1]["images_per_s"] if rows else None,
+        "wall_s": round(time.perf_counter() - start, 1),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "unet_parameters": sum(p.numel() for p in unet.parameters()),
+        "text_encoder_parameters": sum(p.numel() for p in text_encoder.parameters()),
+    }
+    (out / "prior_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info

@@ -1,0 +1,106 @@
+"""The bundled prior: training writes Stable Diffusion's folder layout, which loads back
+through ``from_pretrained`` (the project's common path) and samples with CFG."""
+
+import json
+
+import pytest
+import torch
+
+from nfsd_gs.priors import SHAPES_PRIOR_DIR
+from nfsd_gs.priors.shapes.__main__ import main
+from nfsd_gs.priors.shapes.check import (check_prior, format_table, load_prior, sample,
+                                         save_image_grid)
+from nfsd_gs.priors.shapes.dataset import DataConfig
+from nfsd_gs.priors.shapes.judge import Judge, JudgeNet
+from nfsd_gs.priors.shapes.prior import (PriorArchitecture, PriorTrainConfig, build_text_encoder,
+                                         build_tokenizer, build_unet, encode_prompts, train_prior)
+from nfsd_gs.priors.shapes.world import COLOUR_NAMES, SHAPES
+
+TINY = PriorArchitecture(sample_size=16, block_out_channels=(8, 8, 16, 16), norm_num_groups=4,
+                         text_hidden_size=16, text_layers=1, text_heads=2)
+
+
+@pytest.fixture(scope="module")
+def tiny_prior(tmp_path_factory):
+    out = tmp_path_factory.mktemp("prior")
+    config = PriorTrainConfig(steps=3, batch_size=4, pool_size=8, device="cpu", log_every=1,
+                              architecture=TINY, data=DataConfig(resolution=16))
+    info = train_prior(out, config, command="test")
+    return out, info
+
+
+def test_training_writes_the_sd_layout(tiny_prior):
+    out, info = tiny_prior
+    for sub in ("unet", "text_encoder", "tokenizer", "scheduler"):
+        assert (out / sub).is_dir()
+    assert not (out / "vae").exists()
+    lines = (out / "loss.csv").read_text().splitlines()
+    assert lines[0].startswith("step,loss") and len(lines) == 4
+    saved = json.loads((out / "prior_info.json").read_text())
+    assert saved["steps"] == 3 and saved["shapes"] == list(SHAPES)
+    assert saved["colours"] == list(COLOUR_NAMES) and saved["seed"] == 0
+    assert saved["background"]["kind"] == "random" and "cone" in saved["vocabulary"]
+
+
+def test_loads_through_the_common_path(tiny_prior):
+    out, _ = tiny_prior
+    pytest.importorskip("nfsd_gs.guidance.prior")
+    from nfsd_gs.config import PriorConfig
+    from nfsd_gs.guidance.prior import load_components
+
+    components = load_components(str(out), PriorConfig(model=str(out), local_files_only=True))
+    assert components.vae is None
+    assert components.unet.config.sample_size == 16 and components.unet.config.in_channels == 3
+    assert components.scheduler.config.prediction_type == "epsilon"
+    ids = components.tokenizer("a red cone, side view")["input_ids"]
+    assert components.tokenizer.unk_token_id not in ids
+
+
+def test_sampling_and_check(tiny_prior, tmp_path):
+    out, _ = tiny_prior
+    models = load_prior(out, torch.device("cpu"))
+    images = sample(models, ["a red cone, front view", "a blue cube"],
+                    torch.Generator().manual_seed(0), steps=2)
+    assert images.shape == (2, 16, 16, 3) and 0 <= images.min() and images.max() <= 1
+    judge = Judge(JudgeNet(width=4), list(SHAPES), list(COLOUR_NAMES),
+                  info={"shapes": list(SHAPES), "colours": list(COLOUR_NAMES), "width": 4})
+    judge.save(tmp_path / "judge")
+    result = check_prior(out, tmp_path / "judge", per_prompt=1, steps=1, device="cpu",
+                         save_grid=tmp_path / "grid.png")
+    assert result["images"] == len(SHAPES) * len(COLOUR_NAMES)
+    assert 0 <= result["shape_accuracy"] <= 1 and (tmp_path / "grid.png").is_file()
+    assert "a red cone" in format_table(result)
+    save_image_grid(images, tmp_path / "g.png", columns=2)
+
+
+def test_cli_smoke(tmp_path):
+    """The documented CPU smoke (full architecture, a few tiny steps)."""
+    out = tmp_path / "cli"
+    assert main(["train-prior", "--out", str(out), "--device", "cpu", "--steps", "2",
+                 "--batch-size", "2", "--pool-size", "4", "--log-every", "1"]) == 0
+    assert (out / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    size = sum(p.stat().st_size for p in out.rglob("*.safetensors"))
+    assert size < 20e6
+    assert main(["train-prior", "--out", str(out), "--device", "cpu", "--steps", "0"]) == 2
+
+
+def test_cpu_forward_is_small():
+    arch = PriorArchitecture()
+    unet = build_unet(arch)
+    assert sum(p.numel() for p in unet.parameters()) < 8e6
+    tokenizer = build_tokenizer(arch.max_length)
+    encoder = build_text_encoder(tokenizer, arch)
+    states = encode_prompts(tokenizer, encoder, ["a red cone, side view", ""], "cpu")
+    assert states.shape == (2, arch.max_length, arch.text_hidden_size)
+
+
+@pytest.mark.skipif(not (SHAPES_PRIOR_DIR / "unet").is_dir(), reason="no prior shipped")
+def test_shipped_prior_loads_and_knows_every_prompt():
+    models = load_prior(SHAPES_PRIOR_DIR, torch.device("cpu"))
+    info = json.loads((SHAPES_PRIOR_DIR / "prior_info.json").read_text())
+    assert info["shapes"] == list(SHAPES) and info["image_size"] == 64
+    assert models.unet.config.sample_size == 64
+    for shape in SHAPES:
+        for colour in COLOUR_NAMES:
+            ids = models.tokenizer(f"a {colour} {shape}, overhead view")["input_ids"]
+            assert models.tokenizer.unk_token_id not in ids
