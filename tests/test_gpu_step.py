@@ -42,6 +42,8 @@ def step_gradients(overrides):
 def test_optimized_step_gradients_match_the_plain_step():
     plain = step_gradients(["prior.dtype=float32", "prior.cuda_graph=false"])
     fast = step_gradients(["prior.dtype=float16", "prior.cuda_graph=true"])
-    for key in ("means", "scales", "quats", "opacities", "sh0"):
+    for key in ("means", "scales", "opacities", "sh0"):
         cosine = torch.nn.functional.cosine_similarity(plain[key], fast[key], dim=0)
         assert cosine > 0.99, (key, float(cosine))  # fp16 rounding only
+    # isotropic initial Gaussians: rotating them changes nothing, both gradients are ~0
+    assert fast["quats"].abs().max() <= 1e-3 * max(plain["means"].abs().max(), 1e-12)

@@ -16,12 +16,19 @@ itself is measured.  Modes:
 it/s is measured from ``metrics.jsonl`` over the second half of the steps
 (the browser is attached well before that), the median over repeats, which
 run interleaved.  Targets (issue 6): viewer >= 90%, viewer + browser >= 75%.
+
+Each training process gets ``--threads`` torch/OpenMP threads (default 1).
+On a small shared machine two OpenMP threads make it/s swing tenfold with
+whatever else runs (a descheduled worker stalls every parallel region), which
+drowns the difference being measured; one thread leaves the other core to the
+viewer's threads and the browser, as on a machine with cores to spare.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -52,12 +59,15 @@ def steady_it_per_s(metrics: Path, from_step: int) -> float:
     return (last["step"] - first["step"]) / (last["elapsed_s"] - first["elapsed_s"])
 
 
-def run_once(mode: str, config: str, steps: int, log) -> Dict[str, float]:
+def run_once(mode: str, config: str, steps: int, log, threads: int = 1) -> Dict[str, float]:
     """One training process in ``mode``; returns it/s and, with a browser, when it attached."""
+    env = dict(os.environ)
+    if threads > 0:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with tempfile.TemporaryDirectory(prefix="nfsd-bench-") as tmp:
         out_root = Path(tmp)
         process = subprocess.Popen(train_command(config, steps, out_root, mode != "no viewer"),
-                                   cwd=REPO, stderr=subprocess.PIPE, text=True)
+                                   cwd=REPO, stderr=subprocess.PIPE, text=True, env=env)
         attached_step, browser_thread = None, None
         lines: List[str] = []
         for line in process.stderr:
@@ -132,6 +142,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--config", default="tiny_test", help="preset (default tiny_test)")
     parser.add_argument("--steps", type=int, default=400, help="steps per run (default 400)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per mode (default 2)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch/OpenMP threads per training process (default 1; 0: torch's "
+                             "default)")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw numbers here")
     args = parser.parse_args(argv)
 
@@ -141,7 +154,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     results: Dict[str, List[float]] = {mode: [] for mode in MODES}
     for repeat in range(args.repeats):
         for mode in MODES:
-            outcome = run_once(mode, args.config, args.steps, log)
+            outcome = run_once(mode, args.config, args.steps, log, args.threads)
             results[mode].append(outcome["it_per_s"])
             log(f"[{repeat + 1}/{args.repeats}] {mode}: {outcome['it_per_s']:.2f} it/s"
                 + (f" (browser from step {outcome['browser_attached_at_step']})"
@@ -149,7 +162,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(table(results))
     if args.json is not None:
         args.json.write_text(json.dumps({"config": args.config, "steps": args.steps,
-                                         "it_per_s": results}, indent=2))
+                                         "threads": args.threads, "it_per_s": results}, indent=2))
     return 0
 
 

@@ -11,7 +11,9 @@ call is a few clock reads unless something is due:
   into covariances and colours and gives them to viser.  The interval
   stretches to 4x the time the last hand-over took, so a large scene costs the
   trainer at most ~20% of a core, and viser keeps only the newest pending
-  snapshot per browser (a slow browser skips snapshots, never queues them);
+  snapshot per browser (a slow browser skips snapshots, never queues them).
+  With no browser connected nothing is copied; one that connects gets the
+  current Gaussians after the next step;
 * a click on "Save .ply" writes ``snapshots/step_XXXXXX.ply`` through the
   exporter, from the training thread (the parameters are consistent there);
 * while "Pause" is on, the call blocks (it still answers "Save .ply").
@@ -212,9 +214,11 @@ class TrainingViewer:
         now = time.perf_counter()
         if now - self.last_stats_time >= self.config.stats_interval_s:
             self._show_stats(step, splats, stats, now)
-        if splats is not None and self.pacer.due(step, now, self.publisher.last_cost_s):
-            if self.publisher.idle() and self.scene.num_clients() > 0:  # nobody looking: no copy
-                self.publisher.submit(host_copy(splats))
+        # Nobody looking, or the last snapshot still on its way: no copy, and the
+        # update stays due, so a browser that connects gets one on the next step.
+        if (splats is not None and self.pacer.due(step, now, self.publisher.last_cost_s)
+                and self.publisher.idle() and self.scene.num_clients() > 0):
+            self.publisher.submit(host_copy(splats))
             self.pacer.sent(step, now)
         if self.panel.save_requested.is_set():
             self._save(step, splats)

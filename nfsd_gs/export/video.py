@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -118,6 +119,17 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int) -> Path:
     return _write_atomically(Path(path), write)
 
 
+def ffmpeg_available() -> bool:
+    """Whether imageio can find an ffmpeg (imageio-ffmpeg's bundled one or a system one)."""
+    try:
+        import imageio_ffmpeg
+
+        imageio_ffmpeg.get_ffmpeg_exe()
+        return True
+    except (ImportError, RuntimeError):
+        return False
+
+
 def write_gif(path: Path, frames: np.ndarray, fps: int) -> Path:
     """A looping GIF of frames [F, H, W, 3] uint8; atomic."""
     import imageio.v3 as iio
@@ -158,7 +170,13 @@ def write_turntable(model, config: Config, video_path: Path,
     frames = render_turntable(model_renderer(model), cameras, settings.resolution, background,
                               device, progress)
     video_path = Path(video_path)
-    written = [write_mp4(video_path, frames, settings.fps)]
-    if settings.gif:
+    written = []
+    if ffmpeg_available():
+        written.append(write_mp4(video_path, frames, settings.fps))
+    else:  # the model is saved already: a GIF beats a crash at the very end of a run
+        warnings.warn(f"no ffmpeg (pip install imageio-ffmpeg): wrote "
+                      f"{video_path.with_suffix('.gif').name} instead of {video_path.name}",
+                      stacklevel=2)
+    if settings.gif or not written:
         written.append(write_gif(video_path.with_suffix(".gif"), frames, settings.fps))
     return written

@@ -1,7 +1,8 @@
 """Headless Chromium for the browser tests.
 
-They skip, saying why, only where Chromium is genuinely absent; under CI
-(``CI`` set, where .ci/run installs it) a missing Chromium is a failure.
+They skip, saying why, only where Chromium is genuinely absent; where
+``NFSD_REQUIRE_BROWSER`` or ``CI`` is set (.ci/run sets the first, after
+installing Chromium and Spark) a missing one is a failure.
 Screenshots are kept under each test's tmp dir.
 """
 
@@ -11,7 +12,8 @@ import pytest
 
 from nfsd_gs.viewer.headless import chromium_page, find_chromium
 
-IN_CI = bool(os.environ.get("CI"))
+#: .ci/run installs Chromium and Spark, so there a missing one is a failure, not a skip.
+IN_CI = bool(os.environ.get("NFSD_REQUIRE_BROWSER") or os.environ.get("CI"))
 
 
 def pytest_configure(config):

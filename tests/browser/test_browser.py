@@ -5,6 +5,9 @@ here looks from +x with z up, so red must appear on the left half of the
 screenshot and blue on the right half.
 """
 
+import threading
+import time
+
 import pytest
 import torch
 
@@ -27,22 +30,56 @@ def check_red_left_blue_right(page, screenshot):
                 f"browser said: {page.console_messages[-10:]}")
 
 
+class FakeTrainingLoop:
+    """Calls ``viewer.after_step`` every ``period_s`` from a thread, as the training loop does.
+
+    ``splats`` may be swapped while it runs (training moving the Gaussians).
+    """
+
+    def __init__(self, viewer, splats, period_s: float = 0.05):
+        self.viewer, self.splats, self.period_s = viewer, splats, period_s
+        self.step, self.error = 0, None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fake-training", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(10)
+        if self.error is not None:
+            raise self.error
+
+    def _run(self):
+        try:
+            while not self._stop.is_set():
+                self.step += 1
+                self.viewer.after_step(self.step, self.splats, {"loss": torch.tensor(1.0 / self.step)})
+                time.sleep(self.period_s)
+        except Exception as err:  # surfaced in __exit__
+            self.error = err
+
+
 def test_live_viewer_shows_the_training_gaussians(page, tmp_path):
     from nfsd_gs.viewer.training import TrainingViewer
 
-    viewer = TrainingViewer(ViewerConfig(port=0), CameraConfig(), tmp_path, total_steps=10)
+    config = ViewerConfig(port=0, update_interval_s=0.25, stats_interval_s=0.25)
+    viewer = TrainingViewer(config, CameraConfig(), tmp_path, total_steps=10_000)
     try:
-        viewer.after_step(1, red_blue_blobs(), {"loss": torch.tensor(0.5)})
-        page.goto(viewer.url)
-        check_red_left_blue_right(page, tmp_path / "live_viewer.png")
-        # Training moves on: swap the colours; the browser must follow.
-        swapped = red_blue_blobs()
-        swapped["means"][:, 1] *= -1
-        viewer.pacer.last_time = -float("inf")
-        viewer.after_step(2, swapped, {"loss": torch.tensor(0.4)})
-        ok, counts = wait_for_image(page, lambda image: _swapped(image), tmp_path / "live_viewer_2.png",
-                                    timeout_s=TIMEOUT_S)
-        assert ok, f"the browser did not show the update: {counts}"
+        with FakeTrainingLoop(viewer, red_blue_blobs()) as loop:
+            page.goto(viewer.url)  # the browser connects while training runs
+            check_red_left_blue_right(page, tmp_path / "live_viewer.png")
+            # Training moves on: mirror the scene; the browser must follow.
+            swapped = red_blue_blobs()
+            swapped["means"][:, 1] *= -1
+            loop.splats = swapped
+            ok, counts = wait_for_image(page, _swapped, tmp_path / "live_viewer_2.png",
+                                        timeout_s=TIMEOUT_S)
+            assert ok, f"the browser did not show the update: {counts}"
+        assert viewer.publisher.published >= 2
+        assert int(viewer.panel.step.value) > 1 and viewer.panel.count.value == 800
     finally:
         viewer.close()
 
