@@ -75,3 +75,23 @@ def test_every_preset_takes_two_steps(preset):
     for step in range(2):
         stats = training_step(run, step)
         assert torch.isfinite(stats["loss"])
+
+
+def test_default_config_runs_on_the_bundled_prior(tmp_path):
+    """No --config: the bundled shapes prior, offline; then the judge scores the result."""
+    from nfsd_gs.score import score_run
+
+    assert main(["--prompt", "a red cone", "--no-progress", "--output-root", str(tmp_path),
+                 "steps=3", "camera.batch_size=1", "init.num_points=100",
+                 "output.turntable=false"]) == 0
+    config = load_config(tmp_path / "a_red_cone" / "config.yaml")
+    assert config.prior.model == "bundled:shapes" and config.camera.resolution == 64
+    scores = score_run(tmp_path / "a_red_cone", views=2)
+    assert len(scores["judged"]) == 2 and 0.0 <= scores["shape_acc"] <= 1.0
+
+
+def test_prompt_outside_the_bundled_vocabulary_lists_what_it_knows(tmp_path, capsys):
+    assert main(["--prompt", "a DSLR photo of a corgi", "--output-root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown to prior 'bundled:shapes'" in err and "cone" in err and "red" in err
+    assert len(err.splitlines()) == 1 and not any(tmp_path.iterdir())

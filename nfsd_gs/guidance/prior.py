@@ -75,6 +75,11 @@ def load_components(source: str, config: PriorConfig) -> PriorComponents:
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import AutoTokenizer, CLIPTextModel
 
+    import diffusers.utils.logging
+    import transformers.utils.logging
+
+    diffusers.utils.logging.disable_progress_bar()  # one line per error, no loading bars
+    transformers.utils.logging.disable_progress_bar()
     options = dict(revision=config.revision, local_files_only=config.local_files_only)
     try:
         return PriorComponents(

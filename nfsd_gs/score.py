@@ -1,0 +1,57 @@
+"""Judge a finished run of the bundled prior: ``python -m nfsd_gs.score RUN_DIR``.
+
+Loads the run's ``config.yaml`` and ``model.ply``, renders 8 views around the
+object on the evaluation orbit and prints what the judge calls each view,
+with the shape and colour accuracy against the run's prompt ("a red cone").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from .background import fixed_backgrounds
+from .config import load_config
+from .errors import NfsdError
+from .eval import eval_cameras, load_judge, parse_prompt, render_model, score_views
+from .export.ply import load_ply
+from .representations import GaussianModel
+
+
+def score_run(run_dir: Path, views: int = 8, resolution: int = 64) -> dict:
+    """Judge scores of the Gaussians in ``run_dir`` for its own prompt."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise NfsdError(f"'{run_dir}' is not a run folder (no config.yaml)")
+    config = load_config(run_dir / "config.yaml")
+    shape, colour = parse_prompt(config.prompt)
+    model = GaussianModel(load_ply(run_dir / "model.ply"), config.gaussians, config.render)
+    model.active_sh_degree = model.max_sh_degree
+    cameras = eval_cameras(config, views)
+    background = fixed_backgrounds(config.background, views)
+    images, mask = render_model(model, cameras, background, resolution)
+    scores = score_views(load_judge(None, torch.device("cpu")), images, mask, shape, colour)
+    return {"run": str(run_dir), "prompt": config.prompt, **scores}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nfsd_gs.score", description=__doc__)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--views", type=int, default=8)
+    args = parser.parse_args(argv)
+    try:
+        result = score_run(args.run_dir, args.views)
+    except NfsdError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
