@@ -1,3 +1,4 @@
+import glob
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -15,6 +16,8 @@ setup(
     packages=find_packages(include=["nfsd_gs", "nfsd_gs.*"]) + ["nfsd_gs.viewer"],
     package_dir={"nfsd_gs.viewer": "viewer"},
     include_package_data=True,
+    # the presets, for regular (non-editable) installs; see nfsd_gs.config._config_dir
+    data_files=[("share/nfsd_gs/configs", sorted(glob.glob("configs/*.yaml")))],
     package_data={"nfsd_gs": ["assets/**/*"],
                   "nfsd_gs.viewer": ["web/*.html", "web/package.json", "web/package-lock.json"]},
     install_requires=[

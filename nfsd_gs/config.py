@@ -12,6 +12,7 @@ so their hyper-parameters keep gsplat's names and documentation.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Literal, Optional, Sequence, Tuple, Union
@@ -22,7 +23,14 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+def _config_dir() -> Path:
+    """``configs/`` beside the package (a checkout or editable install), else the copy a
+    regular install puts under ``<prefix>/share/nfsd_gs/configs``."""
+    source = Path(__file__).resolve().parent.parent / "configs"
+    return source if source.is_dir() else Path(sys.prefix) / "share" / "nfsd_gs" / "configs"
+
+
+CONFIG_DIR = _config_dir()
 
 #: The negative prompt of the NFSD paper (Katzir et al. 2024, Sec. 4).
 NFSD_NEGATIVE_PROMPT = (
