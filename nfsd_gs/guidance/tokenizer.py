@@ -29,17 +29,25 @@ def word_tokenizer(words: Iterable[str], max_length: int = 32):
 
     Ids: 0 pad, 1 unknown, 2 start, 3 end, then the words in sorted order.
     """
-    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers import pre_tokenizers
+
+    words = sorted(set(words) - set(SPECIAL_TOKENS))
+    splitter = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
+                                        pre_tokenizers.Punctuation()])
+    return _fast_tokenizer(words, splitter, max_length)
+
+
+def _fast_tokenizer(tokens: List[str], pre_tokenizer, max_length: int):
+    """A lower-casing WordLevel tokenizer: ids 0-3 special, then ``tokens`` in order."""
+    from tokenizers import Tokenizer, normalizers, processors
     from tokenizers.models import WordLevel
     from transformers import PreTrainedTokenizerFast
 
-    vocabulary = list(SPECIAL_TOKENS) + sorted(set(words) - set(SPECIAL_TOKENS))
-    model = WordLevel({word: index for index, word in enumerate(vocabulary)},
-                      unk_token=UNKNOWN_TOKEN)
-    tokenizer = Tokenizer(model)
+    vocabulary = list(SPECIAL_TOKENS) + list(tokens)
+    tokenizer = Tokenizer(WordLevel({token: i for i, token in enumerate(vocabulary)},
+                                    unk_token=UNKNOWN_TOKEN))
     tokenizer.normalizer = normalizers.Lowercase()
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    tokenizer.pre_tokenizer = pre_tokenizer
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{START_TOKEN} $A {END_TOKEN}",
         special_tokens=[(START_TOKEN, 2), (END_TOKEN, 3)])
@@ -62,19 +70,8 @@ def character_tokenizer(max_length: int = 77):
     """A fast tokenizer with one token per printable ASCII character: any English
     prompt tokenizes without unknown words.  Random-weight priors use it in place of
     CLIP's BPE tokenizer, whose vocabulary files cannot be downloaded here."""
-    from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
-    from tokenizers.models import WordLevel
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Regex, pre_tokenizers
 
     characters = [chr(code) for code in range(32, 127)]
-    vocabulary = list(SPECIAL_TOKENS) + characters
-    tokenizer = Tokenizer(WordLevel({c: i for i, c in enumerate(vocabulary)},
-                                    unk_token=UNKNOWN_TOKEN))
-    tokenizer.normalizer = normalizers.Lowercase()
-    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{START_TOKEN} $A {END_TOKEN}",
-        special_tokens=[(START_TOKEN, 2), (END_TOKEN, 3)])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, model_max_length=max_length, pad_token=PAD_TOKEN,
-        unk_token=UNKNOWN_TOKEN, bos_token=START_TOKEN, eos_token=END_TOKEN)
+    return _fast_tokenizer(characters, pre_tokenizers.Split(Regex("."), behavior="isolated"),
+                           max_length)
