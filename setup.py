@@ -30,6 +30,7 @@ setup(
         "plyfile>=1.0",
         "tqdm",
         "numpy",
+        "accelerate",  # diffusers loads weights without a throw-away random init
         "scipy",
         "Pillow",
         "omegaconf>=2.4",

@@ -75,11 +75,6 @@ def load_components(source: str, config: PriorConfig) -> PriorComponents:
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import AutoTokenizer, CLIPTextModel
 
-    import diffusers.utils.logging
-    import transformers.utils.logging
-
-    diffusers.utils.logging.disable_progress_bar()  # one line per error, no loading bars
-    transformers.utils.logging.disable_progress_bar()
     options = dict(revision=config.revision, local_files_only=config.local_files_only)
     try:
         return PriorComponents(
@@ -95,6 +90,16 @@ def load_components(source: str, config: PriorConfig) -> PriorComponents:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise PriorLoadError(f"cannot load diffusion prior '{source}' ({reason[:200]}); "
                              f"{_MISSING_MODEL_HELP}") from None
+
+
+def quiet_model_libraries() -> None:
+    """One line per error: no loading bars or notices from diffusers and transformers."""
+    import diffusers.utils.logging
+    import transformers.utils.logging
+
+    for library in (diffusers.utils.logging, transformers.utils.logging):
+        library.disable_progress_bar()
+        library.set_verbosity_error()
 
 
 def load_tiny_autoencoder(config: PriorConfig, random_weights: bool):
@@ -151,6 +156,7 @@ class DiffusionPrior:
     @classmethod
     def load(cls, config: PriorConfig, device: torch.device) -> "DiffusionPrior":
         """Load ``config.model`` (hub id, folder, ``bundled:<name>`` or ``random:<arch>``)."""
+        quiet_model_libraries()
         model = config.model
         is_random = model.startswith("random:")
         if is_random:
