@@ -406,6 +406,13 @@ def resume_run(run_dir: Path, overrides: Sequence[str]) -> tuple[Run, Path]:
     (the resumed run logs those steps again)."""
     if overrides:
         raise NfsdError("--resume continues the saved config; overrides are not allowed")
+    if run_dir.suffix == ".ply" and run_dir.is_file():
+        from .export.ply import load_ply
+
+        load_ply(run_dir)  # a corrupt or foreign file: its one-line PlyFormatError
+        raise NfsdError(f"--resume takes a run folder; to continue optimizing '{run_dir}' "
+                        f"start a run from it: --prompt \"...\" init.kind=file "
+                        f"init.path={run_dir}")
     _, state = load_latest_checkpoint(run_dir)
     run = build_run(config_from_dict(state["config"]))
     restore_run(run, state)

@@ -95,6 +95,16 @@ def test_resume_of_a_missing_or_corrupt_run_is_one_line(tmp_path, capsys):
     assert len(err.splitlines()) == 1
 
 
+def test_resume_given_a_ply_says_what_to_do(tmp_path, capsys, uninterrupted):
+    assert main(["--resume", str(uninterrupted / "model.ply")]) == 2
+    assert "init.kind=file init.path=" in capsys.readouterr().err
+    broken = tmp_path / "broken.ply"
+    broken.write_bytes((uninterrupted / "model.ply").read_bytes()[:300])
+    assert main(["--resume", str(broken)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "broken.ply" in err
+
+
 def nan_direction_at(bad_steps):
     original = ScoreDistillation.direction
 
