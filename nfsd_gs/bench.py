@@ -32,14 +32,9 @@ from .guidance import ScoreDistillation
 from .guidance.graph import GraphedCall
 from .guidance.prior import DiffusionPrior
 from .train import Run, build_run, resolve_device, training_step
-from .utils.timing import PhaseTimer
+from .utils.timing import PhaseTimer, synchronize
 
 PHASES = ("render", "encode", "unet", "guidance", "backward", "optimizer", "densify")
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def time_ms(function: Callable[[], object], device: torch.device, repeats: int,

@@ -67,6 +67,19 @@ class Cameras:
         K[:, 2, 2] = 1
         return K
 
+    def ray_directions(self, width: int, height: int) -> Tensor:  # [B, H, W, 3]
+        """World-space directions through the pixel centres (u + 0.5, v + 0.5), scaled so
+        their camera-space z component is 1; the rays start at :attr:`positions`."""
+        K = self.intrinsics(width, height)  # [B, 3, 3]
+        v, u = torch.meshgrid(torch.arange(height, device=self.device, dtype=K.dtype) + 0.5,
+                              torch.arange(width, device=self.device, dtype=K.dtype) + 0.5,
+                              indexing="ij")  # [H, W] each
+        x = (u[None] - K[:, 0, 2, None, None]) / K[:, 0, 0, None, None]  # [B, H, W]
+        y = (v[None] - K[:, 1, 2, None, None]) / K[:, 1, 1, None, None]  # [B, H, W]
+        camera = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # [B, H, W, 3]
+        rotation = self.world_to_camera[:, :3, :3]  # [B, 3, 3] world -> camera
+        return torch.einsum("bhwi,bij->bhwj", camera, rotation)  # R^T d, per pixel
+
 
 def look_at_origin(positions: Tensor) -> Tensor:  # [B, 3] -> [B, 4, 4]
     """World-to-camera matrices (OpenCV axes) of cameras at ``positions`` facing the origin, z up."""

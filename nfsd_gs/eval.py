@@ -31,7 +31,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -43,7 +43,9 @@ from .background import fixed_backgrounds
 from .cameras import Cameras, OrbitSampler
 from .config import Config, config_to_dict, load_config
 from .errors import ConfigError, NfsdError
-from .utils.io import create_run_dir, slugify, write_text, write_with
+from .utils.images import image_grid, save_png
+from .utils.io import create_run_dir, finite_or_none, slugify, write_text
+from .utils.timing import synchronize
 
 # ---------------------------------------------------------------------------- prompts and variants
 
@@ -277,12 +279,9 @@ def render_ground_truth(shape: str, colour: str, cameras: Cameras, background: T
 
     ``background`` [B, 3]; unit scale, no yaw (what the prior saw on average).
     """
-    from .priors.shapes.world import Scenes, colour_index, render_scenes, shape_index
+    from .priors.shapes.world import object_scenes, render_scenes
 
-    B = len(cameras)
-    scenes = Scenes(shape=torch.full((B,), shape_index(shape)),
-                    colour=torch.full((B,), colour_index(colour)),
-                    scale=torch.ones(B), yaw_deg=torch.zeros(B))
+    scenes = object_scenes(shape, colour, len(cameras))
     rgb, alpha = render_scenes(scenes, cameras, background.to(cameras.device), resolution)
     return rgb.cpu(), (alpha > 0.5).cpu()
 
@@ -297,11 +296,7 @@ def render_model(model, cameras: Cameras, background: Tensor,
 
 def save_strip(path: Path, ours: Tensor, truth: Tensor) -> None:
     """One PNG: our V views [V, H, W, 3] in a row above the ground truth's."""
-    from PIL import Image
-
-    grid = torch.cat([torch.cat(list(ours), dim=1), torch.cat(list(truth), dim=1)], dim=0)
-    array = (grid.clamp(0, 1).numpy() * 255).round().astype("uint8")  # [2H, V*W, 3]
-    write_with(path, lambda handle: Image.fromarray(array).save(handle, format="PNG"))
+    save_png(path, image_grid(torch.cat([ours, truth]), columns=len(ours)))
 
 
 # ---------------------------------------------------------------------------- one run
@@ -358,26 +353,20 @@ class PriorCache:
         return self._priors[key]
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def train_run(config: Config, priors: PriorCache, progress: bool = False):
     """Build and train one run; returns (run, run_dir, timing dict)."""
-    from .train import build_run, resolve_device, train
+    from .train import resolve_device, start_run, train
 
     device = resolve_device(config.device)
     prior = priors.get(config, device)
     start = time.perf_counter()
-    run = build_run(config, device, prior)
-    run_dir = create_run_dir(config.output.root, config.output.name or slugify(config.prompt))
+    run, run_dir = start_run(config, prior)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    _synchronize(device)
+    synchronize(device)
     built = time.perf_counter()
     train(run, run_dir, progress=progress)
-    _synchronize(device)
+    synchronize(device)
     done = time.perf_counter()
     timing = {"build_s": built - start, "train_s": done - built,
               "steps_per_s": config.steps / max(done - built, 1e-9)}
@@ -536,24 +525,8 @@ def format_markdown(result: Dict) -> str:
 
 def write_results(out: Path, result: Dict) -> None:
     """``results.json`` and ``results.md`` in ``out``, each atomically."""
-    write_text(out / "results.json", json.dumps(result, indent=2, allow_nan=False,
-                                                default=_json_default) + "\n")
+    write_text(out / "results.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
     write_text(out / "results.md", format_markdown(result))
-
-
-def _json_default(value):
-    raise TypeError(f"not JSON serialisable: {value!r}")
-
-
-def _strict(value):
-    """NaN / inf -> None, recursively (strict JSON)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_strict(v) for v in value]
-    return value
 
 
 def previous_result(out: Path) -> Dict:
@@ -686,7 +659,7 @@ def evaluate(settings: Settings, variants: Sequence[Variant], prompts: Sequence[
         result["rows"] = merge_rows(earlier["rows"], rows, order)
         present = {r["variant"] for r in result["rows"]}
         result["summary"] = summarize(result["rows"], [n for n in order if n in present])
-        write_results(settings.out, _strict(result))
+        write_results(settings.out, finite_or_none(result))
 
     try:
         for variant in variants:

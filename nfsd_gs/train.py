@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import signal
 import sys
 import time
@@ -36,8 +35,9 @@ from .errors import NfsdError, TrainingDiverged
 from .guidance import ScoreDistillation
 from .guidance.prior import DiffusionPrior
 from .representations import Representation, build_representation
+from .utils.images import image_grid, save_png
+from .utils.io import append_line, create_run_dir, finite_or_none, slugify, write_text
 from .utils.timing import NO_TIMER
-from .utils.io import append_line, create_run_dir, slugify, write_text, write_with
 
 
 def resolve_device(name: str) -> torch.device:
@@ -157,11 +157,7 @@ def render_views(run: Run, count: int, resolution: int) -> Tensor:  # [V, H, W, 
 
 
 def save_image_grid(path: Path, images: Tensor) -> None:  # images [V, H, W, 3] in [0, 1]
-    from PIL import Image
-
-    row = torch.cat(list(images), dim=1)  # [H, V*W, 3]
-    array = (row.cpu().numpy() * 255).round().astype("uint8")
-    write_with(path, lambda handle: Image.fromarray(array).save(handle, format="PNG"))
+    save_png(path, image_grid(images, columns=len(images)))
 
 
 def save_snapshot(run: Run, run_dir: Path, step: int) -> None:
@@ -272,8 +268,8 @@ def train(run: Run, run_dir: Path, progress: bool = True, viewer=None) -> Path:
                 now = time.perf_counter()
                 record = log_record(run, stats, (run.step - last_log_step) / (now - last_log_time),
                                     now - start_time)
-                append_line(metrics_path, json.dumps(record))
-                bar.set_postfix(loss=f"{record['loss'] or float('nan'):.4g}", n=record["num_gaussians"],
+                append_line(metrics_path, json.dumps(finite_or_none(record), allow_nan=False))
+                bar.set_postfix(loss=f"{record['loss']:.4g}", n=record["num_gaussians"],
                                 it_s=f"{record['it_per_s']:.2f}")
                 last_log_time, last_log_step = now, run.step
             if run.step % c.output.snapshot_every == 0 or run.step == c.steps:
@@ -310,7 +306,6 @@ def check_finite(run: Run, step: int, stats: Dict[str, Tensor]) -> None:
 
 def log_record(run: Run, stats: Dict[str, Tensor], it_per_s: float, elapsed: float) -> dict:
     scalars = {k: float(v.float().mean()) for k, v in stats.items() if v.numel() > 0}
-    scalars = {k: (v if math.isfinite(v) else None) for k, v in scalars.items()}  # strict JSON
     return {
         "step": run.step,
         **scalars,
@@ -393,9 +388,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(args.config or "default", overrides)
 
 
-def start_run(config: Config) -> tuple[Run, Path]:
-    """Build everything first, then create the run folder: a failure leaves no folder behind."""
-    run = build_run(config)
+def start_run(config: Config, prior: Optional[DiffusionPrior] = None) -> tuple[Run, Path]:
+    """Build everything first, then create the run folder: a failure leaves no folder behind.
+
+    ``prior``: an already loaded prior to share (the evaluation trains many runs on one)."""
+    run = build_run(config, prior=prior)
     run_dir = create_run_dir(config.output.root, config.output.name or slugify(config.prompt))
     write_text(run_dir / "config.yaml", config_to_yaml(config))
     return run, run_dir

@@ -18,8 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-#: The degree-0 real spherical harmonic, Y_0^0 = 1 / (2 sqrt(pi)).
-SH_C0 = 0.28209479177387814
+from ..render.sh import SH_C0  # Y_0^0 = 1 / (2 sqrt(pi))
 
 #: The parameters the browser needs (shN is view-dependent colour, which
 #: viser's splat renderer does not draw).

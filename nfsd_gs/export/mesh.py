@@ -21,10 +21,8 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..render.sh import rgb_to_sh0
 from ..utils.io import write_text, write_with
-
-#: Degree-0 spherical-harmonic constant: colour = 0.5 + C0 * sh0.
-SH_C0 = 0.28209479177387814
 
 
 def grid_points(resolution: int, bound: float, device: torch.device) -> Tensor:  # [G^3, 3]
@@ -125,7 +123,7 @@ def mesh_to_gaussians(mesh: Dict[str, np.ndarray], scale: float,
         "scales": torch.full((n, 3), math.log(scale)),
         "quats": quats,
         "opacities": torch.full((n,), math.log(opacity / (1.0 - opacity))),
-        "sh0": ((rgb - 0.5) / SH_C0)[:, None, :],
+        "sh0": rgb_to_sh0(rgb)[:, None, :],
         "shN": torch.zeros(n, 0, 3),
     }
 

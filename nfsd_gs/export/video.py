@@ -11,8 +11,6 @@ Also runnable on any ``.ply``: ``python -m nfsd_gs.render model.ply``.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from ..background import fixed_backgrounds
 from ..cameras import Cameras, OrbitSampler
 from ..config import Config, OutputConfig
 from ..errors import ConfigError
+from ..utils.io import atomic_path
 
 #: Cameras rendered per call (bounds memory; the CPU reference is per-camera anyway).
 FRAMES_PER_BATCH = 4
@@ -109,14 +108,13 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int) -> Path:
     """H.264 mp4 (yuv420p, plays everywhere) of frames [F, H, W, 3] uint8; atomic."""
     import imageio.v2 as imageio
 
-    def write(tmp: str) -> None:
+    with atomic_path(path) as tmp:
         with imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264",
                                 pixelformat="yuv420p", quality=8, macro_block_size=2,
                                 ffmpeg_log_level="error") as writer:
             for frame in frames:
                 writer.append_data(frame)
-
-    return _write_atomically(Path(path), write)
+    return Path(path)
 
 
 def ffmpeg_available() -> bool:
@@ -134,25 +132,9 @@ def write_gif(path: Path, frames: np.ndarray, fps: int) -> Path:
     """A looping GIF of frames [F, H, W, 3] uint8; atomic."""
     import imageio.v3 as iio
 
-    def write(tmp: str) -> None:
+    with atomic_path(path) as tmp:
         iio.imwrite(tmp, frames, extension=".gif", duration=1000.0 / fps, loop=0)
-
-    return _write_atomically(Path(path), write)
-
-
-def _write_atomically(path: Path, write: Callable[[str], None]) -> Path:
-    """Writers that want a file name: write a hidden sibling, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 is meant for secrets, not videos
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def write_turntable(model, config: Config, video_path: Path,

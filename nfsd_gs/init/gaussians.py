@@ -17,10 +17,10 @@ import torch
 from scipy.spatial import cKDTree
 from torch import Tensor
 
+from ..render.sh import SH_C0 as C0  # noqa: F401 -- rgb = 0.5 + C0 * sh0
+from ..render.sh import rgb_to_sh0 as rgb_to_dc
 from .points import PointCloud
 
-#: Degree-0 real spherical harmonic, 1 / (2 sqrt(pi)): rgb = 0.5 + C0 * sh0.
-C0 = 0.28209479177387814
 #: Nearest neighbours averaged for the initial scale.
 NEIGHBOURS = 3
 #: Floor of the neighbour distance (scene units), so duplicated points get a finite log-scale.
@@ -29,7 +29,7 @@ MIN_DISTANCE = 1e-7
 
 def rgb_to_sh0(rgb: Tensor) -> Tensor:  # [N, 3] in [0, 1] -> [N, 1, 3]
     """Inverse of the renderer's ``rgb = C0 * sh0 + 0.5`` at degree 0."""
-    return ((rgb - 0.5) / C0)[:, None, :]
+    return rgb_to_dc(rgb)[:, None, :]
 
 
 def mean_neighbour_distance(positions: Tensor, k: int = NEIGHBOURS) -> Tensor:  # [N, 3] -> [N]

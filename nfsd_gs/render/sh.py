@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 
-SH_C0 = 0.2820947917738781  # 1 / (2 sqrt(pi))
+SH_C0 = 0.28209479177387814  # 1 / (2 sqrt(pi))
 SH_C1 = 0.48860251190292  # sqrt(3) / (2 sqrt(pi))
 MAX_SH_DEGREE = 3
 

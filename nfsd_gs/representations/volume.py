@@ -32,17 +32,8 @@ def camera_rays(cameras: Cameras, width: int, height: int) -> Tuple[Tensor, Tens
     Pixel (u, v) looks through its centre (u + 0.5, v + 0.5); camera-to-world
     is the inverse of ``cameras.world_to_camera``.
     """
-    K = cameras.intrinsics(width, height)  # [B, 3, 3]
-    camera_to_world = torch.linalg.inv(cameras.world_to_camera)  # [B, 4, 4]
-    device, dtype = cameras.device, cameras.world_to_camera.dtype
-    v, u = torch.meshgrid(torch.arange(height, device=device, dtype=dtype) + 0.5,
-                          torch.arange(width, device=device, dtype=dtype) + 0.5, indexing="ij")
-    x = (u[None] - K[:, 0, 2, None, None]) / K[:, 0, 0, None, None]  # [B, H, W]
-    y = (v[None] - K[:, 1, 2, None, None]) / K[:, 1, 1, None, None]  # [B, H, W]
-    dirs_cam = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # [B, H, W, 3]
-    rotation = camera_to_world[:, None, None, :3, :3]  # [B, 1, 1, 3, 3]
-    dirs = (rotation @ dirs_cam[..., None])[..., 0]  # [B, H, W, 3]
-    origins = camera_to_world[:, None, None, :3, 3].expand_as(dirs)  # [B, H, W, 3]
+    dirs = cameras.ray_directions(width, height)  # [B, H, W, 3]
+    origins = cameras.positions[:, None, None, :].expand_as(dirs)  # [B, H, W, 3]
     return origins, dirs
 
 

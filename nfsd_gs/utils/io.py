@@ -9,6 +9,7 @@ previous version or the new one, never a truncated file.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import tempfile
@@ -19,21 +20,32 @@ PathLike = Union[str, os.PathLike]
 
 
 @contextlib.contextmanager
-def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary sibling of ``path`` for writing; rename it over ``path`` on success."""
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """A temporary sibling of ``path`` (same suffix, for writers that want a file name);
+    renamed over ``path`` when the block succeeds, deleted when it fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}",
+                               dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 is meant for secrets, not outputs
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary sibling of ``path`` for writing; flushed to disk and renamed over
+    ``path`` on success."""
+    with atomic_path(path) as tmp, open(tmp, mode) as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def write_text(path: PathLike, text: str) -> None:
@@ -45,6 +57,17 @@ def write_with(path: PathLike, writer: Callable[[IO[bytes]], None]) -> None:
     """Atomically write whatever ``writer(file_object)`` writes (torch.save, PIL, plyfile...)."""
     with atomic_write(path, "wb") as handle:
         writer(handle)
+
+
+def finite_or_none(value: Any) -> Any:
+    """NaN and infinities -> None, recursively through dicts and lists (strict JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [finite_or_none(item) for item in value]
+    return value
 
 
 def append_line(path: PathLike, line: str) -> None:

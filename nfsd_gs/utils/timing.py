@@ -16,6 +16,12 @@ from typing import Dict, Iterator, List, Tuple
 import torch
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); nothing to wait for on the CPU."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 class NullTimer:
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:  # noqa: ARG002

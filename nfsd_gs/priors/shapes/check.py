@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from ...errors import ConfigError, PriorLoadError
+from ...utils.images import image_grid, save_png
 from .captions import object_prompt
 from .judge import Judge
 from .prior import encode_prompts, resolve_device
@@ -127,16 +128,7 @@ def check_prior(prior: Path | str, judge_folder: Optional[Path | str] = None,
 
 def save_image_grid(images: Tensor, path: Path, columns: int) -> None:
     """images [N, H, W, 3] in [0, 1] -> one PNG, ``columns`` per row."""
-    from PIL import Image
-
-    N, H, W, _ = images.shape
-    rows = (N + columns - 1) // columns
-    grid = torch.ones(rows * H, columns * W, 3)
-    for i in range(N):
-        r, c = divmod(i, columns)
-        grid[r * H:(r + 1) * H, c * W:(c + 1) * W] = images[i]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((grid * 255).round().byte().numpy()).save(path)
+    save_png(path, image_grid(images, columns))
 
 
 def format_table(result: Dict) -> str:

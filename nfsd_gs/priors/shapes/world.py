@@ -156,16 +156,8 @@ SDFS = (sdf_sphere, sdf_cube, sdf_cylinder, sdf_cone, sdf_torus, sdf_pyramid)
 
 def camera_rays(cameras: Cameras, resolution: int) -> Tuple[Tensor, Tensor]:
     """World-space ray origins [B, 3] and unit directions [B, R*R, 3] through pixel centres."""
-    device = cameras.device
-    K = cameras.intrinsics(resolution, resolution).float()  # [B, 3, 3]
-    pixel = torch.arange(resolution, device=device, dtype=torch.float32) + 0.5
-    v, u = torch.meshgrid(pixel, pixel, indexing="ij")  # [R, R] rows (y), columns (x)
-    x = (u.reshape(1, -1) - K[:, 0, 2:3]) / K[:, 0, 0:1]  # [B, R*R]
-    y = (v.reshape(1, -1) - K[:, 1, 2:3]) / K[:, 1, 1:2]
-    directions_cam = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # [B, R*R, 3]
-    rotation = cameras.world_to_camera[:, :3, :3].float()  # [B, 3, 3] world -> camera
-    directions = F.normalize(directions_cam @ rotation, dim=-1)  # R^T d, row-vector form
-    return cameras.positions.float(), directions
+    directions = cameras.ray_directions(resolution, resolution).float()  # [B, R, R, 3]
+    return cameras.positions.float(), F.normalize(directions.flatten(1, 2), dim=-1)
 
 
 def _yaw_matrices(yaw_deg: Tensor) -> Tensor:  # [B] -> [B, 3, 3] object -> world rotation
@@ -268,6 +260,15 @@ def render_scenes(scenes: Scenes, cameras: Cameras, backgrounds: Tensor, resolut
     return rgb.clamp(0, 1), alpha
 
 
+def object_scenes(shape: str, colour: str, count: int, scale: float = 1.0,
+                  yaw_deg: float = 0.0) -> Scenes:
+    """``count`` copies of one named object (a batch to render from ``count`` cameras)."""
+    return Scenes(shape=torch.full((count,), shape_index(shape)),
+                  colour=torch.full((count,), colour_index(colour)),
+                  scale=torch.full((count,), float(scale)),
+                  yaw_deg=torch.full((count,), float(yaw_deg)))
+
+
 def render_object(shape: str, colour: str, cameras: Cameras,
                   background: Union[Sequence[float], Tensor] = (1.0, 1.0, 1.0),
                   resolution: int = 64, scale: float = 1.0, yaw_deg: float = 0.0,
@@ -279,8 +280,6 @@ def render_object(shape: str, colour: str, cameras: Cameras,
     B = len(cameras)
     background = torch.as_tensor(background, dtype=torch.float32)
     backgrounds = background.expand(B, 3).clone() if background.dim() == 1 else background
-    scenes = Scenes(shape=torch.full((B,), shape_index(shape)),
-                    colour=torch.full((B,), colour_index(colour)),
-                    scale=torch.full((B,), float(scale)), yaw_deg=torch.full((B,), float(yaw_deg)))
+    scenes = object_scenes(shape, colour, B, scale, yaw_deg)
     rgb, _ = render_scenes(scenes, cameras, backgrounds, resolution, supersample)
     return rgb
