@@ -31,3 +31,11 @@ class PlyFormatError(NfsdError):
 
 class TrainingDiverged(NfsdError):
     """Too many consecutive non-finite steps."""
+
+
+class TrainingInterrupted(NfsdError):
+    """SIGINT or SIGTERM stopped a run between two steps; its checkpoint and model are saved."""
+
+    def __init__(self, message: str, signal_name: str):
+        super().__init__(message)
+        self.signal_name = signal_name

@@ -7,7 +7,7 @@ of the bundled world ("a red cone", ...):
 1. train (seeded; the prior is loaded once and shared by all runs);
 2. render 8 views around the object (azimuths 0, 45, ..., 315 at the config's
    evaluation elevation, radius and fov) over the fixed background, and the
-   ground-truth object (:func:`nfsd_gs.priors.shapes.world.render_object`'s
+   ground-truth object (:func:`nfsd_gs.shapeworld.world.render_object`'s
    ray caster) from the same cameras over the same background;
 3. score both: the judge's shape and colour accuracy (fraction of the views
    classified as the prompt's shape / colour), the mean HSV saturation of
@@ -42,7 +42,7 @@ from torch import Tensor
 from .background import fixed_backgrounds
 from .cameras import Cameras, OrbitSampler
 from .config import Config, config_to_dict, load_config
-from .errors import ConfigError, NfsdError
+from .errors import ConfigError, NfsdError, TrainingInterrupted
 from .utils.images import image_grid, save_png
 from .utils.io import create_run_dir, finite_or_none, slugify, write_text
 from .utils.timing import synchronize
@@ -97,21 +97,21 @@ class Variant:
 
 def world_names() -> Tuple[Tuple[str, ...], Dict[str, Tuple[float, float, float]]]:
     """The world's shape names and colour albedos (imported lazily)."""
-    from .priors.shapes.world import COLOURS, SHAPES
+    from .shapeworld.world import COLOURS, SHAPES
 
     return SHAPES, COLOURS
 
 
 def default_prompts() -> List[str]:
     """The fixed prompt set as text: ``["a red cone", "a blue cube", ...]``."""
-    from .priors.shapes.captions import object_prompt
+    from .shapeworld.captions import object_prompt
 
     return [object_prompt(shape, colour) for shape, colour in PROMPT_SET]
 
 
 def all_prompts() -> List[str]:
     """Every shape x colour of the world (48 prompts)."""
-    from .priors.shapes.captions import all_object_prompts
+    from .shapeworld.captions import all_object_prompts
 
     return all_object_prompts()
 
@@ -279,7 +279,7 @@ def render_ground_truth(shape: str, colour: str, cameras: Cameras, background: T
 
     ``background`` [B, 3]; unit scale, no yaw (what the prior saw on average).
     """
-    from .priors.shapes.world import object_scenes, render_scenes
+    from .shapeworld.world import object_scenes, render_scenes
 
     scenes = object_scenes(shape, colour, len(cameras))
     rgb, alpha = render_scenes(scenes, cameras, background.to(cameras.device), resolution)
@@ -630,15 +630,14 @@ def settings_from_args(args: argparse.Namespace) -> Tuple[Settings, List[Variant
 
 
 def load_judge(folder: Optional[str], device: torch.device):
-    from .priors.shapes.judge import Judge
+    from .shapeworld.judge import Judge
 
     return Judge.load(folder, device) if folder else Judge.load(device=device)
 
 
 def _is_stop(err: BaseException) -> bool:
-    """train() turns SIGINT / SIGTERM into an NfsdError that starts with the signal's name."""
-    return isinstance(err, KeyboardInterrupt) or (
-        isinstance(err, NfsdError) and str(err).startswith(("SIGINT", "SIGTERM")))
+    """Ctrl-C here, or a SIGINT / SIGTERM that train() turned into TrainingInterrupted."""
+    return isinstance(err, (KeyboardInterrupt, TrainingInterrupted))
 
 
 def evaluate(settings: Settings, variants: Sequence[Variant], prompts: Sequence[str],

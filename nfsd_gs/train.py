@@ -31,7 +31,7 @@ from .checkpoint import (capture_rng_state, checkpoint_path, load_latest_checkpo
                          restore_rng_state, save_checkpoint)
 from .config import Config, config_from_dict, config_to_dict, config_to_yaml, load_config
 from .densify import Densifier
-from .errors import NfsdError, TrainingDiverged
+from .errors import NfsdError, TrainingDiverged, TrainingInterrupted
 from .guidance import ScoreDistillation
 from .guidance.prior import DiffusionPrior
 from .representations import Representation, build_representation
@@ -278,8 +278,9 @@ def train(run: Run, run_dir: Path, progress: bool = True, viewer=None) -> Path:
                 bar.close()
                 checkpoint = write_checkpoint(run, run_dir, run.step)
                 model_path = export_result(run, run_dir)
-                raise NfsdError(f"{signals.received} at step {run.step}: saved {checkpoint} and "
-                                f"{model_path}; continue with --resume {run_dir}")
+                raise TrainingInterrupted(
+                    f"{signals.received} at step {run.step}: saved {checkpoint} and "
+                    f"{model_path}; continue with --resume {run_dir}", signals.received)
             if run.step % c.output.checkpoint_every == 0 and run.step < c.steps:
                 write_checkpoint(run, run_dir, run.step)
     write_checkpoint(run, run_dir, run.step)

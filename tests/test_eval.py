@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from nfsd_gs import eval as ev
 from nfsd_gs.config import load_config
 from nfsd_gs.errors import ConfigError
-from nfsd_gs.priors.shapes.judge import Judge, JudgeNet
-from nfsd_gs.priors.shapes.world import COLOUR_NAMES, SHAPES
+from nfsd_gs.shapeworld.judge import Judge, JudgeNet
+from nfsd_gs.shapeworld.world import COLOUR_NAMES, SHAPES
 
 torch.set_num_threads(1)
 

@@ -5,9 +5,9 @@ import torch
 
 from nfsd_gs.cameras import orbit_cameras
 from nfsd_gs.errors import ConfigError, PriorLoadError
-from nfsd_gs.priors import JUDGE_DIR
-from nfsd_gs.priors.shapes.judge import Judge, JudgeNet, JudgeTrainConfig, train_judge
-from nfsd_gs.priors.shapes.world import COLOUR_NAMES, SHAPES, render_object
+from nfsd_gs.shapeworld import JUDGE_DIR
+from nfsd_gs.shapeworld.judge import Judge, JudgeNet, JudgeTrainConfig, train_judge
+from nfsd_gs.shapeworld.world import COLOUR_NAMES, SHAPES, render_object
 
 SHIPPED = (JUDGE_DIR / "judge.safetensors").is_file()
 

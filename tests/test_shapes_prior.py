@@ -6,15 +6,15 @@ import json
 import pytest
 import torch
 
-from nfsd_gs.priors import SHAPES_PRIOR_DIR
-from nfsd_gs.priors.shapes.__main__ import main
-from nfsd_gs.priors.shapes.check import (check_prior, format_table, load_prior, sample,
+from nfsd_gs.shapeworld import SHAPES_PRIOR_DIR
+from nfsd_gs.shapeworld.__main__ import main
+from nfsd_gs.shapeworld.check import (check_prior, format_table, load_prior, sample,
                                          save_image_grid)
-from nfsd_gs.priors.shapes.dataset import DataConfig
-from nfsd_gs.priors.shapes.judge import Judge, JudgeNet
-from nfsd_gs.priors.shapes.prior import (PriorArchitecture, PriorTrainConfig, build_text_encoder,
+from nfsd_gs.shapeworld.dataset import DataConfig
+from nfsd_gs.shapeworld.judge import Judge, JudgeNet
+from nfsd_gs.shapeworld.prior import (PriorArchitecture, PriorTrainConfig, build_text_encoder,
                                          build_tokenizer, build_unet, encode_prompts, train_prior)
-from nfsd_gs.priors.shapes.world import COLOUR_NAMES, SHAPES
+from nfsd_gs.shapeworld.world import COLOUR_NAMES, SHAPES
 
 TINY = PriorArchitecture(sample_size=16, block_out_channels=(8, 8, 16, 16), norm_num_groups=4,
                          text_hidden_size=16, text_layers=1, text_heads=2)

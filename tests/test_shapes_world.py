@@ -6,11 +6,11 @@ import torch
 from nfsd_gs.cameras import OrbitSampler, orbit_cameras, view_prompts
 from nfsd_gs.config import NFSD_NEGATIVE_PROMPT, CameraConfig
 from nfsd_gs.errors import ConfigError
-from nfsd_gs.priors.shapes.captions import compose_captions, scene_view_prompts, vocabulary
-from nfsd_gs.priors.shapes.dataset import DataConfig, make_batch, render_views
-from nfsd_gs.priors.shapes.degrade import DEGRADATIONS, degrade
-from nfsd_gs.priors.shapes.prior import build_tokenizer
-from nfsd_gs.priors.shapes.world import (COLOUR_NAMES, COLOURS, SHAPES, Scenes, render_object,
+from nfsd_gs.shapeworld.captions import compose_captions, scene_view_prompts, vocabulary
+from nfsd_gs.shapeworld.dataset import DataConfig, make_batch, render_views
+from nfsd_gs.shapeworld.degrade import DEGRADATIONS, degrade
+from nfsd_gs.shapeworld.prior import build_tokenizer
+from nfsd_gs.shapeworld.world import (COLOUR_NAMES, COLOURS, SHAPES, Scenes, render_object,
                                          render_scenes, sample_scenes)
 
 

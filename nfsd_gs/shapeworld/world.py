@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...cameras import Cameras
-from ...errors import ConfigError
+from ..cameras import Cameras
+from ..errors import ConfigError
 
 SHAPES: Tuple[str, ...] = ("sphere", "cube", "cylinder", "cone", "torus", "pyramid")
 

@@ -23,8 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...errors import ConfigError, PriorLoadError
-from .. import JUDGE_DIR
+from ..errors import ConfigError, PriorLoadError
+from . import JUDGE_DIR
 from .dataset import DataConfig, render_views
 from .degrade import blur
 from .world import COLOUR_NAMES, SHAPES
@@ -75,7 +75,7 @@ class Judge:
         weights, meta = folder / "judge.safetensors", folder / "judge.json"
         if not weights.is_file() or not meta.is_file():
             raise PriorLoadError(f"no judge in '{folder}' (expected judge.safetensors and "
-                                 f"judge.json; train one with `python -m nfsd_gs.priors.shapes "
+                                 f"judge.json; train one with `python -m nfsd_gs.shapeworld "
                                  f"train-judge`)")
         info = json.loads(meta.read_text())
         net = JudgeNet(info["width"], len(info["shapes"]), len(info["colours"]))

@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...config import NFSD_NEGATIVE_PROMPT
-from ...errors import ConfigError
+from ..config import NFSD_NEGATIVE_PROMPT
+from ..errors import ConfigError
 from .captions import vocabulary
 from .dataset import DataConfig, ViewPool, make_batch, render_views
 from .world import COLOUR_NAMES, SCALE_RANGE, SHAPES
@@ -90,8 +90,8 @@ class PriorTrainConfig:
 
 
 def build_tokenizer(max_length: int = 32):
-    """Word-level tokenizer over :func:`~nfsd_gs.priors.shapes.captions.vocabulary`."""
-    from ...guidance.tokenizer import word_tokenizer
+    """Word-level tokenizer over :func:`~nfsd_gs.shapeworld.captions.vocabulary`."""
+    from ..guidance.tokenizer import word_tokenizer
 
     return word_tokenizer(vocabulary(), max_length)
 
@@ -308,7 +308,7 @@ def train_prior(out: Path | str, config: PriorTrainConfig, command: str = "") ->
             print(f"step {step} loss {mean_loss:.4f} lr {lr:.2e} "
                   f"{rows[-1]['images_per_s']} img/s", file=sys.stderr)
             if not math.isfinite(mean_loss):
-                from ...errors import TrainingDiverged
+                from ..errors import TrainingDiverged
 
                 raise TrainingDiverged(f"prior training loss is {mean_loss} at step {step}")
     if running:

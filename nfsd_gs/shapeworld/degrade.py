@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...errors import ConfigError
+from ..errors import ConfigError
 
 
 def blur(images: Tensor, sigma: Tensor) -> Tensor:

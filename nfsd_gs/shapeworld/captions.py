@@ -15,9 +15,9 @@ from typing import List, Sequence
 
 import torch
 
-from ...cameras import VIEW_NAMES, Cameras, view_prompts
-from ...config import NFSD_NEGATIVE_PROMPT, CameraConfig
-from ...guidance.tokenizer import split_words
+from ..cameras import VIEW_NAMES, Cameras, view_prompts
+from ..config import NFSD_NEGATIVE_PROMPT, CameraConfig
+from ..guidance.tokenizer import split_words
 from .world import COLOUR_NAMES, SHAPES, Scenes
 
 

@@ -16,8 +16,8 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import Tensor
 
-from ...errors import ConfigError, PriorLoadError
-from ...utils.images import image_grid, save_png
+from ..errors import ConfigError, PriorLoadError
+from ..utils.images import image_grid, save_png
 from .captions import object_prompt
 from .judge import Judge
 from .prior import encode_prompts, resolve_device
@@ -40,7 +40,7 @@ def load_prior(folder: Path | str, device: torch.device) -> PriorModels:
     folder = Path(folder)
     if not (folder / "unet").is_dir():
         raise PriorLoadError(f"'{folder}' holds no prior (no unet/ folder); train one with "
-                             f"`python -m nfsd_gs.priors.shapes train-prior --out {folder}`")
+                             f"`python -m nfsd_gs.shapeworld train-prior --out {folder}`")
     return PriorModels(
         UNet2DConditionModel.from_pretrained(folder, subfolder="unet").to(device).float().eval(),
         CLIPTextModel.from_pretrained(folder, subfolder="text_encoder").to(device).float().eval(),

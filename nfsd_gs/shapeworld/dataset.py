@@ -16,10 +16,10 @@ from typing import List, Optional
 import torch
 from torch import Tensor
 
-from ...background import sample_backgrounds
-from ...cameras import OrbitSampler
-from ...config import BackgroundConfig, CameraConfig
-from ...errors import ConfigError
+from ..background import sample_backgrounds
+from ..cameras import OrbitSampler
+from ..config import BackgroundConfig, CameraConfig
+from ..errors import ConfigError
 from .captions import compose_captions, scene_prompts, scene_view_prompts
 from .degrade import degrade
 from .world import Scenes, render_scenes, sample_scenes

@@ -1,4 +1,4 @@
-"""``python -m nfsd_gs.priors.shapes <command>``: the bundled prior's tools.
+"""``python -m nfsd_gs.shapeworld <command>``: the bundled prior's tools.
 
     train-prior  train the pixel-space diffusion prior (GPU: ~9 minutes)
     train-judge  train the shape/colour judge (CPU: a few minutes)
@@ -14,12 +14,12 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from ...errors import NfsdError
-from .. import JUDGE_DIR, SHAPES_PRIOR_DIR
+from ..errors import NfsdError
+from . import JUDGE_DIR, SHAPES_PRIOR_DIR
 
 
 def _command_line() -> str:
-    return "python -m nfsd_gs.priors.shapes " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return "python -m nfsd_gs.shapeworld " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
 def _train_prior(args) -> None:
@@ -72,7 +72,7 @@ def _samples(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m nfsd_gs.priors.shapes",
+    parser = argparse.ArgumentParser(prog="python -m nfsd_gs.shapeworld",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
