@@ -126,7 +126,7 @@ def bench_one(args, prior: DiffusionPrior, views: int, method: str, gaussians: i
     phases = timer.collect()
     floor = measure_floor(run, args.floor_repeats)
     row = {"representation": config.representation, "views": views, "method": method,
-           "gaussians": getattr(run.model, "num_gaussians", 0),
+           "gaussians": run.model.num_primitives,
            "resolution": config.camera.resolution, "encoder": config.prior.encoder,
            "step_ms": step_ms, **{f"{p}_ms": phases.get(p, 0.0) for p in PHASES},
            **floor, "ratio": step_ms / floor["floor_total"], "peak_gib": peak}
