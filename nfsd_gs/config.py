@@ -143,7 +143,8 @@ class InitConfig:
     #: Radius of the ball the prior is scaled into (scene units).
     radius: float = 0.5
     #: For ``kind=file``: a point cloud ``.ply``, a mesh (``.ply``, ``.obj``,
-    #: ``.glb``, ``.gltf``, ``.stl``, ``.off``), or a 3DGS ``.ply`` loaded as it is.
+    #: ``.glb``, ``.gltf``, ``.stl``, ``.off``), or 3D Gaussians (a 3DGS or
+    #: compressed ``.ply``, ``.splat``, ``.spz``) loaded as they are.
     path: Optional[str] = None
     initial_opacity: float = 0.1
     #: Initial scale = this factor x mean distance to the 3 nearest neighbours.

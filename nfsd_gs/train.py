@@ -171,7 +171,7 @@ def export_result(run: Run, run_dir: Path) -> Path:
     exporter = getattr(run.model, "export", None)
     if exporter is not None:
         return exporter(run_dir)
-    from .export.ply import save_ply
+    from .formats.ply import save_ply
 
     path = run_dir / "model.ply"
     save_ply(path, {k: v.detach() for k, v in run.model.splats.items()})
@@ -405,7 +405,7 @@ def resume_run(run_dir: Path, overrides: Sequence[str]) -> tuple[Run, Path]:
     if overrides:
         raise NfsdError("--resume continues the saved config; overrides are not allowed")
     if run_dir.suffix == ".ply" and run_dir.is_file():
-        from .export.ply import load_ply
+        from .formats.ply import load_ply
 
         load_ply(run_dir)  # a corrupt or foreign file: its one-line PlyFormatError
         raise NfsdError(f"--resume takes a run folder; to continue optimizing '{run_dir}' "
