@@ -296,6 +296,10 @@ class RenderConfig:
     eps2d: float = 0.3
 
 
+#: Splat file formats (nfsd_gs/formats): INRIA 3DGS .ply, PlayCanvas compressed .ply, .splat, .spz.
+SplatFormat = Literal["ply", "ply-compressed", "splat", "spz"]
+
+
 @dataclass
 class OutputConfig:
     #: Run folders are created under this folder.
@@ -316,6 +320,10 @@ class OutputConfig:
     turntable_fps: int = 30
     #: Also write ``turntable.gif`` next to ``turntable.mp4``.
     turntable_gif: bool = False
+    #: Splat files a finished run writes: ``model.ply`` always, and beside it
+    #: ``model.compressed.ply`` / ``model.splat`` / ``model.spz`` for the others
+    #: listed (see nfsd_gs/formats; ``python -m nfsd_gs.export`` converts later).
+    formats: List[SplatFormat] = field(default_factory=lambda: ["ply"])
 
 
 @dataclass

@@ -18,10 +18,11 @@ atomic (a failed export leaves no file).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Dict, Mapping, Tuple
+from typing import Callable, Dict, List, Mapping, Sequence, Tuple, get_args
 
 from torch import Tensor
 
+from ..config import SplatFormat
 from ..errors import SplatFormatError
 from .compressed_ply import save_compressed_ply
 from .ply import load_ply, save_ply
@@ -36,7 +37,9 @@ WRITERS: Dict[str, Tuple[str, Callable[[PathLike, Mapping[str, Tensor]], None]]]
     "splat": (".splat", save_splat),
     "spz": (".spz", save_spz),
 }
-FORMATS = tuple(WRITERS)
+#: The format names, written once: config.SplatFormat (output.formats is typed by it).
+FORMATS: Tuple[str, ...] = get_args(SplatFormat)
+assert set(FORMATS) == set(WRITERS), "config.SplatFormat and WRITERS must name the same formats"
 #: file suffix -> reader (a ``.ply`` may be plain or compressed: ``load_ply`` tells which)
 READERS: Dict[str, Callable[[PathLike], Dict[str, Tensor]]] = {
     ".ply": load_ply, ".splat": load_splat, ".spz": load_spz,
@@ -82,3 +85,14 @@ def is_splat_file(path: PathLike) -> bool:
         header = read_ply_header(path)
         return is_gaussians(header) or is_compressed(header)
     return suffix in READERS
+
+
+def save_model(run_dir: PathLike, splats: Mapping[str, Tensor],
+               formats: Sequence[str] = ("ply",)) -> List[Path]:
+    """A run's result: ``model.ply`` always (resume, render and evaluation read it), and
+    ``model.<suffix>`` beside it for each other format in ``formats`` (``output.formats``)."""
+    paths = [save_splats(Path(run_dir) / "model.ply", splats, "ply")]
+    for name in dict.fromkeys(formats):
+        if name != "ply":
+            paths.append(save_splats(Path(run_dir) / f"model{format_suffix(name)}", splats, name))
+    return paths
