@@ -257,14 +257,14 @@ def train(run: Run, run_dir: Path, progress: bool = True, viewer=None) -> Path:
             if signals.received is not None and run.step < c.steps:
                 bar.close()
                 checkpoint = write_checkpoint(run, run_dir, run.step)
-                model_path = run.model.export(run_dir)
+                model_path = run.model.export(run_dir, c.output)
                 raise TrainingInterrupted(
                     f"{signals.received} at step {run.step}: saved {checkpoint} and "
                     f"{model_path}; continue with --resume {run_dir}", signals.received)
             if run.step % c.output.checkpoint_every == 0 and run.step < c.steps:
                 write_checkpoint(run, run_dir, run.step)
     write_checkpoint(run, run_dir, run.step)
-    model_path = run.model.export(run_dir)
+    model_path = run.model.export(run_dir, c.output)
     if c.output.turntable:
         write_turntable(run, run_dir)
     return model_path
@@ -385,7 +385,7 @@ def resume_run(run_dir: Path, overrides: Sequence[str]) -> tuple[Run, Path]:
     if overrides:
         raise NfsdError("--resume continues the saved config; overrides are not allowed")
     if run_dir.suffix == ".ply" and run_dir.is_file():
-        from .export.ply import load_ply
+        from .formats.ply import load_ply
 
         load_ply(run_dir)  # a corrupt or foreign file: its one-line PlyFormatError
         raise NfsdError(f"--resume takes a run folder; to continue optimizing '{run_dir}' "

@@ -2,7 +2,8 @@
 
 ``python -m nfsd_gs.view outputs/a_red_cone/model.ply`` prints a URL and serves
 until Ctrl+C.  Any ``.ply`` in the INRIA 3DGS layout opens: ours or one written
-by another tool (``--up -y`` for scenes captured in OpenCV axes).
+by another tool (``--up -y`` for scenes captured in OpenCV axes); so do the
+compressed ``.ply`` of PlayCanvas/SuperSplat, ``.splat`` and ``.spz``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ UP_AXES = ("+z", "-z", "+y", "-y", "+x", "-x")
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m nfsd_gs.view",
                                      description="Show a 3D Gaussian .ply in the browser (viser).")
-    parser.add_argument("ply", type=Path, help="a .ply in the INRIA 3DGS layout")
+    parser.add_argument("ply", type=Path,
+                        help="3D Gaussians: a .ply (3DGS or compressed), .splat or .spz")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8080,

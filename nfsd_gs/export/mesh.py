@@ -137,11 +137,8 @@ def export_field(field, run_dir: Path) -> Path:
     if c.export_obj:
         save_mesh_obj(run_dir / "mesh.obj", mesh)
     if c.export_gaussians and len(mesh["vertices"]):
-        try:
-            from .ply import save_ply
-        except ImportError:  # the Gaussian PLY writer is optional for this backend
-            save_ply = None
-        if save_ply is not None:
-            voxel = 2.0 * c.bound_radius / (c.mesh_resolution - 1)
-            save_ply(run_dir / "model.ply", mesh_to_gaussians(mesh, scale=0.6 * voxel))
+        from ..formats.ply import save_ply
+
+        voxel = 2.0 * c.bound_radius / (c.mesh_resolution - 1)
+        save_ply(run_dir / "model.ply", mesh_to_gaussians(mesh, scale=0.6 * voxel))
     return path

@@ -34,7 +34,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from ..cameras import Cameras
-from ..config import Config, NerfConfig
+from ..config import Config, NerfConfig, OutputConfig
 from ..errors import ConfigError
 from .base import RenderOutput
 from .hashgrid import HashGrid
@@ -200,7 +200,7 @@ class NerfField(torch.nn.Module):
 
     # ------------------------------------------------------------------ export
 
-    def export(self, run_dir: Path) -> Path:
+    def export(self, run_dir: Path, output: Optional[OutputConfig] = None) -> Path:
         """``mesh.ply`` (+ ``mesh.obj``) by marching cubes, ``model.ply`` as Gaussians; returns mesh.ply."""
         from ..export.mesh import export_field
 

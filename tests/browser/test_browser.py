@@ -13,7 +13,7 @@ import torch
 
 from browser.scenes import red_blue_blobs
 from nfsd_gs.config import CameraConfig, ViewerConfig
-from nfsd_gs.export.ply import save_ply
+from nfsd_gs.formats.ply import save_ply
 from nfsd_gs.viewer.headless import red_left_blue_right, wait_for_image
 
 from .conftest import require
