@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))  # browser.headless: the browser tests' Chromium driver
+sys.path[:0] = [str(REPO), str(REPO / "tests")]  # this checkout; browser.headless (the tests' Chromium driver)
 MODES = ("no viewer", "viewer", "viewer + browser")
 TARGETS = {"viewer": 0.90, "viewer + browser": 0.75}
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))  # browser.headless: the browser tests' Chromium driver
+sys.path[:0] = [str(REPO), str(REPO / "tests")]  # this checkout; browser.headless (the tests' Chromium driver)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
