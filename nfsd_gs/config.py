@@ -315,6 +315,14 @@ class OutputConfig:
     turntable_fps: int = 30
     #: Also write ``turntable.gif`` next to ``turntable.mp4``.
     turntable_gif: bool = False
+    #: Also write ``mesh.glb``: marching cubes on the Gaussians' opacity field (export/mesh.py).
+    mesh: bool = False
+    #: Mesh grid samples along the longest side of the object's box.
+    mesh_resolution: int = 128
+    #: Iso level of the opacity field (the NeRF uses ``nerf.mesh_threshold``).
+    mesh_iso: float = 0.5
+    #: Decimate the mesh to at most this many faces; 0 keeps all.
+    mesh_faces: int = 100_000
 
 
 @dataclass
