@@ -38,7 +38,8 @@ setup(
         "imageio>=2.30",
         "imageio-ffmpeg",
         "trimesh>=4.0",
-        "PyMCubes>=0.1.4",  # marching cubes for the NeRF backend's mesh export
+        "PyMCubes>=0.1.4",  # marching cubes: meshes from the Gaussians and from the NeRF
+        "fast-simplification>=0.1",  # quadric decimation of those meshes (through trimesh)
         "viser>=1.1,<2",  # --viewer and nfsd_gs.view; imported only when used
     ],
     extras_require={

@@ -110,6 +110,7 @@ def test_only_the_main_component_is_kept_and_decimation_meets_the_budget():
     budget = len(full.faces) // 4
     small = gaussians_mesh(both, MeshSettings(resolution=40, faces=budget), device="cpu")
     assert len(small.faces) <= budget and len(small.faces) > budget // 2
+    assert len(small.split(only_watertight=False)) == 1
     assert len(small.visual.vertex_colors) == len(small.vertices)
 
 
@@ -167,3 +168,14 @@ def test_a_run_with_output_mesh_writes_mesh_glb(tmp_path):
     (run_dir,) = tmp_path.iterdir()
     mesh = trimesh.load(run_dir / "mesh.glb", force="mesh")
     assert len(mesh.faces) > 0 and mesh.is_watertight
+
+
+@pytest.mark.gpu
+def test_the_field_on_cuda_matches_the_cpu():
+    splats = cube_of_gaussians(per_side=10)
+    cpu = GaussianField.from_splats(splats, torch.device("cpu"))
+    cuda = GaussianField.from_splats(splats, torch.device("cuda"))
+    grid = Grid.box(*cpu.bounds(), 48)
+    np.testing.assert_allclose(cuda.volume(grid), cpu.volume(grid), atol=1e-4)
+    mesh = gaussians_mesh(splats, MeshSettings(resolution=40, faces=0), device="cuda")
+    assert mesh.is_watertight and len(mesh.split(only_watertight=False)) == 1
