@@ -26,7 +26,8 @@ setup(
         "transformers>=4.44",
         "tokenizers>=0.19",
         "safetensors",
-        "plyfile>=1.0",
+        "plyfile>=1.0",  # every .ply read and written (nfsd_gs/formats/ply.py)
+        "gsply>=0.4.6,<0.5",  # compressed .ply and .spz (nfsd_gs/formats), PlayCanvas/Niantic layouts
         "tqdm",
         "numpy",
         "accelerate",  # diffusers loads weights without a throw-away random init
@@ -48,5 +49,6 @@ setup(
     },
     entry_points={"console_scripts": ["nfsd-gs-train=nfsd_gs.train:main",
                                       "nfsd-gs-view=nfsd_gs.view:main",
-                                      "nfsd-gs-render=nfsd_gs.render.__main__:main"]},
+                                      "nfsd-gs-render=nfsd_gs.render.__main__:main",
+                                      "nfsd-gs-export=nfsd_gs.export.__main__:main"]},
 )

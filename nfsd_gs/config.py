@@ -143,7 +143,8 @@ class InitConfig:
     #: Radius of the ball the prior is scaled into (scene units).
     radius: float = 0.5
     #: For ``kind=file``: a point cloud ``.ply``, a mesh (``.ply``, ``.obj``,
-    #: ``.glb``, ``.gltf``, ``.stl``, ``.off``), or a 3DGS ``.ply`` loaded as it is.
+    #: ``.glb``, ``.gltf``, ``.stl``, ``.off``), or 3D Gaussians (a 3DGS or
+    #: compressed ``.ply``, ``.splat``, ``.spz``) loaded as they are.
     path: Optional[str] = None
     initial_opacity: float = 0.1
     #: Initial scale = this factor x mean distance to the 3 nearest neighbours.
@@ -295,6 +296,10 @@ class RenderConfig:
     eps2d: float = 0.3
 
 
+#: Splat file formats (nfsd_gs/formats): INRIA 3DGS .ply, PlayCanvas compressed .ply, .splat, .spz.
+SplatFormat = Literal["ply", "ply-compressed", "splat", "spz"]
+
+
 @dataclass
 class OutputConfig:
     #: Run folders are created under this folder.
@@ -315,6 +320,10 @@ class OutputConfig:
     turntable_fps: int = 30
     #: Also write ``turntable.gif`` next to ``turntable.mp4``.
     turntable_gif: bool = False
+    #: Splat files a finished run writes: ``model.ply`` always, and beside it
+    #: ``model.compressed.ply`` / ``model.splat`` / ``model.spz`` for the others
+    #: listed (see nfsd_gs/formats; ``python -m nfsd_gs.export`` converts later).
+    formats: List[SplatFormat] = field(default_factory=lambda: ["ply"])
     #: Also write ``mesh.glb``: marching cubes on the Gaussians' opacity field (export/mesh.py).
     mesh: bool = False
     #: Mesh grid samples along the longest side of the object's box.

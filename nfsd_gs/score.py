@@ -19,7 +19,7 @@ from .background import fixed_backgrounds
 from .config import load_config
 from .errors import NfsdError
 from .eval import eval_cameras, load_judge, parse_prompt, render_model, score_views
-from .export.ply import load_ply
+from .formats.ply import load_ply
 from .representations import GaussianModel
 
 

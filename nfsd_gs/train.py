@@ -167,15 +167,14 @@ def save_snapshot(run: Run, run_dir: Path, step: int) -> None:
 
 
 def export_result(run: Run, run_dir: Path) -> Path:
-    """``model.ply`` for Gaussians (the NeRF backend exports its own artefacts)."""
+    """``model.ply`` (+ ``output.formats``) for Gaussians (the NeRF backend exports its own artefacts)."""
     exporter = getattr(run.model, "export", None)
     if exporter is not None:
         return exporter(run_dir)
-    from .export.ply import save_ply
+    from .formats import save_model
 
-    path = run_dir / "model.ply"
-    save_ply(path, {k: v.detach() for k, v in run.model.splats.items()})
-    return path
+    splats = {k: v.detach() for k, v in run.model.splats.items()}
+    return save_model(run_dir, splats, run.config.output.formats)[0]
 
 
 def run_state(run: Run, step: int) -> dict:
@@ -423,7 +422,7 @@ def resume_run(run_dir: Path, overrides: Sequence[str]) -> tuple[Run, Path]:
     if overrides:
         raise NfsdError("--resume continues the saved config; overrides are not allowed")
     if run_dir.suffix == ".ply" and run_dir.is_file():
-        from .export.ply import load_ply
+        from .formats.ply import load_ply
 
         load_ply(run_dir)  # a corrupt or foreign file: its one-line PlyFormatError
         raise NfsdError(f"--resume takes a run folder; to continue optimizing '{run_dir}' "

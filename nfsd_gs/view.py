@@ -2,12 +2,13 @@
 
 ``python -m nfsd_gs.view outputs/a_red_cone/model.ply`` prints a URL and serves
 until Ctrl+C.  Any ``.ply`` in the INRIA 3DGS layout opens: ours or one written
-by another tool (``--up -y`` for scenes captured in OpenCV axes).  It is the
-live viser viewer of ``--viewer``.
+by another tool (``--up -y`` for scenes captured in OpenCV axes); so do the
+compressed ``.ply`` of PlayCanvas/SuperSplat, ``.splat`` and ``.spz``.  It is
+the live viser viewer of ``--viewer``.
 
 ``--static`` serves instead the static page of ``viewer/web/`` (Spark on
-three.js, no Python behind it) with that one file, which may also be a
-``.splat`` or ``.spz``: the page anyone can open (see :mod:`nfsd_gs.viewer.static`).
+three.js, no Python behind it) with that one file: the page anyone can open
+(see :mod:`nfsd_gs.viewer.static`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                                      description="Show 3D Gaussians in the browser (viser, or "
                                                  "the static Spark page with --static).")
     parser.add_argument("ply", type=Path, metavar="FILE",
-                        help="a .ply in the INRIA 3DGS layout (with --static also .splat, .spz)")
+                        help="3D Gaussians: a .ply (3DGS or compressed), .splat or .spz")
     parser.add_argument("--static", action="store_true",
                         help="serve the static web page (viewer/web, Spark) with this one file")
     parser.add_argument("--host", default="127.0.0.1",

@@ -87,7 +87,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="keep the meshes here")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    from nfsd_gs.export.ply import load_ply
+    from nfsd_gs.formats import load_splats as load_ply
 
     device = torch.device(args.device)
     settings = MeshSettings(args.resolution, args.iso, args.faces)

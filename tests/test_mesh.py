@@ -148,8 +148,8 @@ def test_an_empty_field_is_one_clear_error_and_no_file(tmp_path):
                                            (MeshSettings(iso=0.0), "iso"),
                                            (MeshSettings(faces=2), "faces")])
 def test_bad_settings_name_the_key(settings, key):
-    with pytest.raises(NfsdError, match=f"output.mesh_{key}"):
-        settings.check("output.mesh_")
+    with pytest.raises(NfsdError, match=f"config key 'output.mesh_{key}'"):
+        settings.check()
 
 
 def test_an_unknown_mesh_format_is_refused_before_any_work(tmp_path):
@@ -179,3 +179,45 @@ def test_the_field_on_cuda_matches_the_cpu():
     np.testing.assert_allclose(cuda.volume(grid), cpu.volume(grid), atol=1e-4)
     mesh = gaussians_mesh(splats, MeshSettings(resolution=40, faces=0), device="cuda")
     assert mesh.is_watertight and len(mesh.split(only_watertight=False)) == 1
+
+
+# --------------------------------------------------------------------------- python -m nfsd_gs.export --mesh
+
+
+def export_cli(*args) -> "subprocess.CompletedProcess":
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    return subprocess.run([sys.executable, "-m", "nfsd_gs.export", *map(str, args)],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_export_cli_writes_a_mesh_from_a_run_folder(tmp_path):
+    import trimesh
+
+    from nfsd_gs.formats.ply import save_ply
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_ply(run / "model.ply", cube_of_gaussians(per_side=8))
+    result = export_cli(run, "--mesh", tmp_path / "cube.obj", "--mesh-resolution", "24")
+    assert result.returncode == 0, result.stderr
+    mesh = trimesh.load(tmp_path / "cube.obj", force="mesh")
+    assert mesh.is_watertight and len(mesh.faces) > 100
+    assert sorted(p.name for p in run.iterdir()) == ["model.ply"]  # no splat file besides
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--mesh-iso", "100"], "never exceeds the iso level 100"),
+    (["--mesh-resolution", "2"], "option --mesh-resolution: 2 must be >= 8"),
+])
+def test_export_cli_bad_mesh_input_is_one_line_and_no_file(tmp_path, args, message):
+    from nfsd_gs.formats.ply import save_ply
+
+    save_ply(tmp_path / "model.ply", cube_of_gaussians(per_side=4))
+    result = export_cli(tmp_path / "model.ply", "--mesh", tmp_path / "out.glb", *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "out.glb").exists()

@@ -21,7 +21,7 @@ from scipy.spatial.transform import Rotation
 from browser.scenes import red_blue_blobs
 from nfsd_gs.config import CameraConfig, ViewerConfig
 from nfsd_gs.errors import NfsdError
-from nfsd_gs.export.ply import load_ply, save_ply
+from nfsd_gs.formats.ply import load_ply, save_ply
 from nfsd_gs.viewer.splats import (SH_C0, covariances, rgb_from_sh_dc, rotation_matrices,
                                    splat_cloud)
 

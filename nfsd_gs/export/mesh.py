@@ -69,17 +69,17 @@ class MeshSettings:
     @classmethod
     def from_output(cls, output) -> "MeshSettings":
         settings = cls(output.mesh_resolution, output.mesh_iso, output.mesh_faces)
-        settings.check("output.mesh_")
+        settings.check()
         return settings
 
-    def check(self, prefix: str = "") -> None:
-        """Bad values are a :class:`ConfigError` naming the key (``prefix`` + field name)."""
+    def check(self, where: str = "config key 'output.mesh_{}'") -> None:
+        """Bad values are a :class:`ConfigError` naming the key (``where`` formatted with the field)."""
         problems = [("resolution", self.resolution >= 8, "must be >= 8"),
                     ("iso", math.isfinite(self.iso) and self.iso > 0, "must be > 0"),
                     ("faces", self.faces == 0 or self.faces >= 4, "must be 0 (keep all) or >= 4")]
         for name, ok, requirement in problems:
             if not ok:
-                raise ConfigError(f"config key '{prefix}{name}': {getattr(self, name)!r} {requirement}")
+                raise ConfigError(f"{where.format(name)}: {getattr(self, name)!r} {requirement}")
 
 
 def check_output_config(output) -> None:
@@ -398,7 +398,7 @@ def export_field(field, run_dir: Path) -> Path:
     if c.export_obj:
         save_mesh(run_dir / "mesh.obj", mesh)
     if c.export_gaussians:
-        from .ply import save_ply
+        from ..formats.ply import save_ply
 
         voxel = 2.0 * c.bound_radius / (c.mesh_resolution - 1)
         save_ply(run_dir / "model.ply", mesh_to_gaussians(mesh, scale=0.6 * voxel))

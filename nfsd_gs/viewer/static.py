@@ -18,10 +18,8 @@ import urllib.parse
 from pathlib import Path
 
 from ..errors import NfsdError
+from ..formats import SPLAT_SUFFIXES  # what we write is what Spark opens
 from .ports import find_free_port, url_of
-
-#: What Spark opens (and so what the page accepts).
-SPLAT_SUFFIXES = (".ply", ".splat", ".spz")
 #: URL prefix of the one served file.
 FILES_PREFIX = "/files/"
 

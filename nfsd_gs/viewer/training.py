@@ -255,7 +255,7 @@ class TrainingViewer:
         if splats is None:
             self.panel.status.value = "nothing to save (not Gaussians)"
             return
-        from ..export.ply import save_ply
+        from ..formats.ply import save_ply
 
         path = self.run_dir / "snapshots" / f"step_{step:06d}.ply"
         save_ply(path, {key: value.detach() for key, value in splats.items()})

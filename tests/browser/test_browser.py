@@ -14,7 +14,7 @@ import torch
 from browser.headless import load_in_spark, red_left_blue_right, wait_for_image, wait_for_spark
 from browser.scenes import red_blue_blobs
 from nfsd_gs.config import CameraConfig, ViewerConfig
-from nfsd_gs.export.ply import save_ply
+from nfsd_gs.formats.ply import save_ply
 
 from .conftest import require
 
