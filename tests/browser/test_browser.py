@@ -108,19 +108,22 @@ def require_page():
     require(page_installed(), f"Spark is not installed (npm ci --prefix {WEB_DIR}; .ci/run does)")
 
 
-def test_static_page_opens_an_exported_file_by_url(page, tmp_path):
-    """The static page (viewer/web, Spark on three.js from npm) reads our .ply given as ?file=."""
+@pytest.mark.parametrize("format", ["ply", "ply-compressed", "splat", "spz"])
+def test_static_page_opens_an_exported_file_by_url(page, tmp_path, format):
+    """The static page (viewer/web, Spark on three.js from npm) reads each file we write, given
+    as ?file=, and draws it."""
+    from nfsd_gs.formats import format_suffix, save_splats
     from nfsd_gs.viewer.static import serve_page
 
     require_page()
-    path = tmp_path / "blobs.ply"
+    path = tmp_path / f"blobs{format_suffix(format)}"
     splats = red_blue_blobs()
-    save_ply(path, splats)
+    save_splats(path, splats, format)
     requested = []
     page.on("request", lambda request: requested.append(request.url))
     with serve_page(path, port=0, radius=2.75) as server:
         assert load_in_spark(page, server.url, timeout_s=TIMEOUT_S) == len(splats["means"])
-        check_red_left_blue_right(page, tmp_path / "spark.png")
+        check_red_left_blue_right(page, tmp_path / f"spark_{format}.png")
         # everything the page loaded came from our server (it works offline), and nothing was missing
         root = server.url.split("/index.html")[0] + "/"
         assert requested and all(u.startswith((root, "blob:", "data:")) for u in requested), requested
