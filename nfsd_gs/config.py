@@ -422,6 +422,14 @@ class OutputConfig:
     #: ``model.compressed.ply`` / ``model.splat`` / ``model.spz`` for the others
     #: listed (see nfsd_gs/formats; ``python -m nfsd_gs.export`` converts later).
     formats: List[SplatFormat] = field(default_factory=lambda: ["ply"])
+    #: Also write ``mesh.glb``: marching cubes on the Gaussians' opacity field (export/mesh.py).
+    mesh: bool = False
+    #: Mesh grid samples along the longest side of the object's box.
+    mesh_resolution: int = 128
+    #: Iso level of the opacity field (the NeRF uses ``nerf.mesh_threshold``).
+    mesh_iso: float = 0.5
+    #: Decimate the mesh to at most this many faces; 0 keeps all.
+    mesh_faces: int = 100_000
 
     def validate(self) -> None:
         _check_at_least("output", dict(snapshot_every=self.snapshot_every,

@@ -232,6 +232,7 @@ def train(run: Run, run_dir: Path, progress: bool = True, viewer=None) -> Path:
 
     c = run.config
     check_turntable_config(c)
+    check_mesh_config(c)
     metrics_path = run_dir / "metrics.jsonl"
     bar = tqdm(total=c.steps, initial=run.step, disable=not progress, dynamic_ncols=True,
                desc="nfsd", unit="step")
@@ -267,6 +268,8 @@ def train(run: Run, run_dir: Path, progress: bool = True, viewer=None) -> Path:
     model_path = run.model.export(run_dir, c.output)
     if c.output.turntable:
         write_turntable(run, run_dir)
+    if c.output.mesh:
+        write_mesh(run, run_dir)
     return model_path
 
 
@@ -329,6 +332,21 @@ def write_turntable(run: Run, run_dir: Path) -> List[Path]:
     from .export.video import write_turntable as render_and_write
 
     return render_and_write(run.model, run.config, run_dir / "turntable.mp4", run.device)
+
+
+def check_mesh_config(config: Config) -> None:
+    from .export.mesh import check_output_config
+
+    check_output_config(config.output)
+
+
+def write_mesh(run: Run, run_dir: Path) -> Path:
+    """``output.mesh``: ``mesh.glb`` by marching cubes (export/mesh.py)."""
+    from .export.mesh import MeshSettings, export_model_mesh
+
+    path = run_dir / "mesh.glb"
+    export_model_mesh(run.model, path, MeshSettings.from_output(run.config.output))
+    return path
 
 
 # --------------------------------------------------------------------------- CLI
