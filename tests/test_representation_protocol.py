@@ -54,6 +54,9 @@ class FlatDisc(torch.nn.Module):
     def gaussians(self):
         return None
 
+    def mesh(self, settings):
+        raise NotImplementedError("a disc has no volume")
+
     def export(self, run_dir: Path, output) -> Path:
         self.exported += 1
         path = Path(run_dir) / "disc.txt"

@@ -343,11 +343,8 @@ def export_model_mesh(model, path: Path, settings: MeshSettings):
 
     Gaussians: their opacity field at ``settings.iso``; the NeRF field: its density at
     ``nerf.mesh_threshold`` in its bounding cube."""
-    if hasattr(model, "splats"):
-        return export_mesh(model.splats, path, settings)
     check_mesh_path(path)
-    mesh = extract_mesh(model, settings.resolution, model.config.mesh_threshold,
-                        model.config.bound_radius, settings.faces)
+    mesh = model.mesh(settings)
     save_mesh(path, mesh)
     return mesh
 

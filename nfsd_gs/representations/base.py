@@ -62,6 +62,10 @@ class Representation(Protocol):
         """Its parameters in gsplat's layout (means, scales, quats, opacities, sh0, shN)
         when it is made of Gaussians (the live viewer draws them), else None."""
 
+    def mesh(self, settings: Any) -> Any:
+        """Its surface as a coloured ``trimesh.Trimesh`` (``settings``: an
+        ``nfsd_gs.export.mesh.MeshSettings``); ``EmptyMeshError`` when there is none."""
+
     def export(self, run_dir: Path, output: OutputConfig) -> Path:
         """Write the run's result into ``run_dir`` (``model.ply`` at least, and what ``output``
         asks for: ``output.formats``...); returns the main file's path."""

@@ -147,6 +147,12 @@ class GaussianModel(torch.nn.Module):
             return None
         return Densifier(config, self.splats, optimizers, scene_scale=self.scene_extent)
 
+    def mesh(self, settings):
+        """The opacity field's iso-surface (DreamGaussian's stage 2, export/mesh.py)."""
+        from ..export.mesh import gaussians_mesh
+
+        return gaussians_mesh(self.splats, settings, self.splats["means"].device)
+
     def export(self, run_dir: Path, output: OutputConfig) -> Path:
         """``model.ply`` in the INRIA 3DGS layout, and ``model.<suffix>`` per ``output.formats``."""
         from ..formats import save_model

@@ -200,6 +200,13 @@ class NerfField(torch.nn.Module):
 
     # ------------------------------------------------------------------ export
 
+    def mesh(self, settings):
+        """The density's iso-surface at ``nerf.mesh_threshold`` in the bounding cube."""
+        from ..export.mesh import extract_mesh
+
+        return extract_mesh(self, settings.resolution, self.config.mesh_threshold,
+                            self.config.bound_radius, settings.faces)
+
     def export(self, run_dir: Path, output: Optional[OutputConfig] = None) -> Path:
         """``mesh.ply`` (+ ``mesh.obj``) by marching cubes, ``model.ply`` as Gaussians; returns mesh.ply."""
         from ..export.mesh import export_field
