@@ -53,6 +53,8 @@ class GaussianModel(torch.nn.Module):
     def num_gaussians(self) -> int:
         return self.splats["means"].shape[0]
 
+    num_primitives = num_gaussians  # the Representation protocol's count
+
     def render(self, cameras: Cameras, width: int, height: int,
                background: Tensor) -> RenderOutput:
         """Rasterize B cameras (gsplat on CUDA, the reference on CPU) over ``background`` [B, 3]."""

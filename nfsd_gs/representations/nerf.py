@@ -96,6 +96,8 @@ class NerfField(torch.nn.Module):
 
     # ------------------------------------------------------------------ rendering
 
+    num_primitives = property(lambda self: 0)  # the Representation protocol's count: a field has none
+
     @property
     def step_size(self) -> float:
         """Sample spacing of a ray through the centre (scene units)."""
