@@ -239,7 +239,8 @@ def _is_stop(err: BaseException) -> bool:
 
 def evaluate(settings: Settings, variants: Sequence[Variant], prompts: Sequence[str],
              judge, warmup: bool, meta: Dict) -> Dict:
-    """Every (variant, prompt, seed), results rewritten after each; stops cleanly on Ctrl-C."""
+    """Every (prompt, seed, variant), results rewritten after each; stops cleanly on Ctrl-C.
+    ``warmup``: one short untimed run before a variant's first timed one."""
     earlier = previous_result(settings.out)
     kept = {(*row_key(r), r.get("signature")): r for r in earlier["rows"]}
     current = {v.name for v in variants}
@@ -257,11 +258,12 @@ def evaluate(settings: Settings, variants: Sequence[Variant], prompts: Sequence[
         result["summary"] = summarize(result["rows"], [n for n in order if n in present])
         write_results(settings.out, finite_or_none(result))
 
+    warm = set() if warmup else {v.name for v in variants}
     try:
-        for variant in variants:
-            cold = warmup
-            for prompt in prompts:
-                for seed in settings.seeds:
+        # Prompt-major: a stopped evaluation has every variant of the runs it finished.
+        for prompt in prompts:
+            for seed in settings.seeds:
+                for variant in variants:
                     tag = f"[{variant.name}] {prompt} (seed {seed})"
                     signature = None
                     try:
@@ -271,8 +273,8 @@ def evaluate(settings: Settings, variants: Sequence[Variant], prompts: Sequence[
                             rows.append(kept[(variant.name, prompt, seed, signature)])
                             print(f"{tag}: kept from an earlier run", file=sys.stderr)
                             continue
-                        if cold:
-                            cold = False
+                        if variant.name not in warm:
+                            warm.add(variant.name)
                             warm_up(settings, variant, prompt, priors)
                         rows.append(evaluate_one(settings, variant, prompt, seed, judge, priors,
                                                  truths))
