@@ -20,8 +20,8 @@ import torch
 from .background import fixed_backgrounds
 from .config import load_config
 from .errors import NfsdError
-from .eval import (SilhouetteBank, compare_to_truth, eval_cameras, load_judge, parse_prompt,
-                   render_model, score_views)
+from .eval import (SilhouetteBank, compare_to_truth, eval_cameras, expected_verdicts, load_judge,
+                   parse_prompt, render_model, score_views)
 from .export.ply import load_ply
 from .representations import GaussianModel
 
@@ -39,7 +39,7 @@ def score_run(run_dir: Path, views: int = 8, resolution: int = 64) -> dict:
     cameras = eval_cameras(config, views)
     background = fixed_backgrounds(config.background, views)
     images, mask = render_model(model, cameras, background, resolution)
-    scores = score_views(load_judge(None, torch.device("cpu")), images, mask, spec.heads())
+    scores = score_views(load_judge(None, torch.device("cpu")), images, mask, expected_verdicts(spec))
     bank = SilhouetteBank(spec, config.camera, views, resolution, yaws=views * max(1, 72 // views))
     against, _ = compare_to_truth(spec, images, mask, cameras, background, bank)
     return {"run": str(run_dir), "prompt": config.prompt, **scores, **against}

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from nfsd_gs import eval as ev
 from nfsd_gs.config import load_config
-from nfsd_gs.errors import ConfigError
+from nfsd_gs.errors import ConfigError, NfsdError
 from nfsd_gs.eval import ground_truth, metrics, report, runner, variants
 from nfsd_gs.eval.__main__ import main, parse_args, settings_from_args
 from nfsd_gs.eval.prompts import ObjectSpec, parse_prompt, split_prompts
@@ -154,12 +154,12 @@ def test_silhouette_iou_pools_views():
     assert float(metrics.silhouette_iou(empty, empty)) == 1.0
 
 
-@pytest.mark.parametrize("shape", ["pyramid", "cube"])
-def test_alignment_finds_the_turned_and_scaled_object(shape):
+@pytest.mark.parametrize("spec", [ObjectSpec("pyramid", "blue"), ObjectSpec("cube", "blue"),
+                                  ObjectSpec("cube", "brown", "yellow", "top")])
+def test_alignment_finds_the_turned_and_scaled_object(spec):
     """A ground truth turned by 30 degrees and scaled by 1.3 is found again (IoU ~ 1), its
     colours match; the unit object seen as is has a lower IoU."""
     config = load_config("tiny_test")
-    spec = ObjectSpec(shape, "blue")
     cameras = ground_truth.eval_cameras(config, 4)
     background = torch.ones(4, 3)
     rgb, mask = ground_truth.render_ground_truth(spec, cameras, background, 32, scale=1.3,
@@ -182,24 +182,30 @@ def test_alignment_finds_the_turned_and_scaled_object(shape):
 
 
 class FakeJudge:
-    """Names the views as told."""
+    """Names the views as told (``verdict`` as the world's judge: {head: names})."""
 
-    def __init__(self, shapes, colours):
-        self.shapes, self.colours = shapes, colours
+    def __init__(self, **verdicts):
+        self.verdicts = verdicts
 
-    def classify(self, images):
-        return self.shapes, self.colours, None, None
+    def verdict(self, images):
+        return self.verdicts
 
 
-def test_judge_scores_count_each_head_and_both():
-    judge = FakeJudge(["cone", "cone", "cube", "cone"], ["red", "blue", "red", "red"])
-    scores = metrics.judge_scores(judge, torch.zeros(4, 8, 8, 3), {"shape": "cone",
-                                                                   "colour": "red"})
+def test_judge_scores_count_each_head_both_and_all():
+    judge = FakeJudge(shape=["cone", "cone", "cube", "cone"], colour=["red", "blue", "red", "red"],
+                      accent=["none", "none", "none", "red top"])
+    expected = {"shape": "cone", "colour": "red", "accent": "none"}
+    scores = metrics.judge_scores(judge, torch.zeros(4, 8, 8, 3), expected)
     assert scores["shape_acc"] == 0.75 and scores["colour_acc"] == 0.75
-    assert scores["both_acc"] == 0.5
-    assert scores["judged"] == ["red cone", "blue cone", "red cube", "red cone"]
-    with pytest.raises(ConfigError, match="accent"):
-        metrics.judge_scores(judge, torch.zeros(4, 8, 8, 3), {"accent": "white"})
+    assert scores["accent_acc"] == 0.75
+    assert scores["both_acc"] == 0.5  # views 0 and 3
+    assert scores["all_acc"] == 0.25  # view 0 only: view 3 has an accent it should not have
+    assert scores["judged"] == ["red cone", "blue cone", "red cube", "red cone + red top"]
+    two_heads = FakeJudge(shape=["cone"], colour=["red"])  # a judge without the accent head
+    scores = metrics.judge_scores(two_heads, torch.zeros(1, 8, 8, 3), expected)
+    assert "accent_acc" not in scores and scores["all_acc"] == scores["both_acc"] == 1.0
+    with pytest.raises(ConfigError, match="shape or colour"):
+        metrics.judge_scores(FakeJudge(shape=["cone"]), torch.zeros(1, 8, 8, 3), expected)
 
 
 def test_ground_truth_renders_and_scores_with_the_world_colours(judge_dir):
@@ -211,7 +217,7 @@ def test_ground_truth_renders_and_scores_with_the_world_colours(judge_dir):
     assert 0.02 < ev.coverage(mask).mean() < 0.9
     assert (rgb[:, 0, 0] == 1).all()  # the white background in the corners
     scores = ev.score_views(ev.load_judge(str(judge_dir), torch.device("cpu")), rgb, mask,
-                            {"shape": "cone", "colour": "red"})
+                            ev.expected_verdicts(ObjectSpec("cone", "red")))
     assert scores["shape_acc"] == sum(j.endswith(" cone") for j in scores["judged"]) / 8
     assert scores["saturation"] > 0.5  # a red object is saturated
     assert scores["sharpness"] > 0
@@ -226,13 +232,18 @@ def test_prompt_set_covers_the_world():
     assert len(prompts) == 12 and len(set(prompts)) == len(prompts)
     parsed = [parse_prompt(p) for p in prompts]
     assert {s.shape for s in parsed} == set(SHAPES)
-    assert len({s.colour for s in parsed}) >= 8
+    assert len({s.colour for s in parsed}) == 8
     assert parse_prompt("a red cone") == ObjectSpec("cone", "red")
-    assert parse_prompt("a red cone").heads() == {"shape": "cone", "colour": "red"}
-    with pytest.raises(ConfigError, match="a shiny teapot"):
+    assert ev.expected_verdicts(parse_prompt("a red cone")) == \
+        {"shape": "cone", "colour": "red", "accent": "none"}
+    with pytest.raises(NfsdError, match="a shiny teapot"):
         parse_prompt("a shiny teapot")
     with pytest.raises(ConfigError, match="marble"):
         split_prompts("marble")
+    two_tone = split_prompts("two-tone")
+    assert len(two_tone) == 12 and split_prompts("all") == prompts + two_tone
+    spec = parse_prompt(two_tone[0])
+    assert spec.accent is not None and ev.expected_verdicts(spec)["accent"] == spec.accent_label
 
 
 def test_variants_and_placeholders():

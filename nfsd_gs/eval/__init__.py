@@ -30,14 +30,14 @@ from .ground_truth import (Alignment, SilhouetteBank, compare_to_truth, eval_cam
                            render_ground_truth, render_model)
 from .metrics import (colour_error, coverage, delta_e76, laplacian_variance, mean_saturation,
                       score_views, silhouette_iou, speckle_fraction, srgb_to_lab)
-from .prompts import ObjectSpec, parse_prompt, split_prompts
+from .prompts import ObjectSpec, expected_verdicts, parse_prompt, split_prompts
 from .report import format_markdown, summarize, summary_table, write_results
 from .runner import Settings, evaluate, load_judge, run_config
 from .variants import COMPARISON_VARIANTS, DEFAULT_VARIANTS, VARIANTS, Variant
 
 __all__ = ["Alignment", "COMPARISON_VARIANTS", "DEFAULT_VARIANTS", "ObjectSpec", "Settings",
            "SilhouetteBank", "VARIANTS", "Variant", "colour_error", "compare_to_truth",
-           "coverage", "delta_e76", "eval_cameras", "evaluate", "format_markdown",
+           "coverage", "delta_e76", "eval_cameras", "evaluate", "expected_verdicts", "format_markdown",
            "laplacian_variance", "load_judge", "mean_saturation", "parse_prompt",
            "render_ground_truth", "render_model", "run_config", "score_views",
            "silhouette_iou", "speckle_fraction", "split_prompts", "srgb_to_lab", "summarize",

@@ -14,7 +14,7 @@ import torch
 from ..errors import ConfigError, NfsdError
 from ..utils.io import create_run_dir
 from .ground_truth import ALIGN_SCALES, ALIGN_YAWS
-from .prompts import SPLITS, all_prompts, check_split, parse_prompt, split_prompts
+from .prompts import SPLITS, all_prompts, parse_prompt, split_prompts
 from .report import summary_table
 from .runner import Settings, evaluate, load_judge, run_config
 from .variants import (COMPARISON_VARIANTS, DEFAULT_VARIANTS, VARIANTS, Variant,
@@ -120,12 +120,11 @@ def _align_scales(text: str) -> Tuple[float, float, int]:
 
 def select_prompts(args: argparse.Namespace) -> List[str]:
     """The prompts of the command line, the split's fixed set by default."""
-    split = check_split(args.split)
     prompts = _comma_list(args.prompts) or ["default"]
     if prompts == ["all"]:
-        prompts = all_prompts(split)
+        prompts = all_prompts(args.split)
     elif prompts == ["default"]:
-        prompts = split_prompts(split)
+        prompts = split_prompts(args.split)
     for prompt in prompts:
         parse_prompt(prompt)
     return prompts[:args.limit] if args.limit else prompts

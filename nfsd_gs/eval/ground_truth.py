@@ -27,7 +27,7 @@ from ..cameras import Cameras, OrbitSampler, orbit_cameras
 from ..config import CameraConfig, Config
 from ..errors import ConfigError
 from .metrics import colour_error, silhouette_iou
-from .prompts import ObjectSpec
+from ..shapeworld import ObjectSpec, render_spec
 
 #: Default search grid: yaw in 5 degree steps, scale geometric over [0.4, 2.5] (~6 % steps).
 ALIGN_YAWS = 72
@@ -46,11 +46,8 @@ def render_ground_truth(spec: ObjectSpec, cameras: Cameras, background: Tensor, 
     """The world's object from ``cameras`` over ``background`` [B, 3]: rgb [B, R, R, 3] and
     object mask (coverage > 0.5) [B, R, R] bool, on the CPU. Default: unit scale, no yaw
     (what the prior saw on average)."""
-    from ..shapeworld.world import object_scenes, render_scenes
-
-    scenes = object_scenes(spec.shape, spec.colour, len(cameras), scale, yaw_deg)
-    rgb, alpha = render_scenes(scenes, cameras, background.to(cameras.device), resolution,
-                               supersample)
+    rgb, alpha = render_spec(spec, cameras, background.to(cameras.device), resolution, scale,
+                             yaw_deg, supersample)
     return rgb.cpu(), (alpha > 0.5).cpu()
 
 

@@ -160,20 +160,24 @@ def silhouette_iou(a: Tensor, b: Tensor) -> Tensor:  # [..., V, H, W] bool x2 ->
 # ---------------------------------------------------------------------------- judge
 
 
-def judge_scores(judge, images: Tensor, heads: Mapping[str, str]) -> Dict:
-    """The judge's verdict on B views of one object: per head (``shape``, ``colour``, ...)
-    the fraction of views it names as expected, ``both_acc`` (every head right) and the
-    names it gave (``judged``: ``"red cone"`` per view)."""
-    shapes, colours, _, _ = judge.classify(images)
-    verdicts = {"shape": shapes, "colour": colours}
-    n = len(shapes)
-    missing = [h for h in heads if h not in verdicts]
-    if missing:
-        raise ConfigError(f"the judge has no head for {', '.join(missing)}")
-    hits = [[verdicts[h][i] == expected for h, expected in heads.items()] for i in range(n)]
-    scores = {f"{h}_acc": sum(verdicts[h][i] == e for i in range(n)) / n for h, e in heads.items()}
-    scores["both_acc"] = sum(all(row) for row in hits) / n
-    scores["judged"] = [f"{c} {s}" for s, c in zip(shapes, colours)]
+def judge_scores(judge, images: Tensor, expected: Mapping[str, str]) -> Dict:
+    """The judge's verdict on B views of one object, for each head it has among ``expected``
+    (``{"shape": "cone", "colour": "red", "accent": "none"}``): ``<head>_acc``, the fraction
+    of views it names as expected; ``both_acc``, shape and colour both right; ``all_acc``,
+    every judged head right; and ``judged``, its names per view (``"red cone"``, with
+    ``" + yellow top"`` where it sees an accent)."""
+    verdicts = judge.verdict(images)  # {head: [B] names}
+    heads = [h for h in expected if h in verdicts]
+    if "shape" not in heads or "colour" not in heads:
+        raise ConfigError(f"the judge's heads {sorted(verdicts)} lack shape or colour")
+    n = len(verdicts["shape"])
+    right = {h: [verdicts[h][i] == expected[h] for i in range(n)] for h in heads}
+    scores = {f"{h}_acc": sum(right[h]) / n for h in heads}
+    scores["both_acc"] = sum(s and c for s, c in zip(right["shape"], right["colour"])) / n
+    scores["all_acc"] = sum(all(right[h][i] for h in heads) for i in range(n)) / n
+    accents = verdicts.get("accent", ["none"] * n)
+    scores["judged"] = [f"{c} {s}" + (f" + {a}" if a != "none" else "")
+                        for s, c, a in zip(verdicts["shape"], verdicts["colour"], accents)]
     return scores
 
 
@@ -188,7 +192,7 @@ def appearance_scores(images: Tensor, mask: Tensor) -> Dict[str, float]:
 
 
 
-def score_views(judge, images: Tensor, mask: Tensor, heads: Mapping[str, str]) -> Dict:
+def score_views(judge, images: Tensor, mask: Tensor, expected: Mapping[str, str]) -> Dict:
     """Every metric of B views [B, H, W, 3] with their object mask [B, H, W] (bool) that
-    needs no ground truth: the judge's (``heads``: expected verdict per head) and appearance."""
-    return {**judge_scores(judge, images, heads), **appearance_scores(images, mask)}
+    needs no ground truth: the judge's (``expected``: verdict per head) and appearance."""
+    return {**judge_scores(judge, images, expected), **appearance_scores(images, mask)}

@@ -1,27 +1,25 @@
-"""What the evaluation asks for: the prompt sets of the bundled world, per split, and the
-object each prompt names (its spec: shape and colour), read back from the prompt text.
+"""What the evaluation asks for: the world's splits and their fixed prompt sets, and the
+object each prompt names (an :class:`~nfsd_gs.shapeworld.ObjectSpec`: shape, colour and,
+on the two-tone split, an accent on a pattern), read back from the prompt text.
 
-The only module of the evaluation that knows the world's vocabulary; ground truth and the
-judge receive a spec, never words.
+A thin layer over :mod:`nfsd_gs.shapeworld`'s public API: the world owns its words; this
+module adds what the evaluation needs on top (``all`` splits, the judge's expected
+verdicts, the placeholders of variant overrides).
 """
 
 from __future__ import annotations
 
-import re
-from typing import Dict, List, NamedTuple, Tuple
+from typing import Dict, List, Tuple
 
+from .. import shapeworld as sw
 from ..errors import ConfigError
+from ..shapeworld import ObjectSpec, object_prompt, parse_prompt
 
-#: Splits of the world the evaluation knows.
-SPLITS: Tuple[str, ...] = ("solid",)
+__all__ = ["SPLITS", "ObjectSpec", "all_prompts", "check_split", "expected_verdicts",
+           "object_prompt", "parse_prompt", "placeholder_values", "split_prompts"]
 
-#: The fixed prompt set of the solid split: every shape twice, every colour at least once,
-#: no pair repeated (shape, colour).
-SOLID_PROMPT_SET: Tuple[Tuple[str, str], ...] = (
-    ("cone", "red"), ("cube", "blue"), ("sphere", "green"), ("cylinder", "yellow"),
-    ("torus", "purple"), ("pyramid", "orange"), ("cube", "cyan"), ("sphere", "pink"),
-    ("cone", "orange"), ("torus", "green"), ("pyramid", "blue"), ("cylinder", "purple"),
-)
+#: The world's splits (``--split`` also takes ``all``: every split, one after the other).
+SPLITS: Tuple[str, ...] = sw.SPLITS
 
 #: The point-prior primitive (``init.kind``) that matches each shape of the world.
 PRIMITIVE_OF_SHAPE: Dict[str, str] = {
@@ -30,68 +28,34 @@ PRIMITIVE_OF_SHAPE: Dict[str, str] = {
 }
 
 
-class ObjectSpec(NamedTuple):
-    """One object of the world: what a prompt names and what the judge's heads check."""
-
-    shape: str
-    colour: str
-
-    def heads(self) -> Dict[str, str]:
-        """The judge's expected verdict per head: ``{"shape": "cone", "colour": "red"}``."""
-        return {"shape": self.shape, "colour": self.colour}
-
-
-def world_names() -> Tuple[Tuple[str, ...], Dict[str, Tuple[float, float, float]]]:
-    """The world's shape names and colour albedos (imported lazily)."""
-    from ..shapeworld.world import COLOURS, SHAPES
-
-    return SHAPES, COLOURS
-
-
-def check_split(split: str) -> str:
-    if split not in SPLITS and split != "all":
+def check_split(split: str) -> Tuple[str, ...]:
+    """``--split`` -> the splits it means; a ConfigError naming it if it is none."""
+    if split == "all":
+        return SPLITS
+    if split not in SPLITS:
         raise ConfigError(f"--split '{split}' is not one of {', '.join(SPLITS)} or all")
-    return split
-
-
-def object_prompt(spec: ObjectSpec) -> str:
-    """``ObjectSpec("cone", "red")`` -> ``"a red cone"`` (the world's caption)."""
-    from ..shapeworld.captions import object_prompt as caption
-
-    return caption(spec.shape, spec.colour)
+    return (split,)
 
 
 def split_prompts(split: str) -> List[str]:
-    """The fixed evaluation prompt set of ``split`` (``all``: every split's, in order)."""
-    check_split(split)
-    return [object_prompt(ObjectSpec(*pair)) for pair in SOLID_PROMPT_SET]
+    """The fixed evaluation prompt set of ``split`` (12 per split; ``all``: each in turn)."""
+    return [prompt for name in check_split(split) for prompt in sw.eval_prompts(name)]
 
 
-def all_prompts(split: str = "solid") -> List[str]:
-    """Every object of ``split`` (solid: every shape x colour, 48 prompts)."""
-    check_split(split)
-    from ..shapeworld.captions import all_object_prompts
-
-    return all_object_prompts()
+def all_prompts(split: str) -> List[str]:
+    """Every object of ``split`` (solid 48, two-tone 192)."""
+    return [prompt for name in check_split(split) for prompt in sw.split_prompts(name)]
 
 
-def parse_prompt(prompt: str) -> ObjectSpec:
-    """``"a red cone"`` -> ``ObjectSpec("cone", "red")``; anything else is a ConfigError naming it."""
-    shapes, colours = world_names()
-    words = re.findall(r"[a-z]+", prompt.lower())
-    found_shapes = [w for w in words if w in shapes]
-    found_colours = [w for w in words if w in colours]
-    if len(found_shapes) != 1 or len(found_colours) != 1:
-        raise ConfigError(
-            f"prompt '{prompt}' must name one shape ({', '.join(shapes)}) and one colour "
-            f"({', '.join(colours)}) of the bundled world, e.g. 'a red cone'")
-    return ObjectSpec(found_shapes[0], found_colours[0])
+def expected_verdicts(spec: ObjectSpec) -> Dict[str, str]:
+    """What the judge should say per head: ``{"shape": "cone", "colour": "red",
+    "accent": "none"}`` (``"yellow top"`` on the two-tone split)."""
+    return {"shape": spec.shape, "colour": spec.colour, "accent": spec.accent_label}
 
 
 def placeholder_values(spec: ObjectSpec) -> Dict[str, str]:
     """What ``{shape}``, ``{primitive}``, ``{colour}``, ``{colour_rgb}`` stand for in a
-    variant's overrides (``colour_rgb``: the world's albedo, ``"[0.85,0.1,0.08]"``)."""
-    _, colours = world_names()
-    rgb = "[" + ",".join(f"{v:g}" for v in colours[spec.colour]) + "]"
+    variant's overrides (``colour_rgb``: the body's albedo, ``"[0.85,0.1,0.08]"``)."""
+    rgb = "[" + ",".join(f"{v:g}" for v in sw.COLOURS[spec.colour]) + "]"
     return {"shape": spec.shape, "primitive": PRIMITIVE_OF_SHAPE[spec.shape],
             "colour": spec.colour, "color": spec.colour, "colour_rgb": rgb, "color_rgb": rgb}

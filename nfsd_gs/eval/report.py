@@ -21,9 +21,9 @@ from ..utils.io import write_text
 JUDGE_HEADS: Tuple[str, ...] = ("shape", "colour", "accent")
 #: Metrics of our renders ("ours") and of the ground truth ("truth") that are summarised.
 OURS_METRICS: Tuple[str, ...] = tuple(f"{h}_acc" for h in JUDGE_HEADS) + (
-    "both_acc", "iou", "colour_de", "speckle", "saturation", "sharpness", "coverage")
+    "both_acc", "all_acc", "iou", "colour_de", "speckle", "saturation", "sharpness", "coverage")
 TRUTH_METRICS: Tuple[str, ...] = tuple(f"{h}_acc" for h in JUDGE_HEADS) + (
-    "both_acc", "speckle", "saturation", "sharpness", "coverage")
+    "both_acc", "all_acc", "speckle", "saturation", "sharpness", "coverage")
 TIMING_METRICS: Tuple[str, ...] = ("train_s", "steps_per_s")
 
 
@@ -116,7 +116,7 @@ def summary_table(summaries: Sequence[Dict]) -> str:
                  str(s["errors"])]
         cells += [f"{_with_spread(s, f'{h}_acc_ours', True)} / {_pct(s[f'{h}_acc_truth'])}"
                   for h in heads]
-        cells += [_with_spread(s, "both_acc_ours", True), _with_spread(s, "iou_ours"),
+        cells += [_with_spread(s, "all_acc_ours", True), _with_spread(s, "iou_ours"),
                   _with_spread(s, "colour_de_ours")]
         cells += [f"{_with_spread(s, f'{m}_ours')} / {_fmt(s[f'{m}_truth'])}"
                   for m in ("speckle", "saturation", "sharpness", "coverage")]
@@ -153,8 +153,9 @@ def prompt_table(rows: Sequence[Dict]) -> str:
 
 
 METRICS_LEGEND = (
-    "Accuracies: fraction of views the judge names as the prompt's shape / colour (GT: the "
-    "judge on ground-truth renders of the same views; all heads: every head right). IoU: "
+    "Accuracies: fraction of views the judge names as the prompt's shape / colour / accent "
+    "(GT: the judge on ground-truth renders of the same views; all heads: every head the "
+    "judge has right). IoU: "
     "silhouette intersection over union, pooled over the views, against the ground-truth "
     "object at the scale and yaw that fit ours best. Delta E: mean CIE 1976 Delta E*ab "
     "(CIELAB, D65) between ours and that aligned ground truth on the pixels inside both "

@@ -13,7 +13,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -29,7 +29,7 @@ from ..utils.timing import synchronize
 from .ground_truth import (ALIGN_SCALES, ALIGN_YAWS, SilhouetteBank, compare_to_truth,
                            eval_cameras, render_ground_truth, render_model)
 from .metrics import score_views
-from .prompts import ObjectSpec, parse_prompt
+from .prompts import ObjectSpec, expected_verdicts, object_prompt, parse_prompt
 from .report import summarize, write_results
 from .variants import EVAL_OVERRIDES, Variant, fill_placeholders
 
@@ -122,7 +122,7 @@ class TruthCache:
 
     @staticmethod
     def _key(spec: ObjectSpec, config: Config) -> str:
-        return json.dumps([list(spec), config_to_dict(config)["camera"],
+        return json.dumps([object_prompt(spec), config_to_dict(config)["camera"],
                            list(config.background.color)])
 
     def scores(self, spec: ObjectSpec, config: Config) -> Tuple[Dict, Tensor]:
@@ -132,7 +132,7 @@ class TruthCache:
             cameras = eval_cameras(config, self.settings.views)
             background = fixed_backgrounds(config.background, len(cameras))
             rgb, mask = render_ground_truth(spec, cameras, background, self.settings.resolution)
-            self._scores[key] = (score_views(self.judge, rgb, mask, spec.heads()), rgb)
+            self._scores[key] = (score_views(self.judge, rgb, mask, expected_verdicts(spec)), rgb)
         return self._scores[key]
 
     def bank(self, spec: ObjectSpec, config: Config, device: torch.device) -> SilhouetteBank:
@@ -160,7 +160,7 @@ def evaluate_one(settings: Settings, variant: Variant, prompt: str, seed: int, j
     cameras = eval_cameras(config, settings.views).to(run.device)
     background = fixed_backgrounds(config.background, len(cameras)).to(run.device)
     rgb, mask = render_model(run.model, cameras, background, settings.resolution)
-    ours = score_views(judge, rgb, mask, spec.heads())
+    ours = score_views(judge, rgb, mask, expected_verdicts(spec))
     against, aligned_rgb = compare_to_truth(spec, rgb, mask, cameras, background,
                                             truths.bank(spec, config, run.device))
     alignment = {"scale": against.pop("scale"), "yaw_deg": against.pop("yaw_deg")}
@@ -169,7 +169,7 @@ def evaluate_one(settings: Settings, variant: Variant, prompt: str, seed: int, j
     if not settings.keep_checkpoints:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return {
-        "variant": variant.name, "prompt": prompt, "seed": seed, **spec._asdict(),
+        "variant": variant.name, "prompt": prompt, "seed": seed, **asdict(spec),
         "ours": {**ours, **against}, "truth": truth, "alignment": alignment,
         **timing, "steps": config.steps, "representation": config.representation,
         "num_primitives": int(run.model.num_primitives),
