@@ -6,7 +6,7 @@ import torch
 from nfsd_gs.cameras import OrbitSampler, orbit_cameras, view_prompts
 from nfsd_gs.config import NFSD_NEGATIVE_PROMPT, CameraConfig
 from nfsd_gs.errors import ConfigError
-from nfsd_gs.shapeworld.captions import compose_captions, scene_view_prompts, vocabulary
+from nfsd_gs.shapeworld.captions import compose_captions, object_prompt, scene_view_prompts, vocabulary
 from nfsd_gs.shapeworld.dataset import DataConfig, make_batch, render_views
 from nfsd_gs.shapeworld.degrade import DEGRADATIONS, degrade
 from nfsd_gs.shapeworld.prior import build_tokenizer
@@ -96,7 +96,7 @@ def test_view_captions_are_the_trainers():
     scenes = sample_scenes(16, g)
     captions = scene_view_prompts(scenes, cams, config)
     for i, caption in enumerate(captions):
-        prompt = f"a {COLOUR_NAMES[scenes.colour[i]]} {SHAPES[scenes.shape[i]]}"
+        prompt = object_prompt(SHAPES[scenes.shape[i]], COLOUR_NAMES[scenes.colour[i]])
         assert caption == view_prompts(prompt, cams[i:i + 1], config)[0]
 
 

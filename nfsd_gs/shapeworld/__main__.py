@@ -41,18 +41,19 @@ def _train_judge(args) -> None:
     from .judge import JudgeTrainConfig, train_judge
 
     config = JudgeTrainConfig(train_images=args.train_images, test_images=args.test_images,
-                              epochs=args.epochs, seed=args.seed, device=args.device)
+                              epochs=args.epochs, seed=args.seed, split=args.split,
+                              device=args.device)
     judge = train_judge(args.out, config, _command_line())
-    scores = judge.info["held_out"]
-    print(f"saved judge to {args.out}: held-out shape accuracy {scores['shape_accuracy']:.3f}, "
-          f"colour accuracy {scores['colour_accuracy']:.3f}")
+    scores = "; ".join(f"{split} " + ", ".join(f"{k.split('_')[0]} {v:.3f}" for k, v in s.items())
+                       for split, s in judge.info["held_out"].items())
+    print(f"saved judge to {args.out}: held-out accuracy {scores}")
 
 
 def _check(args) -> None:
     from .check import check_prior, format_table, write_result
 
     result = check_prior(args.prior, args.judge, args.per_prompt, args.steps, args.cfg,
-                         args.seed, args.device, batch_size=args.batch_size,
+                         args.seed, args.device, split=args.split, batch_size=args.batch_size,
                          save_grid=args.grid)
     print(format_table(result))
     write_result(result, args.json)
@@ -101,13 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-images", type=int, default=2000)
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--split", default="both", choices=("solid", "two-tone", "both"),
+                   help="the renders it learns from (and is tested on)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(run=_train_judge)
 
     p = sub.add_parser("check", help="sample the prior per prompt and score with the judge")
     p.add_argument("--prior", type=Path, default=SHAPES_PRIOR_DIR)
     p.add_argument("--judge", type=Path, default=JUDGE_DIR)
-    p.add_argument("--per-prompt", type=int, default=4)
+    p.add_argument("--split", default="solid", choices=("solid", "two-tone"))
+    p.add_argument("--per-prompt", type=int, default=None,
+                   help="samples per prompt (default: 192 images in all)")
     p.add_argument("--steps", type=int, default=50, help="DDIM steps")
     p.add_argument("--cfg", type=float, default=7.5)
     p.add_argument("--seed", type=int, default=0)

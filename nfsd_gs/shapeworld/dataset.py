@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from ..background import sample_backgrounds
-from ..cameras import OrbitSampler
+from ..cameras import Cameras, OrbitSampler, orbit_cameras
 from ..config import BackgroundConfig, CameraConfig
 from ..errors import ConfigError
 from .captions import compose_captions, scene_prompts, scene_view_prompts
 from .degrade import degrade
-from .world import Scenes, render_scenes, sample_scenes
+from .world import SCENE_SOURCES, Scenes, render_scenes, sample_scenes
 
 
 @dataclass
@@ -30,6 +30,15 @@ class DataConfig:
     """What the prior is trained on."""
 
     resolution: int = 64
+    #: Which split(s) the scenes come from: solid, two-tone or both.
+    split: str = "both"
+    #: With ``split="both"``: the share of two-tone scenes.
+    two_tone_share: float = 0.5
+    #: Share of views seen from above (elevation in ``overhead_elevation_range``, captioned
+    #: "overhead view"): the trainer's default orbit never goes that high, but a user's may,
+    #: and the prior should know the words its view-dependent prompts can contain.
+    overhead_share: float = 0.1
+    overhead_elevation_range: Tuple[float, float] = (62.0, 75.0)
     #: Share of images degraded and captioned with negative-prompt words.
     degrade_probability: float = 0.25
     #: Share of captions replaced by "" (classifier-free guidance).
@@ -62,15 +71,37 @@ class Batch:
     degraded: Tensor  # [B] bool
 
 
+def validate_data_config(config: DataConfig) -> None:
+    if config.split not in SCENE_SOURCES:
+        raise ConfigError(f"data split '{config.split}' is not one of {', '.join(SCENE_SOURCES)}")
+    for name in ("two_tone_share", "overhead_share", "degrade_probability", "caption_dropout"):
+        if not 0.0 <= getattr(config, name) <= 1.0:
+            raise ConfigError(f"data {name}={getattr(config, name)} must be in [0, 1]")
+
+
+def sample_cameras(count: int, generator: torch.Generator, config: DataConfig) -> Cameras:
+    """The trainer's orbit cameras, ``overhead_share`` of them raised above
+    ``overhead_elevation_range[0]`` (so their view word is "overhead")."""
+    cameras = OrbitSampler(config.camera).sample(count, generator)
+    raise_up = torch.rand(count, generator=generator) < config.overhead_share  # [B] bool
+    if not bool(raise_up.any()):
+        return cameras
+    low, high = config.overhead_elevation_range
+    elevation = torch.where(raise_up, low + (high - low) * torch.rand(count, generator=generator),
+                            cameras.elevation_deg)
+    return orbit_cameras(cameras.azimuth_deg, elevation, cameras.radius, cameras.fovy_deg)
+
+
 def render_views(count: int, generator: torch.Generator, device: torch.device | str = "cpu",
                  config: Optional[DataConfig] = None, supersample: int = 2) -> Views:
     """``count`` random clean views (random scene, trainer camera, trainer background)."""
     config = config or DataConfig()
+    validate_data_config(config)
     if count < 1:
         raise ConfigError(f"count={count} must be >= 1")
-    cameras = OrbitSampler(config.camera).sample(count, generator)
+    cameras = sample_cameras(count, generator, config)
     backgrounds = sample_backgrounds(config.background, count, generator)  # [B, 3]
-    scenes = sample_scenes(count, generator)
+    scenes = sample_scenes(count, generator, config.split, config.two_tone_share)
     rgb, _ = render_scenes(scenes, cameras.to(device), backgrounds, config.resolution,
                            supersample)  # [B, H, W, 3]
     return Views(rgb.permute(0, 3, 1, 2).contiguous(), scenes,
@@ -113,8 +144,7 @@ class ViewPool:
             if time_limit_s is not None and time.perf_counter() - start > time_limit_s:
                 break
         self.images = torch.cat(images)  # [N, 3, H, W] uint8
-        self.scenes = Scenes(*(torch.cat([getattr(s, f) for s in scenes])
-                               for f in ("shape", "colour", "scale", "yaw_deg")))
+        self.scenes = Scenes.cat(scenes)
         self.view_captions, self.object_captions = view_caps, object_caps
         self.render_seconds = time.perf_counter() - start
 

@@ -43,7 +43,8 @@ from ..config import NFSD_NEGATIVE_PROMPT
 from ..errors import ConfigError
 from .captions import vocabulary
 from .dataset import DataConfig, ViewPool, make_batch, render_views
-from .world import COLOUR_NAMES, SCALE_RANGE, SHAPES
+from .vocabulary import SPLITS, split_prompts, tokenizer_normalizer
+from .world import ACCENT_COLOURS, COLOUR_NAMES, PATTERNS, SCALE_RANGE, SHAPES
 
 
 @dataclass
@@ -90,10 +91,13 @@ class PriorTrainConfig:
 
 
 def build_tokenizer(max_length: int = 32):
-    """Word-level tokenizer over :func:`~nfsd_gs.shapeworld.captions.vocabulary`."""
+    """Word-level tokenizer over :func:`~nfsd_gs.shapeworld.captions.vocabulary`, normalising
+    what people type (case, "!", "an", synonyms) like :func:`~nfsd_gs.shapeworld.vocabulary.parse_prompt`."""
     from ..guidance.tokenizer import word_tokenizer
 
-    return word_tokenizer(vocabulary(), max_length)
+    tokenizer = word_tokenizer(vocabulary(), max_length)
+    tokenizer.backend_tokenizer.normalizer = tokenizer_normalizer()
+    return tokenizer
 
 
 def build_text_encoder(tokenizer, arch: PriorArchitecture):
@@ -332,9 +336,13 @@ def train_prior(out: Path | str, config: PriorTrainConfig, command: str = "") ->
         "x0": "2 * rgb - 1",
         "shapes": list(SHAPES),
         "colours": list(COLOUR_NAMES),
+        "accent_colours": list(ACCENT_COLOURS),
+        "patterns": list(PATTERNS),
+        "splits": {split: len(split_prompts(split)) for split in SPLITS},
         "scale_range": list(SCALE_RANGE),
         "vocabulary": vocabulary(),
-        "prompt_template": "a <colour> <shape>[, <front|side|back|overhead> view]",
+        "prompt_template": ("a|an <colour> <shape>[ with a <accent> <top|band>]"
+                            "[, <front|side|back|overhead> view]"),
         "negative_prompt": NFSD_NEGATIVE_PROMPT,
         "background": asdict(config.data.background),
         "camera": asdict(config.data.camera),
