@@ -1,10 +1,12 @@
 """Captioned training images of the procedural world, rendered on the fly.
 
-Views come from the trainer's own :class:`~nfsd_gs.cameras.OrbitSampler` (default
-:class:`~nfsd_gs.config.CameraConfig` ranges) and backgrounds from
+Scenes come from both splits (half solid, half two-tone by default), views from the
+trainer's own :class:`~nfsd_gs.cameras.OrbitSampler` (default
+:class:`~nfsd_gs.config.CameraConfig` ranges, plus a tenth raised above 60 degrees so
+"overhead view" is a caption the prior knows) and backgrounds from
 :func:`~nfsd_gs.background.sample_backgrounds` (default
 :class:`~nfsd_gs.config.BackgroundConfig`: random colour with probability 0.5,
-else white), so the prior learns exactly the image distribution the trainer renders.
+else white), so the prior learns the image distribution the trainer renders.
 """
 
 from __future__ import annotations
