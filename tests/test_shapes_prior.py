@@ -112,3 +112,22 @@ def test_shipped_prior_loads_and_knows_every_prompt():
     # what people type reads like the canonical prompt
     assert (models.tokenizer("An Orange Cone!")["input_ids"]
             == models.tokenizer("a orange cone")["input_ids"])
+
+
+@pytest.mark.skipif(not (SHAPES_PRIOR_DIR / "unet").is_dir(), reason="no prior shipped")
+def test_the_trainers_prompt_check_reads_what_people_type_and_names_the_worlds_words():
+    from nfsd_gs.config import PriorConfig
+    from nfsd_gs.errors import PromptError
+    from nfsd_gs.guidance.prior import DiffusionPrior
+
+    prior = DiffusionPrior.load(PriorConfig(model="bundled:shapes"), torch.device("cpu"))
+    for typed in ("A Red Cone!", "an orange pyramid", "a violet torus."):
+        prior.check_prompt(typed)
+    assert torch.equal(prior.embed(["An Orange Pyramid!, side view"])[0],
+                       prior.embed(["a orange pyramid, side view"])[0])
+    with pytest.raises(PromptError) as caught:
+        prior.check_prompt("a gloomy cone, overhead view")
+    message = str(caught.value)
+    assert "'gloomy'" in message and "sphere, cube, cylinder, cone, torus, pyramid" in message
+    assert "top or band" in message and "low-resolution" not in message
+    assert "unrealistic" not in message and len(message.splitlines()) == 1

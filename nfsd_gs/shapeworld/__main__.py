@@ -1,8 +1,8 @@
 """``python -m nfsd_gs.shapeworld <command>``: the bundled prior's tools.
 
     train-prior  train the pixel-space diffusion prior (GPU: ~9 minutes)
-    train-judge  train the shape/colour judge (CPU: a few minutes)
-    check        sample the prior per prompt (CFG 7.5) and score with the judge
+    train-judge  train the judge: shape, colour and accent heads (GPU: ~1 minute)
+    check        sample the prior for every prompt of a split (CFG 7.5), score with the judge
     samples      write a grid of training images with their captions
 """
 
@@ -42,7 +42,7 @@ def _train_judge(args) -> None:
 
     config = JudgeTrainConfig(train_images=args.train_images, test_images=args.test_images,
                               epochs=args.epochs, seed=args.seed, split=args.split,
-                              device=args.device)
+                              width=args.width, device=args.device)
     judge = train_judge(args.out, config, _command_line())
     scores = "; ".join(f"{split} " + ", ".join(f"{k.split('_')[0]} {v:.3f}" for k, v in s.items())
                        for split, s in judge.info["held_out"].items())
@@ -90,10 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="clean views rendered up front (0: render every batch)")
     p.add_argument("--device", default="auto")
     p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--min-snr-gamma", type=float, default=5.0,
+    p.add_argument("--min-snr-gamma", type=float, default=0.0,
                    help="min-SNR loss weighting (0: unweighted epsilon loss)")
-    p.add_argument("--caption-dropout", type=float, default=0.1,
-                   help="share of empty captions (classifier-free guidance)")
+    p.add_argument("--caption-dropout", type=float, default=0.13,
+                   help="share of clean images' captions left empty (classifier-free guidance)")
     p.set_defaults(run=_train_prior)
 
     p = sub.add_parser("train-judge", help="train the shape/colour judge")
@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--split", default="both", choices=("solid", "two-tone", "both"),
                    help="the renders it learns from (and is tested on)")
+    p.add_argument("--width", type=int, default=16, help="channels of the first conv layer")
     p.add_argument("--device", default="cpu")
     p.set_defaults(run=_train_judge)
 

@@ -66,11 +66,16 @@ def vocabulary() -> List[str]:
 def compose_captions(view_captions: Sequence[str], object_captions: Sequence[str],
                      degradation_words: Sequence[Sequence[str]], generator: torch.Generator,
                      view_probability: float = 0.9, negative_only_probability: float = 0.5,
-                     dropout: float = 0.1) -> List[str]:
+                     dropout: float = 0.1, dropout_clean_only: bool = True) -> List[str]:
     """The training caption of each image.
 
     view_captions / object_captions: per image, with and without the view suffix;
     degradation_words: per image, the negative words of its degradations (empty if clean).
+    ``dropout_clean_only``: only clean images get the empty caption, so the unconditional
+    model is the world's clean images and ``eps_cond - eps_uncond`` carries the object
+    alone; with degraded images in "" it also carried "undo the degradations" (brighter,
+    more contrast, more saturated), which CFG 7.5 multiplies into over-exposed,
+    over-saturated samples.
     """
     B = len(view_captions)
     use_view = (torch.rand(B, generator=generator) < view_probability).tolist()
@@ -80,7 +85,7 @@ def compose_captions(view_captions: Sequence[str], object_captions: Sequence[str
     for i in range(B):
         base = view_captions[i] if use_view[i] else object_captions[i]
         words_i = list(degradation_words[i])
-        if drop[i]:
+        if drop[i] and not (dropout_clean_only and words_i):
             captions.append("")
         elif words_i and negative_only[i]:
             captions.append(", ".join(words_i))

@@ -1,10 +1,12 @@
 """Captioned training images of the procedural world, rendered on the fly.
 
-Views come from the trainer's own :class:`~nfsd_gs.cameras.OrbitSampler` (default
-:class:`~nfsd_gs.config.CameraConfig` ranges) and backgrounds from
+Scenes come from both splits (half solid, half two-tone by default), views from the
+trainer's own :class:`~nfsd_gs.cameras.OrbitSampler` (default
+:class:`~nfsd_gs.config.CameraConfig` ranges, plus a tenth raised above 60 degrees so
+"overhead view" is a caption the prior knows) and backgrounds from
 :func:`~nfsd_gs.background.sample_backgrounds` (default
 :class:`~nfsd_gs.config.BackgroundConfig`: random colour with probability 0.5,
-else white), so the prior learns exactly the image distribution the trainer renders.
+else white), so the prior learns the image distribution the trainer renders.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from ..cameras import Cameras, OrbitSampler, orbit_cameras
 from ..config import BackgroundConfig, CameraConfig
 from ..errors import ConfigError
 from .captions import compose_captions, scene_prompts, scene_view_prompts
-from .degrade import degrade
+from .degrade import degrade, to_device
 from .world import SCENE_SOURCES, Scenes, render_scenes, sample_scenes
 
 
@@ -41,8 +43,12 @@ class DataConfig:
     overhead_elevation_range: Tuple[float, float] = (62.0, 75.0)
     #: Share of images degraded and captioned with negative-prompt words.
     degrade_probability: float = 0.25
-    #: Share of captions replaced by "" (classifier-free guidance).
-    caption_dropout: float = 0.1
+    #: Share of clean images' captions replaced by "" (classifier-free guidance; about
+    #: 10 % of all captions, as degraded images keep theirs).
+    caption_dropout: float = 0.13
+    #: Drop only clean images' captions: "" then means a clean image of the world (see
+    #: :func:`~nfsd_gs.shapeworld.captions.compose_captions`).
+    dropout_clean_only: bool = True
     #: Share of captions with the view suffix ("..., side view").
     view_probability: float = 0.9
     #: Share of degraded images captioned with their negative words alone.
@@ -115,7 +121,7 @@ def make_batch(views: Views, generator: torch.Generator, config: Optional[DataCo
     images, words = degrade(views.images, config.degrade_probability, generator)
     captions = compose_captions(views.view_captions, views.object_captions, words, generator,
                                 config.view_probability, config.negative_only_probability,
-                                config.caption_dropout)
+                                config.caption_dropout, config.dropout_clean_only)
     degraded = torch.tensor([bool(w) for w in words])
     return Batch(images, captions, views.scenes, degraded)
 
@@ -153,7 +159,8 @@ class ViewPool:
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         index = torch.randint(len(self), (batch_size,), generator=generator)
-        views = Views(self.images[index.to(self.images.device)].float() / 255, self.scenes[index],
+        views = Views(self.images[to_device(index, self.images.device)].float() / 255,
+                      self.scenes[index],
                       [self.view_captions[i] for i in index.tolist()],
                       [self.object_captions[i] for i in index.tolist()])
         return make_batch(views, generator, self.config)

@@ -130,28 +130,11 @@ class Scenes:
         return Scenes(*(torch.cat([getattr(p, f) for p in parts]) for f in SCENE_FIELDS))
 
 
-def shape_index(name: str) -> int:
-    if name not in SHAPES:
-        raise ConfigError(f"shape '{name}' is not one of {', '.join(SHAPES)}")
-    return SHAPES.index(name)
-
-
-def colour_index(name: str) -> int:
-    if name not in COLOURS:
-        raise ConfigError(f"colour '{name}' is not one of {', '.join(COLOUR_NAMES)}")
-    return COLOUR_NAMES.index(name)
-
-
-def accent_index(name: str) -> int:
-    if name not in ACCENT_COLOURS:
-        raise ConfigError(f"accent colour '{name}' is not one of {', '.join(ACCENT_COLOURS)}")
-    return ACCENT_COLOURS.index(name)
-
-
-def pattern_index(name: str) -> int:
-    if name not in PATTERNS:
-        raise ConfigError(f"pattern '{name}' is not one of {', '.join(PATTERNS)}")
-    return PATTERNS.index(name)
+def name_index(kind: str, name: str, names: Sequence[str]) -> int:
+    """Index of ``name`` among the world's ``names`` of a ``kind`` ("shape", "colour", ...)."""
+    if name not in names:
+        raise ConfigError(f"{kind} '{name}' is not one of {', '.join(names)}")
+    return list(names).index(name)
 
 
 #: What ``sample_scenes`` draws from: one split, or both (``two_tone_share`` of two-tone).
@@ -377,10 +360,12 @@ def object_scenes(shape: str, colour: str, count: int, scale: float = 1.0,
     if (accent is None) != (pattern is None):
         raise ConfigError(f"accent={accent!r} and pattern={pattern!r}: give both or neither")
     full = lambda value: torch.full((count,), value)  # noqa: E731
-    return Scenes(shape=full(shape_index(shape)), colour=full(colour_index(colour)),
+    return Scenes(shape=full(name_index("shape", shape, SHAPES)),
+                  colour=full(name_index("colour", colour, COLOUR_NAMES)),
                   scale=full(float(scale)), yaw_deg=full(float(yaw_deg)),
-                  accent=full(-1 if accent is None else accent_index(accent)),
-                  pattern=full(-1 if pattern is None else pattern_index(pattern)))
+                  accent=full(-1 if accent is None else
+                              name_index("accent colour", accent, ACCENT_COLOURS)),
+                  pattern=full(-1 if pattern is None else name_index("pattern", pattern, PATTERNS)))
 
 
 def render_object(shape: str, colour: str, cameras: Cameras,
