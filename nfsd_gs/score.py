@@ -41,7 +41,7 @@ def score_run(run_dir: Path, views: int = 8, resolution: int = 64) -> dict:
     images, mask = render_model(model, cameras, background, resolution)
     judge = load_judge(None, torch.device("cpu"))
     scores = score_views(judge, images, mask, expected_verdicts(spec))
-    # A coarser alignment grid than the evaluation's (10 degrees, 15 scales): a few seconds on a CPU.
+    # A coarser alignment grid than the evaluation's (10 degrees, 15 scales): seconds on a CPU.
     bank = SilhouetteBank(spec, config.camera, views, resolution, yaws=views * max(1, 36 // views),
                           scales=(0.5, 2.5, 15))
     against, _ = compare_to_truth(spec, images, mask, cameras, background, bank)

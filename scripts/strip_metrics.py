@@ -56,7 +56,8 @@ def main(argv) -> int:
                                       banks[spec])
         table.setdefault(path.parent.name, []).append(
             [float(silhouette_iou(mask, mask_of(truth))), aligned["iou"], aligned["colour_de"],
-             aligned["scale"], speckle_fraction(ours, mask), speckle_fraction(truth, mask_of(truth))])
+             aligned["scale"], speckle_fraction(ours, mask),
+             speckle_fraction(truth, mask_of(truth))])
     print("| variant | strips | IoU as drawn | IoU aligned | Delta E aligned | scale "
           "| speckle ours / GT |\n|---|---|---|---|---|---|---|")
     for variant, rows in table.items():
