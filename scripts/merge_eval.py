@@ -20,7 +20,9 @@ def main(argv) -> int:
     results = [json.loads((s / "results.json").read_text()) for s in sources]
     rows = [row for result in results for row in result["rows"]]
     variants = list(dict.fromkeys(row["variant"] for row in rows))
-    meta = {**results[0]["meta"], "status": "complete",
+    statuses = {result["meta"]["status"] for result in results}
+    meta = {**results[0]["meta"], "status": "complete" if statuses == {"complete"} else
+            "/".join(sorted(statuses)),
             "prompts": list(dict.fromkeys(row["prompt"] for row in rows)),
             "seeds": sorted({row.get("seed") for row in rows if row.get("seed") is not None}),
             "merged_from": [str(s) for s in sources]}
