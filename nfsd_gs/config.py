@@ -63,10 +63,30 @@ class PriorConfig:
 
 
 @dataclass
-class GuidanceConfig:
-    """Score distillation: NFSD (the default) or SDS."""
+class VsdConfig:
+    """VSD's eps_phi (ProlificDreamer, Wang et al. 2023, Alg. 1): a LoRA of the prior's
+    U-Net, conditioned on the camera, trained on the current renders (see guidance/vsd.py)."""
 
-    method: Literal["nfsd", "sds"] = "nfsd"
+    #: Rank of the LoRA on the U-Net's attention projections (to_q, to_k, to_v, to_out.0).
+    lora_rank: int = 4
+    #: AdamW learning rate of the LoRA and the camera MLP (ProlificDreamer: 1e-3).
+    lr: float = 1e-3
+    #: The LoRA's own diffusion-loss timesteps: U[t_min, t_max] x T, one per view.
+    t_min: float = 0.02
+    t_max: float = 0.98
+
+    def validate(self) -> None:
+        _check(self.lora_rank >= 1, "guidance.vsd.lora_rank", self.lora_rank, "must be >= 1")
+        _check(self.lr > 0, "guidance.vsd.lr", self.lr, "must be > 0")
+        _check(0.0 <= self.t_min < self.t_max <= 1.0, "guidance.vsd.t_min",
+               [self.t_min, self.t_max], "must satisfy 0 <= t_min < t_max <= 1")
+
+
+@dataclass
+class GuidanceConfig:
+    """Score distillation: NFSD (the default), SDS or VSD."""
+
+    method: Literal["nfsd", "sds", "vsd"] = "nfsd"
     #: Classifier-free guidance scale s in eps_uncond + s * (eps_cond - eps_uncond).
     #: threestudio writes eps_cond + s * (...): its 100 is our 101.
     cfg_scale: float = 7.5
@@ -92,6 +112,8 @@ class GuidanceConfig:
     grad_clip: Optional[float] = None
     #: Append ", front view" / ", side view" / ... to the prompt per camera.
     view_dependent_prompt: bool = True
+    #: ``method=vsd`` only: the camera-conditioned LoRA eps_phi.
+    vsd: VsdConfig = field(default_factory=VsdConfig)
 
 
 @dataclass
@@ -498,6 +520,7 @@ def validate(config: Config) -> None:
            [g.t_anneal_start, g.t_anneal_end], "must satisfy 0 <= start <= end <= 1")
     _check(g.grad_clip is None or g.grad_clip > 0, "guidance.grad_clip", g.grad_clip,
            "must be positive or null")
+    g.vsd.validate()
     _check(c.init.num_points >= 1, "init.num_points", c.init.num_points, "must be >= 1")
     _check(0.0 < c.init.initial_opacity < 1.0, "init.initial_opacity", c.init.initial_opacity,
            "must lie in (0, 1)")

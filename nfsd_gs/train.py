@@ -103,7 +103,7 @@ def training_step(run: Run, step: int, timer=NO_TIMER) -> Dict[str, Tensor]:
         out = run.model.render(cameras, c.camera.resolution, c.camera.resolution, background)
     with timer.phase("encode"):
         x0 = run.prior.encode(out.rgb)  # [B, C, h, w]
-    loss, stats = run.guidance.loss(x0, prompts, step, timer)
+    loss, stats = run.guidance.loss(x0, prompts, step, timer, cameras=cameras)
 
     if run.densifier is not None:
         run.densifier.pre_backward(step, out.info)
@@ -186,6 +186,7 @@ def run_state(run: Run, step: int) -> dict:
         "model": run.model.state_dict(),
         "optimizers": {k: o.state_dict() for k, o in run.optimizers.items()},
         "densifier": run.densifier.state_dict() if run.densifier else None,
+        "guidance": run.guidance.state_dict(),
         "rng": capture_rng_state(run.generator),
         "nonfinite_total": run.nonfinite_total,
     }
@@ -206,6 +207,7 @@ def restore_run(run: Run, state: dict) -> None:
         run.densifier = Densifier(run.config.densify, run.model.splats, run.optimizers,
                                   scene_scale=run.model.scene_extent)
         run.densifier.load_state_dict(state["densifier"])
+    run.guidance.load_state_dict(state.get("guidance", {}))
     restore_rng_state(state["rng"], run.generator)
     run.step = int(state["step"])
     run.nonfinite_total = int(state.get("nonfinite_total", 0))
