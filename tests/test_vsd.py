@@ -34,13 +34,10 @@ class ScriptedLora:
         self.eps_phi = eps_phi  # [B, C, h, w]
         self.predicted, self.trained = [], []
 
-    def predict_noise(self, z_t, t, embeddings, cameras):
+    def step(self, z_t, t, x0, embeddings, cameras):
         self.predicted.append((z_t, t, embeddings, cameras))
-        return self.eps_phi
-
-    def train_step(self, x0, embeddings, cameras):
         self.trained.append(x0)
-        return torch.zeros(())
+        return self.eps_phi, torch.zeros(())
 
 
 def scripted_vsd(cfg_scale, eps_phi):
@@ -81,7 +78,8 @@ def test_vsd_gradient_has_no_random_noise_term():
     """The LoRA's prediction stands where SDS subtracts the noise: another draw, same gradient."""
     grads = []
     for seed in (1, 2):
-        _, guidance, _, _ = scripted_vsd(7.5, torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(0)))
+        eps_phi = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+        _, guidance, _, _ = scripted_vsd(7.5, eps_phi)
         torch.manual_seed(seed)
         x0 = torch.zeros(1, 3, 4, 4, requires_grad=True)
         guidance.loss(x0, [PROMPT], step=0, cameras=cameras_for(1))[0].backward()
@@ -119,7 +117,8 @@ def test_lora_starts_as_the_prior_and_trains_while_the_prior_stays_frozen():
     # Alg. 1 initializes eps_phi as the pretrained model: LoRA B = 0, camera MLP output = 0.
     assert torch.equal(lora.predict_noise(x, t, embeddings, cameras), before)
     lora_names = [n for n, _ in prior.unet.named_parameters() if f".{ADAPTER_NAME}." in n]
-    assert lora_names and all(any(k in n for k in ("to_q", "to_k", "to_v", "to_out")) for n in lora_names)
+    assert lora_names and all(any(k in n for k in ("to_q", "to_k", "to_v", "to_out"))
+                              for n in lora_names)
     initial = [p.detach().clone() for p in lora.parameters]
 
     x0 = torch.rand(2, 3, 32, 32, requires_grad=True)
@@ -194,7 +193,8 @@ def test_two_steps_of_the_preset_save_the_lora_in_the_checkpoint(tmp_path):
                  "camera.resolution=16", "camera.batch_size=2", "init.num_points=50",
                  "device=cpu", "output.turntable=false", "output.log_every=1",
                  "output.name=run"]) == 0
-    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    metrics = (tmp_path / "run" / "metrics.jsonl").read_text()
+    records = [json.loads(line) for line in metrics.splitlines()]
     assert len(records) == 2 and all(r["lora_loss"] > 0 for r in records)
     state = torch.load(tmp_path / "run" / "checkpoints" / "step_000002.pt", weights_only=False)
     assert state["config"]["guidance"]["method"] == "vsd"
@@ -234,3 +234,27 @@ def test_bad_vsd_config_is_one_line(tmp_path, capsys, override, message):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1, err
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.gpu
+def test_vsd_on_cuda_fp16_beside_the_graphed_prior():
+    """fp16 prior replayed as a CUDA graph, fp32 LoRA trained eagerly on the same U-Net."""
+    cuda = torch.device("cuda")
+    prior = DiffusionPrior.load(PriorConfig(model="random:tiny-latent", cuda_graph=True), cuda)
+    assert prior.dtype == torch.float16
+    x, t = torch.randn(2, 4, 32, 32, device=cuda), torch.tensor([300, 700], device=cuda)
+    before = frozen_eps(prior, x, t)  # captures the graph
+    guidance = ScoreDistillation(prior, GuidanceConfig(method="vsd"), total_steps=10)
+    guidance.prepare(PROMPT)
+    lora = guidance.lora
+    initial = [p.detach().clone() for p in lora.parameters]
+    assert all(p.dtype == torch.float32 for p in lora.parameters)
+    x0 = torch.randn(2, 4, 32, 32, device=cuda, requires_grad=True)
+    for step in range(3):
+        loss, stats = guidance.loss(x0, [PROMPT] * 2, step, cameras=cameras_for(2).to(cuda))
+        loss.backward()
+        assert torch.isfinite(loss) and torch.isfinite(stats["lora_loss"])
+    assert sum(not torch.equal(a, p) for a, p in zip(initial, lora.parameters)) > len(initial) // 2
+    assert torch.equal(frozen_eps(prior, x, t), before)
+    eager = prior.to_epsilon(prior._eager_unet(x.half(), t, prior.embed([PROMPT] * 2)), x, t)
+    torch.testing.assert_close(eager, before, atol=1e-3, rtol=1e-3)

@@ -109,8 +109,10 @@ class ScoreDistillation:
         z_t = prior.add_noise(x0.detach(), noise, t)
         with timer.phase("unet"):
             eps = self.predict_branches(z_t, t, prompts)
-            if self.lora is not None:
-                eps["lora"] = self.lora.predict_noise(z_t, t, prior.embed(prompts), cameras)
+        if self.lora is not None:
+            with timer.phase("lora"):  # eps_phi, then one LoRA step on x0 (Alg. 1)
+                eps["lora"], lora_loss = self.lora.step(z_t, t, x0.detach(),
+                                                        prior.embed(prompts), cameras)
         with timer.phase("guidance"):
             weights = timestep_weights(c.weighting, prior.alphas_cumprod, t).view(-1, 1, 1, 1)
             grad = weights * self.direction(eps, noise, t)
@@ -119,9 +121,7 @@ class ScoreDistillation:
             stats = {"t": t.float().mean(), "grad_norm": grad.flatten(1).norm(dim=1).mean()}
             loss = distillation_loss(x0, grad)
         if self.lora is not None:
-            with timer.phase("lora"):
-                stats["lora_loss"] = self.lora.train_step(x0.detach(), prior.embed(prompts),
-                                                            cameras)
+            stats["lora_loss"] = lora_loss
         return loss, stats
 
     def state_dict(self) -> dict:

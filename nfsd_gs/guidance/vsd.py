@@ -29,7 +29,7 @@ prior, so the prior's own calls (and their CUDA graph) are unchanged.
 from __future__ import annotations
 
 import contextlib
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Tuple
 
 import torch
 from torch import Tensor
@@ -100,22 +100,32 @@ class CameraLora:
         self.prior = prior
         self.config = config
         lora_parameters = add_lora(prior.unet, config.lora_rank, prior.name)
-        prior.unet.disable_adapters()  # the frozen prior, until active()
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        self._adapted_layers = [m for m in prior.unet.modules() if isinstance(m, BaseTunerLayer)]
+        self._switch_adapters(False)  # the frozen prior, until active()
         self.camera_embedding = camera_mlp(prior.unet, prior.device)
         self.parameters = lora_parameters + list(self.camera_embedding.parameters())
         self.optimizer = torch.optim.AdamW(self.parameters, lr=config.lr)
 
+    def _switch_adapters(self, on: bool) -> None:
+        """peft's own switch, on the adapted layers only: diffusers' ``unet.enable_adapters()``
+        walks every module of the U-Net (about 2,000 in SD 2.1), 30 ms per on/off pair on
+        our CPU against 7 ms for the 128 adapted layers."""
+        for layer in self._adapted_layers:
+            layer.enable_adapters(on)
+
     @contextlib.contextmanager
     def active(self) -> Iterator[torch.nn.Module]:
-        """The U-Net as eps_phi (adapters on, camera MLP attached), back to the frozen prior after."""
+        """The U-Net as eps_phi (adapters on, camera MLP attached); the frozen prior after."""
         unet = self.prior.unet
-        unet.enable_adapters()
+        self._switch_adapters(True)
         unet.class_embedding = self.camera_embedding
         try:
             yield unet
         finally:
             unet.class_embedding = None
-            unet.disable_adapters()
+            self._switch_adapters(False)
 
     def _output(self, unet: torch.nn.Module, z_t: Tensor, t: Tensor, embeddings: Tensor,
                 cameras: Cameras) -> Tensor:  # [B, C, h, w] float32, the model's parametrization
@@ -123,28 +133,42 @@ class CameraLora:
                     class_labels=camera_features(cameras)).sample.float()
 
     @torch.no_grad()
+    def _predict(self, unet: torch.nn.Module, z_t: Tensor, t: Tensor, embeddings: Tensor,
+                 cameras: Cameras) -> Tensor:  # [B, C, h, w] float32
+        return self.prior.to_epsilon(self._output(unet, z_t, t, embeddings, cameras), z_t, t)
+
     def predict_noise(self, z_t: Tensor, t: Tensor, embeddings: Tensor,
                       cameras: Cameras) -> Tensor:
         """eps_phi(z_t; y, c): z_t [B, C, h, w], t [B], embeddings [B, L, D] -> [B, C, h, w]."""
         with self.active() as unet:
-            return self.prior.to_epsilon(self._output(unet, z_t, t, embeddings, cameras), z_t, t)
+            return self._predict(unet, z_t, t, embeddings, cameras)
 
-    def train_step(self, x0: Tensor, embeddings: Tensor, cameras: Cameras) -> Tensor:
-        """One AdamW step of the diffusion loss on the renders x0 [B, C, h, w] (detached):
-        Alg. 1, line 7, with its own t ~ U[t_min, t_max] x T per view and its own noise.
-        Returns the mean squared error. A step with non-finite gradients is skipped."""
+    def step(self, z_t: Tensor, t: Tensor, x0: Tensor, embeddings: Tensor,
+             cameras: Cameras) -> Tuple[Tensor, Tensor]:
+        """Alg. 1, lines 5 and 7, in one switch of the U-Net: eps_phi(z_t; y, c) of the
+        current LoRA (for the 3D gradient), then one LoRA step on the renders x0 (detached).
+        -> (eps_phi [B, C, h, w], the step's mean squared error)."""
+        with self.active() as unet:
+            return (self._predict(unet, z_t, t, embeddings, cameras),
+                    self._train(unet, x0, embeddings, cameras))
+
+    def _train(self, unet: torch.nn.Module, x0: Tensor, embeddings: Tensor,
+               cameras: Cameras) -> Tensor:
+        """One AdamW step of the ordinary diffusion loss on x0 [B, C, h, w], with the LoRA's
+        own t ~ U[t_min, t_max] x T per view and its own noise; skipped if a gradient is
+        not finite. Returns the mean squared error."""
         c, prior = self.config, self.prior
         high = min(int(c.t_max * prior.num_train_timesteps), prior.num_train_timesteps - 1)
         t = torch.randint(int(c.t_min * prior.num_train_timesteps), high + 1,
                           (x0.shape[0],)).to(x0.device)
         noise = torch.randn_like(x0)
         z_t = prior.add_noise(x0, noise, t)
-        with self.active() as unet:  # backward too: peft freezes disabled adapters
-            output = self._output(unet, z_t, t, embeddings, cameras)
-            squared_error = (output - prior.diffusion_target(x0, noise, t)).pow(2)
-            # Summed per view, not averaged over pixels: the same Adam step (Adam ignores
-            # the loss's scale), with gradients that stay above fp16's underflow in the U-Net.
-            squared_error.flatten(1).sum(1).mean().backward()
+        output = self._output(unet, z_t, t, embeddings, cameras)
+        squared_error = (output - prior.diffusion_target(x0, noise, t)).pow(2)
+        # Summed per view, not averaged over pixels: the same Adam step (Adam ignores the
+        # loss's scale), with gradients that stay above fp16's underflow in the U-Net.
+        # Called inside active(): peft freezes the adapters it disables.
+        squared_error.flatten(1).sum(1).mean().backward()
         grads = [p.grad for p in self.parameters if p.grad is not None]
         if grads and bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
             self.optimizer.step()
