@@ -8,7 +8,12 @@
 # Usage (on the device, after `. .whl/gpu-env.sh`, whose .whl/ must hold the peft wheel and
 # its accelerate/psutil dependencies): scripts/gpu_vsd.sh OUT_DIR
 # OUT_DIR gets: summary.md, bench.md, bench.json, eval.md, eval.json, logs.tar.gz.
+# A CPU dry run of the script's logic (tiny sizes, extra arguments appended; the last wins):
+#   BENCH_EXTRA="--prior random:tiny --resolution 32 --views 2 --gaussians 200 --steps 2
+#   --warmup 1 --timed-steps 1 --floor-repeats 1" EVAL_EXTRA="--steps 2 --views 2"
+#   scripts/gpu_vsd.sh /tmp/dry
 set -u
+BENCH_EXTRA=${BENCH_EXTRA:-}; EVAL_EXTRA=${EVAL_EXTRA:-}
 OUT=${1:?output folder}
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/gpu_vsd.XXXX)
@@ -25,7 +30,7 @@ finish() {  # whatever ran, its results come back
 }
 trap finish EXIT
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$LOGS/gpu.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$LOGS/gpu.txt" 2>&1
 python -c "import torch, diffusers, transformers, peft, gsplat; print('torch', torch.__version__, 'diffusers', diffusers.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'gsplat', gsplat.__version__)" >> "$LOGS/gpu.txt" 2>&1 \
   || { echo "peft (or another library) is missing: put its wheel in .whl/"; exit 1; }
 
@@ -35,7 +40,7 @@ tail -2 "$LOGS/gpu_test.txt"
 
 echo "== bench: nfsd sds vsd, 512x512, 4 views, 100k Gaussians, random:sd21-base"; date
 timeout 150 python -m nfsd_gs.bench --views 4 --gaussians 100000 --methods nfsd sds vsd \
-  --json "$OUT/bench.json" > "$OUT/bench.md" 2> "$LOGS/bench.log"
+  --json "$OUT/bench.json" $BENCH_EXTRA > "$OUT/bench.md" 2> "$LOGS/bench.log"
 echo "bench rc=$?"; cat "$OUT/bench.md"
 
 echo "== evaluation: bundled prior, 12 prompts, nfsd@7.5 | vsd@7.5 (2 halves) | sds@100"; date
@@ -44,7 +49,8 @@ PROMPTS=$(python -c "from nfsd_gs.eval import default_prompts; print(','.join(de
 FIRST=$(echo "$PROMPTS" | cut -d, -f1-6); SECOND=$(echo "$PROMPTS" | cut -d, -f7-12)
 run_eval() {  # name, eval arguments...
   local name=$1; shift
-  timeout 200 python -m nfsd_gs.eval --out "$WORK/eval/$name" "$@" > "$LOGS/eval_$name.txt" 2>&1
+  timeout 200 python -m nfsd_gs.eval --out "$WORK/eval/$name" "$@" $EVAL_EXTRA \
+    > "$LOGS/eval_$name.txt" 2>&1
   echo "eval $name rc=$?" >> "$LOGS/eval_rc.txt"
 }
 run_eval nfsd --variants nfsd@7.5 &

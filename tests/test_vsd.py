@@ -147,7 +147,9 @@ def test_lora_is_conditioned_on_the_camera():
     x, t = torch.randn(1, 3, 32, 32).repeat(2, 1, 1, 1), torch.tensor([500, 500])
     eps = guidance.lora.predict_noise(x, t, prior.embed([PROMPT] * 2), cameras_for(2))
     assert not torch.equal(eps[0], eps[1])  # same z_t, t and prompt; other camera
-    assert camera_features(cameras_for(2)).shape == (2, 16)
+    cameras = cameras_for(2)
+    torch.testing.assert_close(camera_features(cameras).view(2, 4, 4) @ cameras.world_to_camera,
+                               torch.eye(4).expand(2, 4, 4))
 
 
 @pytest.mark.parametrize("model", ["random:tiny", "random:tiny-v"])

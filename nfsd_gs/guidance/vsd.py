@@ -54,8 +54,13 @@ def vsd_direction(eps_cond: Tensor, eps_uncond: Tensor, eps_lora: Tensor,
 
 
 def camera_features(cameras: Cameras) -> Tensor:  # [B, 16]
-    """ProlificDreamer's camera condition: the flattened camera-to-world matrix."""
-    return torch.linalg.inv(cameras.world_to_camera).flatten(1)
+    """ProlificDreamer's camera condition: the flattened camera-to-world matrix (the rigid
+    inverse of ``world_to_camera``: no solver, no device sync)."""
+    camera_to_world = torch.zeros_like(cameras.world_to_camera)  # [B, 4, 4]
+    camera_to_world[:, :3, :3] = cameras.world_to_camera[:, :3, :3].transpose(1, 2)
+    camera_to_world[:, :3, 3] = cameras.positions
+    camera_to_world[:, 3, 3] = 1
+    return camera_to_world.flatten(1)
 
 
 def add_lora(unet: torch.nn.Module, rank: int, prior_name: str) -> List[torch.nn.Parameter]:
