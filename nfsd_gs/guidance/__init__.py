@@ -2,8 +2,8 @@
 
 :class:`ScoreDistillation` turns a batch of encoded renders x0 into a loss
 whose gradient on x0 is the distillation direction; the pure math lives in
-``nfsd.py``, ``sds.py``, ``vsd.py``, ``cfg.py`` and ``schedule.py``, the model in
-``prior.py``, VSD's trained LoRA in ``vsd.py``.
+``nfsd.py``, ``sds.py``, ``vsd.py`` (with VSD's trained LoRA), ``cfg.py`` and
+``schedule.py``, the model in ``prior.py``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,9 @@ numbers) through a two-layer MLP added to the timestep embedding, which is
 diffusers' class-embedding path (``class_labels``; the ``TimestepEmbedding``
 that ``class_embed_type="projection"`` builds). The MLP's output layer starts
 at zero and the LoRA's B matrices start at zero (peft's default), so eps_phi
-starts as the pretrained model, as Alg. 1 initializes it.
+starts as the pretrained model, as Alg. 1 initializes it. eps_phi gets the same
+prompt as the frozen conditional branch (view suffix included; threestudio
+gives its LoRA the prompt without the suffix, the camera carrying the view).
 
 The LoRA lives on the prior's own U-Net, through diffusers' adapter support
 (peft): the frozen weights are shared, not copied (an SD-sized U-Net is 1.7 GB
