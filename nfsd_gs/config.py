@@ -69,7 +69,7 @@ class VsdConfig:
 
     #: Rank of the LoRA on the U-Net's attention projections (to_q, to_k, to_v, to_out.0).
     lora_rank: int = 4
-    #: AdamW learning rate of the LoRA and the camera MLP (ProlificDreamer: 1e-3).
+    #: AdamW learning rate of the LoRA and the camera MLP (ProlificDreamer's, per issue 16).
     lr: float = 1e-3
     #: The LoRA's own diffusion-loss timesteps: U[t_min, t_max] x T, one per view.
     t_min: float = 0.02
