@@ -25,6 +25,7 @@ def main(argv) -> int:
             "/".join(sorted(statuses)),
             "prompts": list(dict.fromkeys(row["prompt"] for row in rows)),
             "seeds": sorted({row.get("seed") for row in rows if row.get("seed") is not None}),
+            "variants": list({v["name"]: v for r in results for v in r["meta"]["variants"]}.values()),
             "merged_from": [str(s) for s in sources]}
     result = {"meta": meta, "summary": summarize(rows, variants), "rows": rows}
     out.mkdir(parents=True, exist_ok=True)
