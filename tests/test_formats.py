@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import math
-import types
 import warnings
 from pathlib import Path
 
@@ -286,12 +285,11 @@ def test_a_failing_writer_leaves_no_file(tmp_path, monkeypatch):
 
 
 def test_output_formats_of_a_finished_run(tmp_path):
-    from nfsd_gs.train import export_result
+    from nfsd_gs.representations import GaussianModel
 
     config = load_config(None, ["output.formats=[ply,spz,splat]"])
-    splats = object_splats(n=50)
-    run = types.SimpleNamespace(config=config, model=types.SimpleNamespace(splats=splats))
-    assert export_result(run, tmp_path) == tmp_path / "model.ply"
+    model = GaussianModel(object_splats(n=50), config.gaussians, config.render)
+    assert model.export(tmp_path, config.output) == tmp_path / "model.ply"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ply", "model.splat", "model.spz"]
     assert load_config(None).output.formats == ["ply"]
 

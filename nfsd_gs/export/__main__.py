@@ -6,6 +6,9 @@
 run folder (its ``model.ply``) or any splat file nfsd_gs reads (3DGS or
 compressed ``.ply``, ``.splat``, ``.spz``).  Formats and their sizes: README,
 "Sharing a small file"; the code: nfsd_gs/formats.
+
+``--mesh out.glb`` (or ``.obj``, ``.ply``) writes a mesh of the Gaussians
+instead: marching cubes on their opacity field (nfsd_gs/export/mesh.py).
 """
 
 from __future__ import annotations
@@ -28,6 +31,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help=f"one of {', '.join(FORMATS)} (default: from -o's suffix, else ply)")
     parser.add_argument("-o", "--out", type=Path, default=None,
                         help="output file (default: beside the source, named for the format)")
+    from .mesh import MeshSettings
+
+    mesh = parser.add_argument_group("mesh (instead of a splat file, unless --format or -o is given too)")
+    mesh.add_argument("--mesh", type=Path, default=None, metavar="OUT",
+                      help="write a mesh of the Gaussians: .glb, .obj or .ply")
+    mesh.add_argument("--mesh-resolution", type=int, default=MeshSettings.resolution,
+                      help="grid samples along the longest side (default %(default)s)")
+    mesh.add_argument("--mesh-iso", type=float, default=MeshSettings.iso,
+                      help="iso level of the opacity field (default %(default)s)")
+    mesh.add_argument("--mesh-faces", type=int, default=MeshSettings.faces,
+                      help="decimate to at most this many faces, 0 keeps all (default %(default)s)")
     return parser.parse_args(argv)
 
 
@@ -79,14 +93,34 @@ def export(source: Path, name: Optional[str] = None, out: Optional[Path] = None)
     return save_splats(out, load_splats(model), name)
 
 
+def export_mesh_of(source: Path, out: Path, settings) -> Path:
+    """Read ``source`` (run folder or splat file) and write the mesh of its Gaussians to ``out``."""
+    from ..formats import load_splats
+    from .mesh import check_mesh_path, export_mesh
+
+    settings.check("option --mesh-{}")
+    check_mesh_path(out)
+    mesh = export_mesh(load_splats(model_path(source)), out, settings)
+    print(f"mesh: {len(mesh.faces):,} faces, {len(mesh.vertices):,} vertices", file=sys.stderr)
+    return out
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .mesh import MeshSettings
+
     args = parse_args(argv)
     try:
-        out = export(args.source, args.format, args.out)
+        written = []
+        if args.mesh is not None:
+            settings = MeshSettings(args.mesh_resolution, args.mesh_iso, args.mesh_faces)
+            written.append(export_mesh_of(args.source, args.mesh, settings))
+        if args.mesh is None or args.format is not None or args.out is not None:
+            written.append(export(args.source, args.format, args.out))
     except NfsdError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)", file=sys.stderr)
+    for out in written:
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)", file=sys.stderr)
     return 0
 
 

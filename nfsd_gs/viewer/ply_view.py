@@ -14,7 +14,7 @@ from typing import Mapping
 import numpy as np
 from torch import Tensor
 
-from nfsd_gs.config import CameraConfig
+from ..config import CameraConfig
 
 from .server import OrbitView, SplatScene
 from .splats import SplatCloud, splat_cloud
@@ -41,7 +41,7 @@ def serve_ply(path: Path, host: str = "127.0.0.1", port: int = 8080, up: str = "
               splats: Mapping[str, Tensor] | None = None) -> SplatScene:
     """Load ``path`` (any splat file: nfsd_gs.formats) and show it; returns the running scene."""
     if splats is None:
-        from nfsd_gs.formats import load_splats
+        from ..formats import load_splats
 
         splats = load_splats(path)
     cloud = splat_cloud(splats)
