@@ -43,10 +43,10 @@ for pid in "${pids[@]}"; do wait "$pid"; done
 wait "$tests_pid"; echo "gpu tests: $(tail -1 "$E/gpu_tests.txt")"
 
 for split in solid two-tone; do
-  python scripts/merge_eval.py "$E/$split" "$E/${split}"_s* > "$E/merge_$split.log" 2>&1
+  python scripts/merge_eval.py "$E/$split" "$E/${split}"_s*/ > "$E/merge_$split.log" 2>&1
   cp "$E/$split/results.md" "$OUT/${split}_results.md"; cp "$E/$split/results.json" "$OUT/${split}_results.json"
 done
-tar czf "$OUT/testbed.tgz" -C outputs testbed --exclude='*/runs/*/checkpoints' --exclude='*/warmup'
+tar czf "$OUT/testbed.tgz" --exclude='*/checkpoints' --exclude='*/warmup' -C outputs testbed
 cp "$E/gpu_tests.txt" "$OUT/"
 for split in solid two-tone; do
   echo "== $split"; sed -n '/^## Per variant/,/^## Per /p' "$OUT/${split}_results.md" | grep '^|' | cut -c1-400
