@@ -5,7 +5,7 @@
 #
 # Usage (on the device, from the repository root, after `. .whl/gpu-env.sh`):
 #   scripts/gpu_testbed.sh OUT_DIR
-# Knobs (environment): PROMPTS_LIMIT (first N prompts of each split's set, default 4),
+# Knobs (environment): EVAL_GROUPS, SPLITS, CANDIDATES (below), PROMPTS_LIMIT (first N prompts of each split's set, default 4),
 # SEEDS ("0 1 2"), EVAL_TIMEOUT (seconds per process, default 400; SIGINT keeps what finished),
 # TWO_TONE_PRIOR (prior.model for the two-tone split and a solid-split check of it; default:
 # the bundled prior), TESTS (gpu test files), DEVICE and STEPS (a CPU dry run:
@@ -14,41 +14,52 @@ set -u
 OUT=${1:?output folder}
 LIMIT=${PROMPTS_LIMIT:-4}; SEEDS=${SEEDS:-0 1 2}; T=${EVAL_TIMEOUT:-400}
 NEW_PRIOR=${TWO_TONE_PRIOR:-}
-TESTS=${TESTS:-tests/test_render.py tests/test_gpu_step.py tests/test_mesh.py tests/test_vsd.py}
+TESTS=${TESTS-tests/test_render.py tests/test_gpu_step.py tests/test_mesh.py tests/test_vsd.py}
 E=outputs/testbed
 mkdir -p "$OUT" "$E"
-VARIANTS=nfsd@7.5,sds@7.5,sds@100,nfsd-no-neg@7.5,nerf
-TUNED="init.color=[0.5,0.5,0.5],gaussians.opacities_lr=0.01,densify.default.prune_opa=0.05,guidance.t_max_end=0.3"
-CANDIDATES=(--variant "tuned=$TUNED" --variant "tuned-b8=$TUNED,camera.batch_size=8,render.eps2d=0.1")
+# EVAL_GROUPS: "VARIANTS:PROMPTS_LIMIT ..." (default: the whole comparison on PROMPTS_LIMIT prompts)
+EVAL_GROUPS=${EVAL_GROUPS:-nfsd@7.5,sds@7.5,sds@100,nfsd-no-neg@7.5,nerf:$LIMIT}
+SPLITS=${SPLITS:-solid two-tone}
+# CANDIDATES: extra --variant NAME=K=V,... specs run with the first group (space separated)
+read -r -a CANDIDATE_SPECS <<< "${CANDIDATES:-}"
+CANDIDATES=(); for spec in "${CANDIDATE_SPECS[@]}"; do CANDIDATES+=(--variant "$spec"); done
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$E/gpu.txt" 2>&1
 
-timeout 300 python -m pytest -q -m gpu $TESTS -p no:cacheprovider > "$E/gpu_tests.txt" 2>&1 &
+: > "$E/gpu_tests.txt"
+[ -n "$TESTS" ] && timeout 300 python -m pytest -q -m gpu $TESTS -p no:cacheprovider > "$E/gpu_tests.txt" 2>&1 &
 tests_pid=$!
 pids=()
 evaluate() {  # NAME ARGS...: one evaluation process in the background
   local name=$1; shift
-  timeout -s INT -k 30 "$T" python -m nfsd_gs.eval --device "${DEVICE:-cuda}" --limit "$LIMIT" \
+  timeout -s INT -k 30 "$T" python -m nfsd_gs.eval --device "${DEVICE:-cuda}" --limit "${LIMIT}" \
     ${STEPS:+--steps "$STEPS"} --out "$E/$name" "$@" > "$E/$name.log" 2>&1 &
   pids+=($!)
 }
 for seed in $SEEDS; do
-  evaluate "solid_s$seed" --split solid --seeds "$seed" --variants "$VARIANTS" "${CANDIDATES[@]}"
-  two_tone=(--split two-tone --seeds "$seed" --variants "$VARIANTS" "${CANDIDATES[@]}")
-  [ -n "$NEW_PRIOR" ] && two_tone+=("prior.model=$NEW_PRIOR" prior.local_files_only=true)
-  evaluate "two-tone_s$seed" "${two_tone[@]}"
+  for split in $SPLITS; do
+    prior=()
+    [ "$split" = two-tone ] && [ -n "$NEW_PRIOR" ] && prior=("prior.model=$NEW_PRIOR" prior.local_files_only=true)
+    g=0
+    for group in $EVAL_GROUPS; do  # VARIANTS:PROMPTS_LIMIT, one process each
+      g=$((g + 1)); variants=${group%%:*}; limit=${group##*:}
+      candidates=(); [ "$g" = 1 ] && candidates=("${CANDIDATES[@]}")
+      LIMIT=$limit evaluate "${split}_s${seed}_g$g" --split "$split" --seeds "$seed" \
+        --variants "$variants" "${candidates[@]}" "${prior[@]}"
+    done
+  done
 done
 [ -n "$NEW_PRIOR" ] && evaluate solid_newprior --split solid --seeds 0 --variants nfsd@7.5 \
-  "${CANDIDATES[@]:0:2}" "prior.model=$NEW_PRIOR" prior.local_files_only=true
+  "prior.model=$NEW_PRIOR" prior.local_files_only=true
 for pid in "${pids[@]}"; do wait "$pid"; done
 wait "$tests_pid"; echo "gpu tests: $(tail -1 "$E/gpu_tests.txt")"
 
-for split in solid two-tone; do
+for split in $SPLITS; do
   python scripts/merge_eval.py "$E/$split" "$E/${split}"_s*/ > "$E/merge_$split.log" 2>&1
   cp "$E/$split/results.md" "$OUT/${split}_results.md"; cp "$E/$split/results.json" "$OUT/${split}_results.json"
 done
-tar czf "$OUT/testbed.tgz" --exclude='*/checkpoints' --exclude='*/warmup' -C outputs testbed
+tar czf "$OUT/testbed.tgz" --exclude='*/runs' --exclude='*/warmup' -C outputs testbed
 cp "$E/gpu_tests.txt" "$OUT/"
-for split in solid two-tone; do
+for split in $SPLITS; do
   echo "== $split"; sed -n '/^## Per variant/,/^## Per /p' "$OUT/${split}_results.md" | grep '^|' | cut -c1-400
 done
 [ -f "$E/solid_newprior/results.md" ] && { echo "== solid, new prior"; sed -n '/^## Per variant/,/^## Per /p' "$E/solid_newprior/results.md" | grep '^|' | cut -c1-400; }
