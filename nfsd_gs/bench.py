@@ -27,6 +27,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from .cli import add_override_arguments, parse_command_line
 from .config import load_config
 from .guidance import ScoreDistillation
 from .guidance.graph import GraphedCall
@@ -166,8 +167,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--timed-steps", type=int, default=5, help="steps of the phase split")
     parser.add_argument("--floor-repeats", type=int, default=10)
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    return parser.parse_args(argv)
+    add_override_arguments(parser)
+    return parse_command_line(parser, argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -41,6 +41,7 @@ from torch import Tensor
 
 from .background import fixed_backgrounds
 from .cameras import Cameras, OrbitSampler
+from .cli import add_override_arguments, parse_command_line
 from .config import Config, config_to_dict, load_config
 from .errors import ConfigError, NfsdError, TrainingInterrupted
 from .utils.images import image_grid, save_png
@@ -592,9 +593,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--progress", action="store_true", help="progress bar per run")
     parser.add_argument("--keep-checkpoints", action="store_true",
                         help="keep every run's final checkpoint (default: model.ply only)")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="dotted config overrides for every variant")
-    return parser.parse_args(argv)
+    add_override_arguments(parser, help="dotted config overrides for every variant "
+                                        "(before, between or after the flags)")
+    return parse_command_line(parser, argv)
 
 
 def _comma_list(values: Optional[Sequence[str]]) -> Optional[List[str]]:
