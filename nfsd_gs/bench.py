@@ -13,6 +13,14 @@ memory, and the floor measured on the same inputs:
 
 with the ratio step / floor.  Meant for the GPU; on the CPU use a tiny prior
 (``--prior random:tiny --resolution 64``) for a smoke run.
+
+``--asset`` times one whole asset instead, as a user pays for it, in one
+process: start-up (process start to the first training step: imports, loading
+the prior, building the run), the training loop (``--asset-steps``, 1,200 by
+default), the outputs after it (checkpoint, ``model.ply``, turntable), the
+end-to-end time, and the step's floor on the same run.  ``--save-prior DIR``
+writes the random prior to DIR first (then time ``--asset --prior DIR``: the
+weights on local disk, as a real model would be).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -127,7 +136,7 @@ def bench_one(args, prior: DiffusionPrior, views: int, method: str, gaussians: i
     phases = timer.collect()
     floor = measure_floor(run, args.floor_repeats)
     row = {"representation": config.representation, "views": views, "method": method,
-           "gaussians": getattr(run.model, "num_gaussians", 0),
+           "gaussians": run.model.num_primitives,
            "resolution": config.camera.resolution, "encoder": config.prior.encoder,
            "step_ms": step_ms, **{f"{p}_ms": phases.get(p, 0.0) for p in PHASES},
            **floor, "ratio": step_ms / floor["floor_total"], "peak_gib": peak}
@@ -151,6 +160,55 @@ def format_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def process_age_s() -> float:
+    """Seconds since this process started (Linux /proc), or since this module was imported."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime"))
+        return time.time() - (boot + ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return time.perf_counter() - _IMPORTED
+
+
+_IMPORTED = time.perf_counter()
+
+
+def bench_asset(args: argparse.Namespace) -> dict:
+    """One asset end to end (see the module docstring); returns the row of the table."""
+    import tempfile
+
+    from .train import start_run, train
+
+    overrides = ['prompt="a DSLR photo of a corgi"', f"prior.model={args.prior}",
+                 f"prior.encoder={args.encoder}", f"steps={args.asset_steps}",
+                 f"output.root={tempfile.mkdtemp(prefix='nfsd_asset_')}", *args.overrides]
+    config = load_config(args.config, overrides)
+    run, run_dir = start_run(config)
+    startup_s = process_age_s()
+    before_train = time.perf_counter()
+    train(run, run_dir, progress=False)
+    synchronize(run.device)
+    train_s = time.perf_counter() - before_train
+    end_to_end_s = process_age_s()
+    last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    loop_s = float(last["elapsed_s"])
+    floor = measure_floor(run, args.floor_repeats)
+    step_ms = loop_s * 1e3 / max(config.steps, 1)
+    return {"encoder": config.prior.encoder, "steps": config.steps, "startup_s": startup_s,
+            "loop_s": loop_s, "step_ms": step_ms, "outputs_s": train_s - loop_s,
+            "end_to_end_s": end_to_end_s, **floor, "ratio": step_ms / floor["floor_total"],
+            "device": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else "cpu"}
+
+
+def format_asset_table(row: dict) -> str:
+    columns = ["encoder", "steps", "startup_s", "loop_s", "step_ms", "floor_total", "ratio",
+               "outputs_s", "end_to_end_s", "device"]
+    cells = [f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in columns]
+    return "\n".join(["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+                      "| " + " | ".join(cells) + " |"])
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m nfsd_gs.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -167,12 +225,29 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--timed-steps", type=int, default=5, help="steps of the phase split")
     parser.add_argument("--floor-repeats", type=int, default=10)
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
+    parser.add_argument("--asset", action="store_true",
+                        help="time one whole asset end to end instead (see above)")
+    parser.add_argument("--asset-steps", type=int, default=1200)
+    parser.add_argument("--save-prior", type=Path, default=None, metavar="DIR",
+                        help="write the random prior (--prior random:...) to DIR and exit")
     add_override_arguments(parser)
     return parse_command_line(parser, argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    if args.save_prior is not None:
+        from .guidance.architectures import random_components, save_components
+
+        save_components(random_components(args.prior.split(":", 1)[1]), args.save_prior)
+        print(f"wrote {args.save_prior}", file=sys.stderr)
+        return 0
+    if args.asset:
+        row = bench_asset(args)
+        print(format_asset_table(row))
+        if args.json is not None:
+            args.json.write_text(json.dumps(row, indent=2) + "\n")
+        return 0
     first = bench_config(args, args.views[0], args.methods[0], args.gaussians[0],
                          args.resolution[0])
     device = resolve_device(first.device)

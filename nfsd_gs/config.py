@@ -15,13 +15,30 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Literal, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 from gsplat.strategy import DefaultStrategy, MCMCStrategy
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError
+
+
+def _check(condition: bool, key: str, value: Any, requirement: str) -> None:
+    """Raise ConfigError("config key 'key': value requirement") unless ``condition``."""
+    if not condition:
+        raise ConfigError(f"config key '{key}': {value!r} {requirement}")
+
+
+def _check_range(key: str, bounds: Tuple[float, float], low: float, high: float) -> None:
+    lo, hi = bounds
+    _check(low <= lo <= hi <= high, key, list(bounds), f"must satisfy {low} <= min <= max <= {high}")
+
+
+def _check_at_least(section: str, values: Dict[str, float], low: float) -> None:
+    """Every ``values[name] >= low``; errors name ``section.name``."""
+    for name, value in values.items():
+        _check(value >= low, f"{section}.{name}", value, f"must be >= {low}")
 
 def _config_dir() -> Path:
     """``configs/`` beside the package (a checkout or editable install), else the copy a
@@ -31,6 +48,14 @@ def _config_dir() -> Path:
 
 
 CONFIG_DIR = _config_dir()
+
+#: The backends of ``config.representation`` (built by ``nfsd_gs.representations.BACKENDS``).
+RepresentationName = Literal["gaussians", "nerf"]
+#: Starting points of the Gaussians (``init.kind``; built by ``nfsd_gs.init.source_points``).
+InitKind = Literal["sphere", "box", "cylinder", "cone", "torus", "pyramid", "ellipsoid", "file",
+                   "shap_e"]
+#: Source axes of ``init.up_axis`` / ``init.front_axis``.
+AXES = ("x", "y", "z", "-x", "-y", "-z", "+x", "+y", "+z")
 
 #: The negative prompt of the NFSD paper (Katzir et al. 2024, Sec. 4).
 NFSD_NEGATIVE_PROMPT = (
@@ -93,6 +118,17 @@ class GuidanceConfig:
     #: Append ", front view" / ", side view" / ... to the prompt per camera.
     view_dependent_prompt: bool = True
 
+    def validate(self) -> None:
+        _check(self.cfg_scale >= 0, "guidance.cfg_scale", self.cfg_scale, "must be >= 0")
+        _check(0.0 <= self.t_min < self.t_max <= 1.0, "guidance.t_min", [self.t_min, self.t_max],
+               "must satisfy 0 <= t_min < t_max <= 1")
+        _check(self.t_min <= self.t_max_end <= self.t_max, "guidance.t_max_end", self.t_max_end,
+               f"must lie in [guidance.t_min, guidance.t_max] = [{self.t_min}, {self.t_max}]")
+        _check(0.0 <= self.t_anneal_start <= self.t_anneal_end <= 1.0, "guidance.t_anneal_start",
+               [self.t_anneal_start, self.t_anneal_end], "must satisfy 0 <= start <= end <= 1")
+        _check(self.grad_clip is None or self.grad_clip > 0, "guidance.grad_clip", self.grad_clip,
+               "must be positive or null")
+
 
 @dataclass
 class CameraConfig:
@@ -115,6 +151,14 @@ class CameraConfig:
     eval_fovy: float = 55.0
     eval_views: int = 4
 
+    def validate(self) -> None:
+        _check(self.batch_size >= 1, "camera.batch_size", self.batch_size, "must be >= 1")
+        _check(self.resolution >= 8, "camera.resolution", self.resolution, "must be >= 8")
+        _check_range("camera.radius_range", self.radius_range, 1e-3, float("inf"))
+        _check_range("camera.elevation_range", self.elevation_range, -90.0, 90.0)
+        _check_range("camera.azimuth_range", self.azimuth_range, -360.0, 360.0)
+        _check_range("camera.fovy_range", self.fovy_range, 1.0, 179.0)
+
 
 @dataclass
 class BackgroundConfig:
@@ -126,21 +170,25 @@ class BackgroundConfig:
     color: Tuple[float, float, float] = (1.0, 1.0, 1.0)
     random_probability: float = 0.5
 
+    def validate(self) -> None:
+        _check(0.0 <= self.random_probability <= 1.0, "background.random_probability",
+               self.random_probability, "must lie in [0, 1]")
+
 
 @dataclass
 class InitConfig:
-    """The point prior the Gaussians start from (see ``nfsd_gs/init/``).
+    """The starting points of the Gaussians (see ``nfsd_gs/init/``).
 
-    Every prior except an existing 3DGS file is centred and scaled into a ball
+    Every source except an existing 3DGS file is centred and scaled into a ball
     of ``radius`` around the origin, in the trainer's world (z up, front +x).
     """
 
     #: ``sphere`` (uniform in a ball, random colours), a primitive (``box``,
     #: ``cylinder``, ``cone``, ``torus``, ``pyramid``, ``ellipsoid``), ``file``
     #: (``path``) or ``shap_e`` (text-to-3D from the prompt).
-    kind: str = "sphere"
+    kind: InitKind = "sphere"
     num_points: int = 4096
-    #: Radius of the ball the prior is scaled into (scene units).
+    #: Radius of the ball the starting points are scaled into (scene units).
     radius: float = 0.5
     #: For ``kind=file``: a point cloud ``.ply``, a mesh (``.ply``, ``.obj``,
     #: ``.glb``, ``.gltf``, ``.stl``, ``.off``), or a 3DGS ``.ply`` loaded as it is.
@@ -179,6 +227,27 @@ class InitConfig:
     shap_e_grid_size: int = 128
     local_files_only: bool = False
 
+    def validate(self) -> None:
+        _check(self.kind != "file" or bool(self.path), "init.path", self.path,
+               "must name a file for init.kind=file")
+        _check(self.num_points >= 1, "init.num_points", self.num_points, "must be >= 1")
+        _check(0.0 < self.initial_opacity < 1.0, "init.initial_opacity", self.initial_opacity,
+               "must lie in (0, 1)")
+        _check(self.radius > 0, "init.radius", self.radius, "must be > 0")
+        _check(self.scale_factor > 0, "init.scale_factor", self.scale_factor, "must be > 0")
+        _check(self.color is None or all(0.0 <= v <= 1.0 for v in self.color), "init.color",
+               self.color, "must be RGB values in [0, 1] or null")
+        _check(all(v > 0 for v in self.size), "init.size", self.size,
+               "must be three positive extents")
+        for key, axis in (("init.up_axis", self.up_axis), ("init.front_axis", self.front_axis)):
+            _check(axis is None or axis in AXES, key, axis, f"must be one of {', '.join(AXES)} or null")
+        _check(self.grow_points >= 0, "init.grow_points", self.grow_points, "must be >= 0")
+        _check(self.grow_radius > 0, "init.grow_radius", self.grow_radius, "must be > 0")
+        _check(self.color_jitter >= 0, "init.color_jitter", self.color_jitter, "must be >= 0")
+        _check(self.shap_e_steps >= 1, "init.shap_e_steps", self.shap_e_steps, "must be >= 1")
+        _check(self.shap_e_grid_size >= 8, "init.shap_e_grid_size", self.shap_e_grid_size,
+               "must be >= 8")
+
 
 @dataclass
 class GaussianConfig:
@@ -199,6 +268,10 @@ class GaussianConfig:
     #: Multiply the means learning rates by the scene extent (the init's
     #: diameter), as 3DGS does with its camera extent.
     scale_means_lr_by_extent: bool = True
+
+    def validate(self) -> None:
+        _check(0 <= self.sh_degree <= 3, "gaussians.sh_degree", self.sh_degree,
+               "must be 0, 1, 2 or 3")
 
 
 @dataclass
@@ -258,6 +331,28 @@ class NerfConfig:
     #: Also convert the field into Gaussians (model.ply) for splat viewers.
     export_gaussians: bool = True
 
+    def validate(self) -> None:
+        _check_at_least("nerf", dict(
+            num_levels=self.num_levels, features_per_level=self.features_per_level,
+            base_resolution=self.base_resolution, hidden_dim=self.hidden_dim,
+            feature_dim=self.feature_dim, samples_per_ray=self.samples_per_ray,
+            chunk_rays=self.chunk_rays, occupancy_update_every=self.occupancy_update_every), 1)
+        _check_at_least("nerf", dict(occupancy_resolution=self.occupancy_resolution), 2)
+        _check_at_least("nerf", dict(coarse_resolution=self.coarse_resolution,
+                                     mesh_resolution=self.mesh_resolution), 8)
+        _check_at_least("nerf", dict(coarse_steps=self.coarse_steps, blob_density=self.blob_density,
+                                     occupancy_threshold=self.occupancy_threshold), 0)
+        _check(4 <= self.log2_table_size <= 30, "nerf.log2_table_size", self.log2_table_size,
+               "must lie in [4, 30]")
+        _check(self.max_resolution >= self.base_resolution, "nerf.max_resolution",
+               self.max_resolution, f"must be >= nerf.base_resolution ({self.base_resolution})")
+        for key, value in (("bound_radius", self.bound_radius), ("blob_radius", self.blob_radius),
+                           ("grid_lr", self.grid_lr), ("mlp_lr", self.mlp_lr),
+                           ("mesh_threshold", self.mesh_threshold)):
+            _check(value > 0, f"nerf.{key}", value, "must be > 0")
+        _check(0.0 <= self.occupancy_decay <= 1.0, "nerf.occupancy_decay", self.occupancy_decay,
+               "must lie in [0, 1]")
+
 
 @dataclass
 class DensifyConfig:
@@ -283,6 +378,9 @@ class DensifyConfig:
             cap_max=100_000, refine_start_iter=100, refine_stop_iter=1000, refine_every=100
         )
     )
+
+    def validate(self) -> None:
+        _check(self.max_gaussians >= 1, "densify.max_gaussians", self.max_gaussians, "must be >= 1")
 
 
 @dataclass
@@ -316,6 +414,11 @@ class OutputConfig:
     #: Also write ``turntable.gif`` next to ``turntable.mp4``.
     turntable_gif: bool = False
 
+    def validate(self) -> None:
+        _check_at_least("output", dict(snapshot_every=self.snapshot_every,
+                                       checkpoint_every=self.checkpoint_every,
+                                       log_every=self.log_every), 1)
+
 
 @dataclass
 class ViewerConfig:
@@ -339,7 +442,7 @@ class ViewerConfig:
 @dataclass
 class Config:
     prompt: str = ""
-    representation: Literal["gaussians", "nerf"] = "gaussians"
+    representation: RepresentationName = "gaussians"
     steps: int = 1200
     seed: int = 0
     #: ``auto``: CUDA when available.
@@ -358,6 +461,15 @@ class Config:
     render: RenderConfig = field(default_factory=RenderConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     viewer: ViewerConfig = field(default_factory=ViewerConfig)
+
+    def validate(self) -> None:
+        """Checks of values that types alone cannot express; each section checks its own."""
+        _check(self.steps >= 0, "steps", self.steps, "must be >= 0")
+        _check(self.max_nonfinite_steps >= 1, "max_nonfinite_steps", self.max_nonfinite_steps,
+               "must be >= 1")
+        for section in (self.guidance, self.camera, self.background, self.init, self.gaussians,
+                        self.nerf, self.densify, self.output):
+            section.validate()
 
 
 def _describe(err: OmegaConfBaseException) -> str:
@@ -395,7 +507,7 @@ def load_config(
         config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         raise ConfigError(_describe(err)) from None
-    validate(config)
+    config.validate()
     return config
 
 
@@ -441,98 +553,3 @@ def config_to_dict(config: Config) -> dict:
 
 def config_to_yaml(config: Config) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(config))
-
-
-def _check(condition: bool, key: str, value: Any, requirement: str) -> None:
-    if not condition:
-        raise ConfigError(f"config key '{key}': {value!r} {requirement}")
-
-
-def _check_range(key: str, bounds: Tuple[float, float], low: float, high: float) -> None:
-    lo, hi = bounds
-    _check(low <= lo <= hi <= high, key, list(bounds), f"must satisfy {low} <= min <= max <= {high}")
-
-
-INIT_KINDS = ("sphere", "box", "cylinder", "cone", "torus", "pyramid", "ellipsoid", "file",
-              "shap_e")
-AXES = ("x", "y", "z", "-x", "-y", "-z", "+x", "+y", "+z")
-
-
-def validate_init(i: InitConfig) -> None:
-    """Checks of ``init.*`` (the point prior)."""
-    _check(i.kind in INIT_KINDS, "init.kind", i.kind, f"is not one of {', '.join(INIT_KINDS)}")
-    _check(i.kind != "file" or bool(i.path), "init.path", i.path, "must name a file for init.kind=file")
-    _check(i.radius > 0, "init.radius", i.radius, "must be > 0")
-    _check(i.scale_factor > 0, "init.scale_factor", i.scale_factor, "must be > 0")
-    _check(i.color is None or all(0.0 <= v <= 1.0 for v in i.color), "init.color",
-           i.color, "must be RGB values in [0, 1] or null")
-    _check(all(v > 0 for v in i.size), "init.size", i.size, "must be three positive extents")
-    for key, axis in (("init.up_axis", i.up_axis), ("init.front_axis", i.front_axis)):
-        _check(axis is None or axis in AXES, key, axis, f"must be one of {', '.join(AXES)} or null")
-    _check(i.grow_points >= 0, "init.grow_points", i.grow_points, "must be >= 0")
-    _check(i.grow_radius > 0, "init.grow_radius", i.grow_radius, "must be > 0")
-    _check(i.color_jitter >= 0, "init.color_jitter", i.color_jitter, "must be >= 0")
-    _check(i.shap_e_steps >= 1, "init.shap_e_steps", i.shap_e_steps, "must be >= 1")
-    _check(i.shap_e_grid_size >= 8, "init.shap_e_grid_size", i.shap_e_grid_size, "must be >= 8")
-
-
-def validate(config: Config) -> None:
-    """Checks of values that types alone cannot express."""
-    c = config
-    _check(c.steps >= 0, "steps", c.steps, "must be >= 0")
-    _check(c.max_nonfinite_steps >= 1, "max_nonfinite_steps", c.max_nonfinite_steps,
-           "must be >= 1")
-    _check(c.camera.batch_size >= 1, "camera.batch_size", c.camera.batch_size, "must be >= 1")
-    _check(c.camera.resolution >= 8, "camera.resolution", c.camera.resolution, "must be >= 8")
-    _check_range("camera.radius_range", c.camera.radius_range, 1e-3, float("inf"))
-    _check_range("camera.elevation_range", c.camera.elevation_range, -90.0, 90.0)
-    _check_range("camera.azimuth_range", c.camera.azimuth_range, -360.0, 360.0)
-    _check_range("camera.fovy_range", c.camera.fovy_range, 1.0, 179.0)
-    g = c.guidance
-    _check(g.cfg_scale >= 0, "guidance.cfg_scale", g.cfg_scale, "must be >= 0")
-    _check(0.0 <= g.t_min < g.t_max <= 1.0, "guidance.t_min", [g.t_min, g.t_max],
-           "must satisfy 0 <= t_min < t_max <= 1")
-    _check(g.t_min <= g.t_max_end <= g.t_max, "guidance.t_max_end", g.t_max_end,
-           f"must lie in [guidance.t_min, guidance.t_max] = [{g.t_min}, {g.t_max}]")
-    _check(0.0 <= g.t_anneal_start <= g.t_anneal_end <= 1.0, "guidance.t_anneal_start",
-           [g.t_anneal_start, g.t_anneal_end], "must satisfy 0 <= start <= end <= 1")
-    _check(g.grad_clip is None or g.grad_clip > 0, "guidance.grad_clip", g.grad_clip,
-           "must be positive or null")
-    _check(c.init.num_points >= 1, "init.num_points", c.init.num_points, "must be >= 1")
-    _check(0.0 < c.init.initial_opacity < 1.0, "init.initial_opacity", c.init.initial_opacity,
-           "must lie in (0, 1)")
-    validate_init(c.init)
-    _check(0 <= c.gaussians.sh_degree <= 3, "gaussians.sh_degree", c.gaussians.sh_degree,
-           "must be 0, 1, 2 or 3")
-    validate_nerf(c.nerf)
-    _check(c.densify.max_gaussians >= 1, "densify.max_gaussians", c.densify.max_gaussians,
-           "must be >= 1")
-    _check(0.0 <= c.background.random_probability <= 1.0, "background.random_probability",
-           c.background.random_probability, "must lie in [0, 1]")
-    for name, value in (("output.snapshot_every", c.output.snapshot_every),
-                        ("output.checkpoint_every", c.output.checkpoint_every),
-                        ("output.log_every", c.output.log_every)):
-        _check(value >= 1, name, value, "must be >= 1")
-
-
-
-def validate_nerf(n: NerfConfig) -> None:
-    """Checks of the NeRF backend's values (names the ``nerf.*`` key)."""
-    for key, value, low in (("num_levels", n.num_levels, 1), ("features_per_level", n.features_per_level, 1),
-                            ("base_resolution", n.base_resolution, 1), ("hidden_dim", n.hidden_dim, 1),
-                            ("feature_dim", n.feature_dim, 1), ("samples_per_ray", n.samples_per_ray, 1),
-                            ("chunk_rays", n.chunk_rays, 1), ("occupancy_resolution", n.occupancy_resolution, 2),
-                            ("occupancy_update_every", n.occupancy_update_every, 1),
-                            ("coarse_resolution", n.coarse_resolution, 8), ("coarse_steps", n.coarse_steps, 0),
-                            ("mesh_resolution", n.mesh_resolution, 8)):
-        _check(value >= low, f"nerf.{key}", value, f"must be >= {low}")
-    _check(4 <= n.log2_table_size <= 30, "nerf.log2_table_size", n.log2_table_size, "must lie in [4, 30]")
-    _check(n.max_resolution >= n.base_resolution, "nerf.max_resolution", n.max_resolution,
-           f"must be >= nerf.base_resolution ({n.base_resolution})")
-    for key, value in (("bound_radius", n.bound_radius), ("blob_radius", n.blob_radius),
-                       ("grid_lr", n.grid_lr), ("mlp_lr", n.mlp_lr)):
-        _check(value > 0, f"nerf.{key}", value, "must be > 0")
-    _check(n.blob_density >= 0, "nerf.blob_density", n.blob_density, "must be >= 0")
-    _check(n.occupancy_threshold >= 0, "nerf.occupancy_threshold", n.occupancy_threshold, "must be >= 0")
-    _check(0.0 <= n.occupancy_decay <= 1.0, "nerf.occupancy_decay", n.occupancy_decay, "must lie in [0, 1]")
-    _check(n.mesh_threshold > 0, "nerf.mesh_threshold", n.mesh_threshold, "must be > 0")

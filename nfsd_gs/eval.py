@@ -408,7 +408,7 @@ def evaluate_one(settings: Settings, variant: Variant, prompt: str, judge,
         "variant": variant.name, "prompt": prompt, "shape": shape, "colour": colour,
         "ours": ours, "truth": truth, **timing, "steps": config.steps,
         "representation": config.representation,
-        "num_primitives": int(getattr(run.model, "num_gaussians", 0)),
+        "num_primitives": run.model.num_primitives,
         "signature": config_signature(config), "run_dir": str(run_dir), "strip": str(strip),
         "error": None,
     }

@@ -30,8 +30,7 @@ def score_run(run_dir: Path, views: int = 8, resolution: int = 64) -> dict:
         raise NfsdError(f"'{run_dir}' is not a run folder (no config.yaml)")
     config = load_config(run_dir / "config.yaml")
     shape, colour = parse_prompt(config.prompt)
-    model = GaussianModel(load_ply(run_dir / "model.ply"), config.gaussians, config.render)
-    model.active_sh_degree = model.max_sh_degree
+    model = GaussianModel.finished(load_ply(run_dir / "model.ply"), config)
     cameras = eval_cameras(config, views)
     background = fixed_backgrounds(config.background, views)
     images, mask = render_model(model, cameras, background, resolution)

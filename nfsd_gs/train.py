@@ -30,7 +30,7 @@ from .cameras import OrbitSampler, view_prompts
 from .checkpoint import (capture_rng_state, checkpoint_path, load_latest_checkpoint,
                          restore_rng_state, save_checkpoint)
 from .config import Config, config_from_dict, config_to_dict, config_to_yaml, load_config
-from .densify import Densifier
+from .densify import Densifier  # noqa: F401  (Run.densifier's type)
 from .errors import NfsdError, TrainingDiverged, TrainingInterrupted
 from .guidance import ScoreDistillation
 from .guidance.prior import DiffusionPrior
@@ -77,10 +77,7 @@ def build_run(config: Config, device: Optional[torch.device] = None,
     guidance.prepare(config.prompt)
     model = build_representation(config, device)
     optimizers = model.make_optimizers()
-    densifier = None
-    if config.representation == "gaussians":
-        densifier = Densifier(config.densify, model.splats, optimizers,
-                              scene_scale=model.scene_extent)
+    densifier = model.make_densifier(config.densify, optimizers)
     generator = torch.Generator().manual_seed(config.seed)
     return Run(config, device, prior, guidance, model, optimizers, densifier,
                OrbitSampler(config.camera), generator)
@@ -145,10 +142,6 @@ def first_nonfinite(loss: Tensor, optimizers: Dict[str, torch.optim.Optimizer]) 
 # --------------------------------------------------------------------------- outputs
 
 
-def num_primitives(model: Representation) -> int:
-    return int(getattr(model, "num_gaussians", 0))
-
-
 @torch.no_grad()
 def render_views(run: Run, count: int, resolution: int) -> Tensor:  # [V, H, W, 3]
     cameras = run.sampler.fixed_views(count).to(run.device)
@@ -164,18 +157,6 @@ def save_snapshot(run: Run, run_dir: Path, step: int) -> None:
     resolution = min(run.config.camera.resolution, 256)
     images = render_views(run, run.config.camera.eval_views, resolution)
     save_image_grid(run_dir / "snapshots" / f"step_{step:06d}.png", images)
-
-
-def export_result(run: Run, run_dir: Path) -> Path:
-    """``model.ply`` for Gaussians (the NeRF backend exports its own artefacts)."""
-    exporter = getattr(run.model, "export", None)
-    if exporter is not None:
-        return exporter(run_dir)
-    from .export.ply import save_ply
-
-    path = run_dir / "model.ply"
-    save_ply(path, {k: v.detach() for k, v in run.model.splats.items()})
-    return path
 
 
 def run_state(run: Run, step: int) -> dict:
@@ -202,9 +183,8 @@ def restore_run(run: Run, state: dict) -> None:
     run.optimizers = run.model.make_optimizers()
     for key, optimizer in run.optimizers.items():
         optimizer.load_state_dict(state["optimizers"][key])
+    run.densifier = run.model.make_densifier(run.config.densify, run.optimizers)
     if run.densifier is not None:
-        run.densifier = Densifier(run.config.densify, run.model.splats, run.optimizers,
-                                  scene_scale=run.model.scene_extent)
         run.densifier.load_state_dict(state["densifier"])
     restore_rng_state(state["rng"], run.generator)
     run.step = int(state["step"])
@@ -263,13 +243,13 @@ def train(run: Run, run_dir: Path, progress: bool = True, viewer=None) -> Path:
             run.step = step + 1
             bar.update(1)
             if viewer is not None:  # cheap unless an update is due; blocks while paused
-                viewer.after_step(run.step, getattr(run.model, "splats", None), stats)
+                viewer.after_step(run.step, run.model.gaussians(), stats)
             if run.step % c.output.log_every == 0 or run.step == c.steps:
                 now = time.perf_counter()
                 record = log_record(run, stats, (run.step - last_log_step) / (now - last_log_time),
                                     now - start_time)
                 append_line(metrics_path, json.dumps(finite_or_none(record), allow_nan=False))
-                bar.set_postfix(loss=f"{record['loss']:.4g}", n=record["num_gaussians"],
+                bar.set_postfix(loss=f"{record['loss']:.4g}", n=record["num_primitives"],
                                 it_s=f"{record['it_per_s']:.2f}")
                 last_log_time, last_log_step = now, run.step
             if run.step % c.output.snapshot_every == 0 or run.step == c.steps:
@@ -277,14 +257,14 @@ def train(run: Run, run_dir: Path, progress: bool = True, viewer=None) -> Path:
             if signals.received is not None and run.step < c.steps:
                 bar.close()
                 checkpoint = write_checkpoint(run, run_dir, run.step)
-                model_path = export_result(run, run_dir)
+                model_path = run.model.export(run_dir)
                 raise TrainingInterrupted(
                     f"{signals.received} at step {run.step}: saved {checkpoint} and "
                     f"{model_path}; continue with --resume {run_dir}", signals.received)
             if run.step % c.output.checkpoint_every == 0 and run.step < c.steps:
                 write_checkpoint(run, run_dir, run.step)
     write_checkpoint(run, run_dir, run.step)
-    model_path = export_result(run, run_dir)
+    model_path = run.model.export(run_dir)
     if c.output.turntable:
         write_turntable(run, run_dir)
     return model_path
@@ -310,7 +290,7 @@ def log_record(run: Run, stats: Dict[str, Tensor], it_per_s: float, elapsed: flo
     return {
         "step": run.step,
         **scalars,
-        "num_gaussians": num_primitives(run.model),
+        "num_primitives": run.model.num_primitives,
         "nonfinite_steps": run.nonfinite_total,
         "it_per_s": it_per_s,
         "elapsed_s": elapsed,

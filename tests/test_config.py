@@ -1,6 +1,7 @@
 """The config schema, presets and overrides."""
 
 import pytest
+import yaml
 
 from nfsd_gs.config import (CONFIG_DIR, Config, PriorConfig, config_from_dict, config_to_dict,
                             load_config)
@@ -10,9 +11,26 @@ from gsplat.strategy import DefaultStrategy
 PRESETS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
+def _leaves(tree, prefix=""):
+    """{"a.b": value} for every leaf of a nested mapping."""
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 @pytest.mark.parametrize("preset", PRESETS)
-def test_every_preset_loads(preset):
-    assert isinstance(load_config(preset), Config)
+def test_every_preset_applies_its_own_values_and_round_trips(preset):
+    config = load_config(preset)
+    resolved = dict(_leaves(config_to_dict(config)))
+    layer = yaml.safe_load((CONFIG_DIR / f"{preset}.yaml").read_text())
+    layer.pop("base", None)
+    for key, value in _leaves(layer):
+        expected = list(value) if isinstance(value, (list, tuple)) else value
+        got = resolved[key]
+        assert (list(got) if isinstance(got, (list, tuple)) else got) == expected, key
+    assert config_from_dict(config_to_dict(config)) == config
 
 
 def test_presets_say_what_the_issue_asks():

@@ -55,7 +55,7 @@ def test_state_dict_round_trip_with_a_different_count():
     config, model = tiny_model()
     _, other = tiny_model(**{"init.num_points": 7})
     other.load_state_dict(model.state_dict())
-    assert other.num_gaussians == model.num_gaussians
+    assert other.num_primitives == model.num_primitives
     assert torch.equal(render(other, config), render(model, config))
 
 
@@ -63,9 +63,9 @@ def test_densifier_caps_the_count_by_dropping_the_least_opaque():
     config, model = tiny_model(**{"densify.max_gaussians": 50})
     optimizers = model.make_optimizers()
     with torch.no_grad():
-        model.splats["opacities"].copy_(torch.linspace(-5, 5, model.num_gaussians))
+        model.splats["opacities"].copy_(torch.linspace(-5, 5, model.num_primitives))
     densifier = Densifier(config.densify, model.splats, optimizers, scene_scale=1.0)
-    count = model.num_gaussians
+    count = model.num_primitives
     assert count == 200
     assert densifier.enforce_cap() == count - 50
     assert model.splats["opacities"].min() > 5 - 10 * 50 / 199 - 1e-4  # the top 50 stayed

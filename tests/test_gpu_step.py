@@ -7,7 +7,7 @@ import torch
 
 from nfsd_gs.config import PriorConfig, load_config
 from nfsd_gs.guidance import DiffusionPrior
-from nfsd_gs.train import build_run
+from nfsd_gs.train import build_run, training_step
 
 pytestmark = pytest.mark.gpu
 CUDA = torch.device("cuda")
@@ -26,17 +26,25 @@ def test_graphed_unet_replays_the_eager_call_exactly():
 
 
 def step_gradients(overrides):
+    """The gradients of the real ``training_step`` (captured just before the optimizers step)."""
     config = load_config("tiny_test", ["prompt=a red cube", "device=cuda",
                                        "prior.model=random:tiny-latent", "camera.resolution=64",
                                        *overrides])
     run = build_run(config)
-    torch.manual_seed(0)
-    cameras = run.sampler.sample(generator=torch.Generator().manual_seed(1)).to(CUDA)
-    background = torch.ones(len(cameras), 3, device=CUDA)
-    out = run.model.render(cameras, 64, 64, background)
-    loss, _ = run.guidance.loss(run.prior.encode(out.rgb), ["a red cube"] * len(cameras), 0)
-    loss.backward()
-    return {k: p.grad.flatten() for k, p in run.model.splats.items() if p.grad is not None}
+    grads = {}
+
+    def capture(optimizer, args, kwargs):  # noqa: ARG001 - torch's pre-hook signature
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                if param.grad is not None:
+                    grads[group["name"]] = param.grad.detach().flatten().clone()
+
+    for optimizer in run.optimizers.values():
+        optimizer.register_step_pre_hook(capture)
+    torch.manual_seed(0)  # the same noise and timesteps for both runs
+    stats = training_step(run, 0)
+    assert "nonfinite" not in stats
+    return grads
 
 
 def test_optimized_step_gradients_match_the_plain_step():

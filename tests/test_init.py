@@ -1,4 +1,4 @@
-"""Point priors -> initial Gaussians (nfsd_gs/init/)."""
+"""Starting points -> initial Gaussians (nfsd_gs/init/)."""
 
 from __future__ import annotations
 
@@ -240,7 +240,7 @@ def test_build_representation_uses_the_prior():
 
     config = load_config("tiny_test", ["init.kind=torus"])
     model = build_representation(config, torch.device("cpu"))
-    assert model.num_gaussians == 200
+    assert model.num_primitives == 200
 
 
 # ----------------------------------------------------------------------------- alignment

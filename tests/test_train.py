@@ -29,7 +29,7 @@ def test_tiny_run_writes_every_output(tmp_path):
     assert config.prompt == "a red cube" and config.prior.model == "random:tiny"
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, config.steps + 1))
-    assert all(k in records[0] for k in ("loss", "num_gaussians", "it_per_s", "t"))
+    assert all(k in records[0] for k in ("loss", "num_primitives", "it_per_s", "t"))
     assert sorted(p.name for p in (run_dir / "snapshots").iterdir()) == [
         "step_000003.png", "step_000006.png"]
     assert (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir())

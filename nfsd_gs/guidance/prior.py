@@ -237,7 +237,9 @@ class DiffusionPrior:
         Pixel space: x0 = 2 rgb - 1 at the U-Net's size; latent space: the VAE
         posterior mean times its scaling factor (SD: 0.18215) at image_size / 8.
         """
-        images = self._resize(rgb.permute(0, 3, 1, 2), self.image_size) * 2 - 1
+        # contiguous NCHW: the permuted view has channels-last strides, which the VAE's
+        # convolutions run slower on (measured on the H100, issue 17)
+        images = self._resize(rgb.permute(0, 3, 1, 2).contiguous(), self.image_size) * 2 - 1
         if self.vae is None:
             return images.float()
         encoded = self.vae.encode(images.to(self.dtype))

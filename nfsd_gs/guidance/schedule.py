@@ -2,8 +2,9 @@
 
 Timesteps are drawn uniformly from [t_min, t_max] (fractions of the prior's
 training steps, DreamFusion's U[0.02, 0.98]); ``t_max`` may anneal linearly
-down to ``t_max_end`` so late steps refine details (as ProlificDreamer and
-threestudio's NFSD setups do).  w(t) follows DreamFusion (Poole et al. 2022, eq. 3).
+down to ``t_max_end`` so late steps refine details (ProlificDreamer, Wang et
+al. 2023, switches t_max from 0.98 to 0.5 after its first phase; here the
+decay is linear; the NFSD paper itself does not say how it draws t).  w(t) follows DreamFusion (Poole et al. 2022, eq. 3).
 """
 
 from __future__ import annotations

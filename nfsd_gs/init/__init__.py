@@ -1,6 +1,6 @@
-"""Point priors -> initial 3D Gaussians.
+"""Starting points -> initial 3D Gaussians.
 
-One entry point, :func:`initial_splats`, follows the steps every prior shares::
+One entry point, :func:`initial_splats`, follows the steps every source of starting points shares::
 
     source points (its own axes) -> world axes (z up, front +x) -> fit into init.radius
       -> GaussianDreamer growth + colour jitter -> Gaussians (scales from neighbours)
@@ -12,12 +12,12 @@ a 3DGS ``.ply`` skips every step and is returned as it is), ``shap_e``
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, Optional, get_args
 
 import torch
 from torch import Tensor
 
-from ..config import InitConfig
+from ..config import InitConfig, InitKind
 from ..errors import ConfigError
 from .gaussians import C0, gaussians_from_points, rgb_to_sh0, with_sh_degree  # noqa: F401
 from .meshes import GREY
@@ -36,9 +36,9 @@ def initial_splats(config: InitConfig, sh_degree: int, prompt: str = "",
     ``prompt`` is needed by ``kind=shap_e`` only; ``device`` is where Shap-E runs.
     """
     if config.kind == "file":
-        from .files import check_prior_path, is_gaussian_ply
+        from .files import check_init_path, is_gaussian_ply
 
-        path = check_prior_path(config.path)
+        path = check_init_path(config.path)
         if is_gaussian_ply(path):
             from ..export.ply import load_ply
 
@@ -49,7 +49,7 @@ def initial_splats(config: InitConfig, sh_degree: int, prompt: str = "",
 
 def build_point_cloud(config: InitConfig, prompt: str = "",
                       device: Optional[torch.device] = None) -> PointCloud:
-    """The prior's points in the world frame, fitted into ``config.radius``, grown and jittered."""
+    """The starting points in the world frame, fitted into ``config.radius``, grown and jittered."""
     source, (up, front) = source_points(config, prompt, device)
     cloud = to_world(source, config.up_axis or up, config.front_axis or front)
     cloud = fit_into_ball(cloud, config.radius)
@@ -66,9 +66,9 @@ def source_points(config: InitConfig, prompt: str, device: Optional[torch.device
                                  config.fill, config.seed)
         return cloud, WORLD_AXES
     if config.kind == "file":
-        from .files import check_prior_path, read_file_points
+        from .files import check_init_path, read_file_points
 
-        path = check_prior_path(config.path)
+        path = check_init_path(config.path)
         cloud = read_file_points(path, config.num_points, config.seed, config.color or GREY)
         return cloud, FILE_AXES
     if config.kind == "shap_e":
@@ -79,4 +79,4 @@ def source_points(config: InitConfig, prompt: str, device: Optional[torch.device
                              device, config.local_files_only)
         return cloud, (SHAP_E_UP, SHAP_E_FRONT)
     raise ConfigError(f"config key 'init.kind': {config.kind!r} is not one of "
-                      f"{', '.join(PRIMITIVES + ('file', 'shap_e'))}")
+                      f"{', '.join(get_args(InitKind))}")

@@ -30,7 +30,7 @@ COLOR_NAMES = (("red", "green", "blue"), ("diffuse_red", "diffuse_green", "diffu
                ("r", "g", "b"))
 
 
-def check_prior_path(path: Optional[str]) -> Path:
+def check_init_path(path: Optional[str]) -> Path:
     """``init.path`` as an existing file of a supported type, else a :class:`ConfigError`."""
     if not path:
         raise ConfigError("config key 'init.path': init.kind=file needs a file")

@@ -1,4 +1,4 @@
-"""Coloured point clouds and what every prior does to them before they become Gaussians.
+"""Coloured point clouds and what every source of starting points does to them before they become Gaussians.
 
 * :func:`axes_to_world`: a source's up/front convention -> the trainer's world
   (right-handed, z up, the "front view" camera on +x; see ``nfsd_gs/cameras.py``);

@@ -3,7 +3,7 @@
 Each primitive has a unit size, scaled along x, y, z by ``init.size``:
 
 =========== =====================================================================
-sphere      ball of diameter 1 (volume by default: the first prior of this project)
+sphere      ball of diameter 1 (volume by default: the first starting points of this project)
 ellipsoid   the same ball, surface by default (make it an ellipsoid with ``size``)
 box         cube of side 1
 cylinder    diameter 1, height 1, axis along z

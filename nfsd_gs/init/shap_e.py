@@ -1,4 +1,4 @@
-"""Text-to-3D point prior: Shap-E (Jun & Nichol 2023) through diffusers' ``ShapEPipeline``.
+"""Text-to-3D starting points: Shap-E (Jun & Nichol 2023) through diffusers' ``ShapEPipeline``.
 
 As in GaussianDreamer (Yi et al. 2024, Sec. 3.2), the prompt goes through a
 3D diffusion model first and its output seeds the Gaussians.  The steps:

@@ -72,8 +72,7 @@ def render_ply(ply: Path, out: Path, config, progress: bool = True) -> List[Path
                           else "cpu" if config.device == "auto" else config.device)
     settings = TurntableSettings.from_config(config)
     splats = {key: value.to(device) for key, value in load_ply(ply).items()}
-    model = GaussianModel(splats, config.gaussians, config.render)
-    model.active_sh_degree = model.max_sh_degree
+    model = GaussianModel.finished(splats, config)
     bar = tqdm(total=settings.frames, disable=not progress, desc="turntable", unit="frame")
     try:
         with torch.no_grad():

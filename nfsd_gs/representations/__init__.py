@@ -1,27 +1,34 @@
-"""3D representations behind one interface (see base.py): Gaussians, NeRF."""
+"""3D representations behind one interface (see base.py): Gaussians, NeRF.
+
+:data:`BACKENDS` maps each value of ``config.representation`` to the class that
+builds it; nothing else in the package names a representation.
+"""
 
 from __future__ import annotations
 
+from typing import Callable, Dict, get_args
+
 import torch
 
-from ..config import Config
+from ..config import Config, RepresentationName
 from .base import RenderOutput, Representation  # noqa: F401
 from .gaussians import GaussianModel  # noqa: F401
 
 
-def scene_extent(config: Config) -> float:
-    """Size of the scene in world units: the diameter of the initial object."""
-    return 2.0 * config.init.radius
+def _nerf(config: Config, device: torch.device) -> Representation:
+    from .nerf import NerfField  # the paper's baseline; imported only when asked for
+
+    return NerfField.from_config(config, device)
+
+
+#: ``config.representation`` -> a builder ``(config, device) -> Representation``.
+BACKENDS: Dict[str, Callable[[Config, torch.device], Representation]] = {
+    "gaussians": GaussianModel.from_config,
+    "nerf": _nerf,
+}
+assert set(BACKENDS) == set(get_args(RepresentationName)), "one builder per representation"
 
 
 def build_representation(config: Config, device: torch.device) -> Representation:
     """The representation named by ``config.representation``, initialised on ``device``."""
-    if config.representation == "gaussians":
-        from ..init import initial_splats
-
-        splats = initial_splats(config.init, config.gaussians.sh_degree, config.prompt, device)
-        return GaussianModel({k: v.to(device) for k, v in splats.items()}, config.gaussians,
-                             config.render, scene_extent=scene_extent(config))
-    from .nerf import NerfField  # the paper's baseline
-
-    return NerfField.from_config(config, device)
+    return BACKENDS[config.representation](config, device)

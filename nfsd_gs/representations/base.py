@@ -1,19 +1,26 @@
 """What every 3D representation offers the trainer.
 
-The trainer sees a representation only through :class:`Representation`:
-render a batch of cameras, hand out optimizers, save and load its state.
-Gaussians (``gaussians.py``) and the NeRF baseline (``nerf.py``) implement it.
+The trainer, the evaluation, the benchmark and the viewer see a representation
+only through :class:`Representation` (as nerfstudio's trainer never names a
+field type): render a batch of cameras, hand out optimizers and a densifier,
+follow per-step schedules, count its primitives, export itself, save and load
+its state. Gaussians (``gaussians.py``) and the NeRF baseline (``nerf.py``)
+implement it; a new backend is one module implementing it plus one entry in
+:data:`nfsd_gs.representations.BACKENDS` and the ``representation`` Literal of
+:class:`nfsd_gs.config.Config`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
 from ..cameras import Cameras
+from ..config import DensifyConfig
 
 
 @dataclass
@@ -35,9 +42,28 @@ class Representation(Protocol):
     def make_optimizers(self) -> Dict[str, torch.optim.Optimizer]:
         """One optimizer per parameter group (gsplat's strategies need that for Gaussians)."""
 
+    def make_densifier(self, config: DensifyConfig,
+                       optimizers: Mapping[str, torch.optim.Optimizer]) -> Optional[Any]:
+        """Adaptive density control over these optimizers (a ``nfsd_gs.densify.Densifier``),
+        or None for a representation that does not grow or prune."""
+
     def update(self, step: int, total_steps: int,
                optimizers: Mapping[str, torch.optim.Optimizer]) -> None:
         """Per-step schedules (learning rates, SH degree...) before rendering ``step``."""
+
+    def finish(self) -> None:
+        """Put every schedule at its end state (full SH degree...): a finished model."""
+
+    @property
+    def num_primitives(self) -> int:
+        """How many primitives it holds (Gaussians; 0 for a field)."""
+
+    def gaussians(self) -> Optional[Mapping[str, Tensor]]:
+        """Its parameters in gsplat's layout (means, scales, quats, opacities, sh0, shN)
+        when it is made of Gaussians (the live viewer draws them), else None."""
+
+    def export(self, run_dir: Path) -> Path:
+        """Write the run's result into ``run_dir`` (``model.ply`` at least); returns its path."""
 
     def state_dict(self) -> Dict[str, Any]: ...
 

@@ -19,13 +19,14 @@ shN          [N, K-1, 3]   higher-order SH coefficients, K = (degree + 1)^2
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Mapping
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
 
 import torch
 from torch import Tensor
 
 from ..cameras import Cameras
-from ..config import GaussianConfig, RenderConfig
+from ..config import Config, DensifyConfig, GaussianConfig, RenderConfig
 from ..render import rasterize_gaussians
 from .base import RenderOutput
 
@@ -49,9 +50,28 @@ class GaussianModel(torch.nn.Module):
         self.max_sh_degree = sh_degree_of(self.splats["shN"])
         self.active_sh_degree = 0
 
+    @classmethod
+    def from_config(cls, config: Config, device: torch.device) -> "GaussianModel":
+        """Gaussians at the starting points of ``config.init`` (see ``nfsd_gs/init``)."""
+        from ..init import initial_splats
+
+        splats = initial_splats(config.init, config.gaussians.sh_degree, config.prompt, device)
+        return cls({k: v.to(device) for k, v in splats.items()}, config.gaussians,
+                   config.render, scene_extent=2.0 * config.init.radius)
+
+    @classmethod
+    def finished(cls, splats: Mapping[str, Tensor], config: Config) -> "GaussianModel":
+        """A trained model to look at (a loaded ``.ply``): every SH degree active."""
+        model = cls(splats, config.gaussians, config.render)
+        model.finish()
+        return model
+
     @property
-    def num_gaussians(self) -> int:
+    def num_primitives(self) -> int:
         return self.splats["means"].shape[0]
+
+    def gaussians(self) -> Mapping[str, Tensor]:
+        return self.splats
 
     def render(self, cameras: Cameras, width: int, height: int,
                background: Tensor) -> RenderOutput:
@@ -114,6 +134,26 @@ class GaussianModel(torch.nn.Module):
             group["lr"] = self.means_learning_rate(step, total_steps)
         interval = max(self.config.sh_degree_interval, 1)
         self.active_sh_degree = min(step // interval, self.max_sh_degree)
+
+    def finish(self) -> None:
+        self.active_sh_degree = self.max_sh_degree
+
+    def make_densifier(self, config: DensifyConfig,
+                       optimizers: Mapping[str, torch.optim.Optimizer]):
+        """gsplat's strategy named by ``config.strategy`` (None for ``none``) on these splats."""
+        from ..densify import Densifier
+
+        if config.strategy == "none":
+            return None
+        return Densifier(config, self.splats, optimizers, scene_scale=self.scene_extent)
+
+    def export(self, run_dir: Path) -> Path:
+        """``model.ply`` in the INRIA 3DGS layout."""
+        from ..export.ply import save_ply
+
+        path = Path(run_dir) / "model.ply"
+        save_ply(path, {k: v.detach() for k, v in self.splats.items()})
+        return path
 
     def state_dict(self, *args, **kwargs) -> Dict[str, Any]:
         return {

@@ -181,6 +181,21 @@ class NerfField(torch.nn.Module):
         self.occupancy.refresh(self.density, self.step_size, c.occupancy_threshold,
                                c.occupancy_decay, chunk=max(c.chunk_rays, 4096) * 8)
 
+    def make_densifier(self, config, optimizers) -> None:
+        """A field does not grow or prune: no densifier."""
+        return None
+
+    def finish(self) -> None:
+        self.active_resolution = None
+
+    @property
+    def num_primitives(self) -> int:
+        """A field has no primitives to count."""
+        return 0
+
+    def gaussians(self) -> None:
+        return None
+
     # state_dict / load_state_dict: torch.nn.Module's (hash tables, MLPs, occupancy grid).
 
     # ------------------------------------------------------------------ export

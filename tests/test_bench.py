@@ -1,0 +1,37 @@
+"""The benchmark's CPU smoke runs: the step table and the whole-asset mode (issue 17)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from nfsd_gs.bench import main, process_age_s
+
+
+def test_process_age_is_the_time_since_the_process_started():
+    age = process_age_s()
+    assert 0.0 < age < 24 * 3600  # started before this test, not before boot or in the future
+
+
+def test_asset_mode_times_startup_loop_outputs_and_floor(tmp_path, capsys):
+    out = tmp_path / "asset.json"
+    assert main(["--asset", "--config", "tiny_test", "--prior", "random:tiny",
+                 "--asset-steps", "3", "--floor-repeats", "1", "--json", str(out)]) == 0
+    row = json.loads(out.read_text())
+    assert row["steps"] == 3 and row["device"] == "cpu"
+    assert row["loop_s"] > 0 and row["floor_total"] > 0 and row["startup_s"] > 0
+    assert abs(row["step_ms"] - row["loop_s"] * 1e3 / 3) < 1e-6
+    assert row["end_to_end_s"] >= row["startup_s"] + row["loop_s"]
+    assert "| encoder | steps | startup_s" in capsys.readouterr().out
+
+
+def test_save_prior_writes_a_loadable_folder(tmp_path):
+    from nfsd_gs.config import PriorConfig
+    from nfsd_gs.guidance import DiffusionPrior
+
+    folder = tmp_path / "prior"
+    assert main(["--save-prior", str(folder), "--prior", "random:tiny"]) == 0
+    prior = DiffusionPrior.load(PriorConfig(model=str(folder), local_files_only=True),
+                                torch.device("cpu"))
+    assert prior.pixel_space and prior.num_train_timesteps == 1000
