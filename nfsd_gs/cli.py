@@ -6,6 +6,8 @@
 * ``--threads N`` caps the CPU threads torch uses (``torch.set_num_threads``),
   for a machine shared with others; without it torch follows ``OMP_NUM_THREADS``,
   or uses every core.
+* Ctrl-C while the command is still importing torch ends in one line, not a
+  traceback (:func:`quiet_keyboard_interrupt`, installed before the imports).
 
 Usage in a command's ``parse_args``::
 
@@ -18,6 +20,7 @@ Usage in a command's ``parse_args``::
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Optional, Sequence
 
 OVERRIDES_HELP = ("dotted config overrides, e.g. guidance.cfg_scale=7.5 steps=600; "
@@ -62,3 +65,20 @@ def set_threads(threads: Optional[int]) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def quiet_keyboard_interrupt(message: str = "interrupted: before the run started; "
+                                            "nothing was written") -> None:
+    """An uncaught KeyboardInterrupt prints ``message`` (one line) instead of a traceback.
+
+    For ``python -m`` entry points, called at the top of the module before its heavy
+    imports (torch takes seconds to import); other exceptions keep Python's hook.  The
+    process still ends as interrupted by SIGINT (status 130 in a shell), as Python does.
+    """
+    def hook(kind, value, traceback):
+        if issubclass(kind, KeyboardInterrupt):
+            print(message, file=sys.stderr, flush=True)
+        else:
+            sys.__excepthook__(kind, value, traceback)
+
+    sys.excepthook = hook

@@ -538,13 +538,17 @@ def _preset_chain(path: Path, seen: Tuple[Path, ...] = ()) -> List[Any]:
     return chain + [layer]
 
 
-def config_from_dict(data: dict) -> Config:
-    """A resolved config saved as a plain dict (``config.yaml``, checkpoints) -> Config."""
+def config_from_dict(data: dict, overrides: Sequence[str] = ()) -> Config:
+    """A resolved config saved as a plain dict (``config.yaml``, checkpoints) -> Config;
+    ``overrides`` (``key=value``) go on top and are validated as in :func:`load_config`."""
     try:
         merged = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(data))
-        return OmegaConf.to_object(merged)
+        config = OmegaConf.to_object(_merge_overrides(merged, overrides))
     except OmegaConfBaseException as err:
         raise ConfigError(_describe(err)) from None
+    if overrides:
+        config.validate()
+    return config
 
 
 def config_to_dict(config: Config) -> dict:
