@@ -67,22 +67,11 @@ def test_ctrl_c_while_starting_is_one_line_and_writes_nothing(tmp_path, library,
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
-def test_a_second_signal_before_the_first_checkpoint_leaves_no_folder(tmp_path):
-    """Ctrl-C twice (here SIGINT then SIGTERM, which the OS cannot merge into one)."""
-    process = train_process(*TINY, "steps=100000", "--output-root", str(tmp_path))
-    run_dir = tmp_path / "run"
-    wait_until(process, lambda: logged_steps(run_dir) >= 2, "two logged steps")
-    process.send_signal(signal.SIGINT)
-    process.send_signal(signal.SIGTERM)
-    err = finish(process)
-    assert process.returncode == 130, err
-    last = err.strip().splitlines()[-1]
-    assert last == f"interrupted: stopped before the first checkpoint; removed {run_dir}", err
-    assert not run_dir.exists()
-
-
-def test_a_second_signal_after_a_checkpoint_says_how_to_resume(tmp_path):
-    process = train_process(*TINY, "steps=100000", "output.checkpoint_every=2",
+@pytest.mark.parametrize("checkpoint_every", [1000, 2])
+def test_a_second_signal_ends_in_one_line(tmp_path, checkpoint_every):
+    """Ctrl-C twice (here SIGINT then SIGTERM, which the OS cannot merge into one): before
+    the first checkpoint the run folder is removed, after it the line says how to resume."""
+    process = train_process(*TINY, "steps=100000", f"output.checkpoint_every={checkpoint_every}",
                             "--output-root", str(tmp_path))
     run_dir = tmp_path / "run"
     wait_until(process, lambda: logged_steps(run_dir) >= 3, "three logged steps")
@@ -91,9 +80,13 @@ def test_a_second_signal_after_a_checkpoint_says_how_to_resume(tmp_path):
     err = finish(process)
     assert process.returncode == 130, err
     last = err.strip().splitlines()[-1]
-    assert last.startswith("interrupted: continue from step_") and last.endswith(
-        f"with --resume {run_dir}")
-    assert list((run_dir / "checkpoints").glob("step_*.pt"))
+    if checkpoint_every > 3:
+        assert last == f"interrupted: stopped before the first checkpoint; removed {run_dir}"
+        assert not run_dir.exists()
+    else:
+        assert last.startswith("interrupted: continue from step_")
+        assert last.endswith(f"with --resume {run_dir}")
+        assert list((run_dir / "checkpoints").glob("step_*.pt"))
 
 
 def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(tmp_path):
