@@ -11,15 +11,14 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    # The browser preview lives in the top-level viewer/ folder (the layout of
-    # DESIGN.md) and is installed as the subpackage nfsd_gs.viewer.
-    packages=find_packages(include=["nfsd_gs", "nfsd_gs.*"]) + ["nfsd_gs.viewer"],
-    package_dir={"nfsd_gs.viewer": "viewer"},
+    packages=find_packages(include=["nfsd_gs", "nfsd_gs.*"]),
     include_package_data=True,
-    # the presets, for regular (non-editable) installs; see nfsd_gs.config._config_dir
-    data_files=[("share/nfsd_gs/configs", sorted(glob.glob("configs/*.yaml")))],
-    package_data={"nfsd_gs": ["assets/**/*"],
-                  "nfsd_gs.viewer": ["web/*.html", "web/package.json", "web/package-lock.json"]},
+    # For regular (non-editable) installs: the presets (nfsd_gs.config._config_dir) and the
+    # static web page (nfsd_gs.viewer.static._web_dir; npm ci there adds three.js and Spark).
+    data_files=[("share/nfsd_gs/configs", sorted(glob.glob("configs/*.yaml"))),
+                ("share/nfsd_gs/viewer/web", ["viewer/web/index.html", "viewer/web/package.json",
+                                              "viewer/web/package-lock.json"])],
+    package_data={"nfsd_gs": ["assets/**/*"]},
     install_requires=[
         "torch>=2.4",
         "gsplat>=1.5.3",
@@ -27,7 +26,8 @@ setup(
         "transformers>=4.44",
         "tokenizers>=0.19",
         "safetensors",
-        "plyfile>=1.0",
+        "plyfile>=1.0",  # every .ply read and written (nfsd_gs/formats/ply.py)
+        "gsply>=0.4.6,<0.5",  # compressed .ply and .spz (nfsd_gs/formats), PlayCanvas/Niantic layouts
         "tqdm",
         "numpy",
         "accelerate",  # diffusers loads weights without a throw-away random init
@@ -39,7 +39,8 @@ setup(
         "imageio>=2.30",
         "imageio-ffmpeg",
         "trimesh>=4.0",
-        "PyMCubes>=0.1.4",  # marching cubes for the NeRF backend's mesh export
+        "PyMCubes>=0.1.4",  # marching cubes: meshes from the Gaussians and from the NeRF
+        "fast-simplification>=0.1",  # quadric decimation of those meshes (through trimesh)
         "viser>=1.1,<2",  # --viewer and nfsd_gs.view; imported only when used
     ],
     extras_require={
@@ -48,5 +49,6 @@ setup(
     },
     entry_points={"console_scripts": ["nfsd-gs-train=nfsd_gs.train:main",
                                       "nfsd-gs-view=nfsd_gs.view:main",
-                                      "nfsd-gs-render=nfsd_gs.render.__main__:main"]},
+                                      "nfsd-gs-render=nfsd_gs.render.__main__:main",
+                                      "nfsd-gs-export=nfsd_gs.export.__main__:main"]},
 )

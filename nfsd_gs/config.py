@@ -191,7 +191,8 @@ class InitConfig:
     #: Radius of the ball the starting points are scaled into (scene units).
     radius: float = 0.5
     #: For ``kind=file``: a point cloud ``.ply``, a mesh (``.ply``, ``.obj``,
-    #: ``.glb``, ``.gltf``, ``.stl``, ``.off``), or a 3DGS ``.ply`` loaded as it is.
+    #: ``.glb``, ``.gltf``, ``.stl``, ``.off``), or 3D Gaussians (a 3DGS or
+    #: compressed ``.ply``, ``.splat``, ``.spz``) loaded as they are.
     path: Optional[str] = None
     initial_opacity: float = 0.1
     #: Initial scale = this factor x mean distance to the 3 nearest neighbours.
@@ -393,6 +394,10 @@ class RenderConfig:
     eps2d: float = 0.3
 
 
+#: Splat file formats (nfsd_gs/formats): INRIA 3DGS .ply, PlayCanvas compressed .ply, .splat, .spz.
+SplatFormat = Literal["ply", "ply-compressed", "splat", "spz"]
+
+
 @dataclass
 class OutputConfig:
     #: Run folders are created under this folder.
@@ -413,6 +418,18 @@ class OutputConfig:
     turntable_fps: int = 30
     #: Also write ``turntable.gif`` next to ``turntable.mp4``.
     turntable_gif: bool = False
+    #: Splat files a finished run writes: ``model.ply`` always, and beside it
+    #: ``model.compressed.ply`` / ``model.splat`` / ``model.spz`` for the others
+    #: listed (see nfsd_gs/formats; ``python -m nfsd_gs.export`` converts later).
+    formats: List[SplatFormat] = field(default_factory=lambda: ["ply"])
+    #: Also write ``mesh.glb``: marching cubes on the Gaussians' opacity field (export/mesh.py).
+    mesh: bool = False
+    #: Mesh grid samples along the longest side of the object's box.
+    mesh_resolution: int = 128
+    #: Iso level of the opacity field (the NeRF uses ``nerf.mesh_threshold``).
+    mesh_iso: float = 0.5
+    #: Decimate the mesh to at most this many faces; 0 keeps all.
+    mesh_faces: int = 100_000
 
     def validate(self) -> None:
         _check_at_least("output", dict(snapshot_every=self.snapshot_every,

@@ -25,7 +25,12 @@ class PromptError(NfsdError):
     """An empty prompt, or one outside a closed-vocabulary prior's words."""
 
 
-class PlyFormatError(NfsdError):
+class SplatFormatError(NfsdError):
+    """A splat file (``.ply``, ``.splat``, ``.spz``) that is corrupt, truncated or of the wrong kind,
+    or an export that cannot be made (unknown format, no model)."""
+
+
+class PlyFormatError(SplatFormatError):
     """A ``.ply`` file that is corrupt, truncated or not in the expected layout."""
 
 

@@ -2,7 +2,9 @@
 
 Loads the run's ``config.yaml`` and ``model.ply``, renders 8 views around the
 object on the evaluation orbit and prints what the judge calls each view,
-with the shape and colour accuracy against the run's prompt ("a red cone").
+with the shape and colour accuracy against the run's prompt ("a red cone"),
+and the evaluation's metrics against the ground-truth object aligned to it
+(silhouette IoU, CIELAB colour error) and its speckle (``nfsd_gs.eval``).
 """
 
 from __future__ import annotations
@@ -18,24 +20,28 @@ import torch
 from .background import fixed_backgrounds
 from .config import load_config
 from .errors import NfsdError
-from .eval import eval_cameras, load_judge, parse_prompt, render_model, score_views
-from .export.ply import load_ply
+from .eval import (SilhouetteBank, compare_to_truth, eval_cameras, expected_verdicts, load_judge,
+                   parse_prompt, render_model, score_views)
+from .formats.ply import load_ply
 from .representations import GaussianModel
 
 
 def score_run(run_dir: Path, views: int = 8, resolution: int = 64) -> dict:
-    """Judge scores of the Gaussians in ``run_dir`` for its own prompt."""
+    """Judge scores and metrics against the ground truth of the Gaussians in ``run_dir``
+    for its own prompt."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise NfsdError(f"'{run_dir}' is not a run folder (no config.yaml)")
     config = load_config(run_dir / "config.yaml")
-    shape, colour = parse_prompt(config.prompt)
+    spec = parse_prompt(config.prompt)
     model = GaussianModel.finished(load_ply(run_dir / "model.ply"), config)
     cameras = eval_cameras(config, views)
     background = fixed_backgrounds(config.background, views)
     images, mask = render_model(model, cameras, background, resolution)
-    scores = score_views(load_judge(None, torch.device("cpu")), images, mask, shape, colour)
-    return {"run": str(run_dir), "prompt": config.prompt, **scores}
+    scores = score_views(load_judge(None, torch.device("cpu")), images, mask, expected_verdicts(spec))
+    bank = SilhouetteBank(spec, config.camera, views, resolution, yaws=views * max(1, 72 // views))
+    against, _ = compare_to_truth(spec, images, mask, cameras, background, bank)
+    return {"run": str(run_dir), "prompt": config.prompt, **scores, **against}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -241,6 +241,7 @@ def train(run: Run, run_dir: Path, progress: bool = True, viewer=None) -> Path:
 
     c = run.config
     check_turntable_config(c)
+    check_mesh_config(c)
     metrics_path = run_dir / "metrics.jsonl"
     bar = tqdm(total=c.steps, initial=run.step, disable=not progress, dynamic_ncols=True,
                desc="nfsd", unit="step")
@@ -267,16 +268,18 @@ def train(run: Run, run_dir: Path, progress: bool = True, viewer=None) -> Path:
             if signals.received is not None and run.step < c.steps:
                 bar.close()
                 checkpoint = write_checkpoint(run, run_dir, run.step)
-                model_path = run.model.export(run_dir)
+                model_path = run.model.export(run_dir, c.output)
                 raise TrainingInterrupted(
                     f"{signals.received} at step {run.step}: saved {checkpoint} and "
                     f"{model_path}; continue with --resume {run_dir}", signals.received)
             if run.step % c.output.checkpoint_every == 0 and run.step < c.steps:
                 write_checkpoint(run, run_dir, run.step)
     write_checkpoint(run, run_dir, run.step)
-    model_path = run.model.export(run_dir)
+    model_path = run.model.export(run_dir, c.output)
     if c.output.turntable:
         write_turntable(run, run_dir)
+    if c.output.mesh:
+        write_mesh(run, run_dir)
     return model_path
 
 
@@ -339,6 +342,21 @@ def write_turntable(run: Run, run_dir: Path) -> List[Path]:
     from .export.video import write_turntable as render_and_write
 
     return render_and_write(run.model, run.config, run_dir / "turntable.mp4", run.device)
+
+
+def check_mesh_config(config: Config) -> None:
+    from .export.mesh import check_output_config
+
+    check_output_config(config.output)
+
+
+def write_mesh(run: Run, run_dir: Path) -> Path:
+    """``output.mesh``: ``mesh.glb`` by marching cubes (export/mesh.py)."""
+    from .export.mesh import MeshSettings, export_model_mesh
+
+    path = run_dir / "mesh.glb"
+    export_model_mesh(run.model, path, MeshSettings.from_output(run.config.output))
+    return path
 
 
 # --------------------------------------------------------------------------- CLI
@@ -431,7 +449,7 @@ def resume_run(run_dir: Path, overrides: Sequence[str] = ()) -> tuple[Run, Path]
     """
     check_resume_overrides(overrides)
     if run_dir.suffix == ".ply" and run_dir.is_file():
-        from .export.ply import load_ply
+        from .formats.ply import load_ply
 
         load_ply(run_dir)  # a corrupt or foreign file: its one-line PlyFormatError
         raise NfsdError(f"--resume takes a run folder; to continue optimizing '{run_dir}' "

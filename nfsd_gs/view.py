@@ -1,8 +1,14 @@
-"""Open a 3D Gaussian ``.ply`` in the browser viewer.
+"""Open 3D Gaussians in the browser.
 
 ``python -m nfsd_gs.view outputs/a_red_cone/model.ply`` prints a URL and serves
 until Ctrl+C.  Any ``.ply`` in the INRIA 3DGS layout opens: ours or one written
-by another tool (``--up -y`` for scenes captured in OpenCV axes).
+by another tool (``--up -y`` for scenes captured in OpenCV axes); so do the
+compressed ``.ply`` of PlayCanvas/SuperSplat, ``.splat`` and ``.spz``.  It is
+the live viser viewer of ``--viewer``.
+
+``--static`` serves instead the static page of ``viewer/web/`` (Spark on
+three.js, no Python behind it) with that one file: the page anyone can open
+(see :mod:`nfsd_gs.viewer.static`).
 """
 
 from __future__ import annotations
@@ -20,8 +26,12 @@ UP_AXES = ("+z", "-z", "+y", "-y", "+x", "-x")
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m nfsd_gs.view",
-                                     description="Show a 3D Gaussian .ply in the browser (viser).")
-    parser.add_argument("ply", type=Path, help="a .ply in the INRIA 3DGS layout")
+                                     description="Show 3D Gaussians in the browser (viser, or "
+                                                 "the static Spark page with --static).")
+    parser.add_argument("ply", type=Path, metavar="FILE",
+                        help="3D Gaussians: a .ply (3DGS or compressed), .splat or .spz")
+    parser.add_argument("--static", action="store_true",
+                        help="serve the static web page (viewer/web, Spark) with this one file")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8080,
@@ -38,9 +48,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: no file '{args.ply}'", file=sys.stderr)
         return 2
     try:
-        from .viewer.ply_view import serve_ply
+        if args.static:
+            from .viewer.static import serve_page
 
-        scene = serve_ply(args.ply, args.host, args.port, args.up)
+            scene = serve_page(args.ply, args.host, args.port, up=args.up)
+        else:
+            from .viewer.ply_view import serve_ply
+
+            scene = serve_ply(args.ply, args.host, args.port, args.up)
     except NfsdError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

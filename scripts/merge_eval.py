@@ -22,6 +22,7 @@ def main(argv) -> int:
     variants = list(dict.fromkeys(row["variant"] for row in rows))
     meta = {**results[0]["meta"], "status": "complete",
             "prompts": list(dict.fromkeys(row["prompt"] for row in rows)),
+            "seeds": sorted({row.get("seed") for row in rows if row.get("seed") is not None}),
             "merged_from": [str(s) for s in sources]}
     result = {"meta": meta, "summary": summarize(rows, variants), "rows": rows}
     out.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,8 @@ import sys
 import pytest
 import torch
 
-from nfsd_gs import bench, eval as evaluation, train
+from nfsd_gs import bench, train
+from nfsd_gs.eval import __main__ as evaluation
 from nfsd_gs.render import __main__ as render_cli
 
 #: Every command that takes KEY=VALUE overrides, with one of its own flags.

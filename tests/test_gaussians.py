@@ -9,7 +9,7 @@ import torch
 from nfsd_gs.cameras import OrbitSampler
 from nfsd_gs.config import load_config
 from nfsd_gs.densify import Densifier
-from nfsd_gs.export.ply import load_ply, save_ply
+from nfsd_gs.formats.ply import load_ply, save_ply
 from nfsd_gs.init import initial_splats
 from nfsd_gs.representations import GaussianModel
 

@@ -13,7 +13,7 @@ import trimesh
 from nfsd_gs.cameras import orbit_cameras
 from nfsd_gs.config import load_config
 from nfsd_gs.errors import ConfigError, PlyFormatError, PriorLoadError, PromptError
-from nfsd_gs.export.ply import save_ply
+from nfsd_gs.formats.ply import save_ply
 from nfsd_gs.init import C0, build_point_cloud, initial_splats
 from nfsd_gs.init.gaussians import gaussians_from_points, mean_neighbour_distance
 from nfsd_gs.init.points import PointCloud, axes_to_world, to_world

@@ -241,7 +241,7 @@ def fit_sphere(field: NerfField, radius: float, steps: int) -> None:
 def test_mesh_export_of_a_fitted_sphere(tmp_path):
     import trimesh
 
-    from nfsd_gs.export.ply import load_ply
+    from nfsd_gs.formats.ply import load_ply
 
     field = tiny_field(blob_density=0.0, log2_table_size=14)
     fit_sphere(field, radius=0.6, steps=300)

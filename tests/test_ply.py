@@ -1,4 +1,4 @@
-"""The 3DGS ``.ply`` writer and loader (nfsd_gs/export/ply.py)."""
+"""The 3DGS ``.ply`` writer and loader (nfsd_gs/formats/ply.py, on plyfile)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from hypothesis import strategies as st
 from plyfile import PlyData, PlyElement
 
 from nfsd_gs.errors import PlyFormatError
-from nfsd_gs.export.ply import MESH_HINT, load_ply, read_ply_header, save_ply
+from nfsd_gs.formats.ply import (MESH_HINT, is_gaussians, load_ply, read_ply_header, save_ply,
+                                splats_to_table)
+
+DATA = Path(__file__).parent / "data"
 
 
 def random_splats(n: int = 7, sh_degree: int = 3, seed: int = 0) -> dict:
@@ -113,7 +116,29 @@ def test_big_endian_double_and_ascii_files_load(tmp_path):
 
 def test_header_detects_gaussians(tmp_path):
     save_ply(tmp_path / "m.ply", random_splats())
-    assert read_ply_header(tmp_path / "m.ply").is_gaussians()
+    assert is_gaussians(read_ply_header(tmp_path / "m.ply"))
+
+
+def reference_splats(n: int, sh_degree: int) -> dict:
+    """Closed-form values (no RNG), the ones tests/data/reference_sh*.ply were written from."""
+    k = (sh_degree + 1) ** 2
+
+    def wave(offset, *shape):
+        count = int(np.prod(shape))
+        values = np.sin(np.arange(count, dtype=np.float64) * 0.7 + offset).astype(np.float32)
+        return torch.from_numpy(values.reshape(shape))
+
+    return {"means": wave(0.0, n, 3), "scales": wave(1.0, n, 3) - 4, "quats": wave(2.0, n, 4),
+            "opacities": wave(3.0, n) * 3, "sh0": wave(4.0, n, 1, 3),
+            "shN": wave(5.0, n, k - 1, 3) * 0.2}
+
+
+@pytest.mark.parametrize("sh_degree", [0, 3])
+def test_same_bytes_as_the_old_writer(tmp_path, sh_degree):
+    """tests/data/reference_sh*.ply were written by the hand-written writer this module replaced."""
+    save_ply(tmp_path / "model.ply", reference_splats(6, sh_degree))
+    reference = (DATA / f"reference_sh{sh_degree}.ply").read_bytes()
+    assert (tmp_path / "model.ply").read_bytes() == reference
 
 
 # ----------------------------------------------------------------------------- errors
@@ -179,6 +204,31 @@ def test_non_finite_values(tmp_path, value):
     assert "scale_2" in message
 
 
+@pytest.mark.parametrize("value", [float("inf"), float("-inf")])
+def test_infinite_opacity_logits_of_other_tools_are_clamped(tmp_path, value):
+    """PlayCanvas splat-transform writes an opacity of exactly 1 as a +inf logit."""
+    columns = inria_columns(random_splats(n=5))
+    columns["opacity"] = columns["opacity"].copy()
+    columns["opacity"][[1, 3]] = value
+    with pytest.warns(UserWarning, match="2 infinite opacity logit"):
+        loaded = load_ply(write_with_plyfile(tmp_path / "st.ply", columns))
+    assert torch.isfinite(loaded["opacities"]).all()
+    expected = 1.0 if value > 0 else 0.0
+    torch.testing.assert_close(torch.sigmoid(loaded["opacities"][[1, 3]]),
+                               torch.full((2,), expected), atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(loaded["opacities"][[0, 2, 4]].numpy(), columns["opacity"][[0, 2, 4]])
+
+
+@pytest.mark.parametrize("property_name, value", [("x", float("nan")), ("z", float("inf")),
+                                                  ("opacity", float("nan"))])
+def test_nan_positions_and_opacities_are_still_refused(tmp_path, property_name, value):
+    columns = inria_columns(random_splats(n=4))
+    columns[property_name] = columns[property_name].copy()
+    columns[property_name][1] = value
+    message = assert_one_line_error(write_with_plyfile(tmp_path / "m.ply", columns), "non-finite")
+    assert f"'{property_name}'" in message and "vertex 1" in message
+
+
 def test_mesh_is_refused_with_a_hint(tmp_path):
     vertices = np.zeros(3, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
     faces = np.array([([0, 1, 2],)], dtype=[("vertex_indices", "i4", (3,))])
@@ -223,12 +273,9 @@ def valid_file_bytes(sh_degree: int) -> bytes:
     if sh_degree not in VALID:
         import io
 
-        from nfsd_gs.export.ply import splats_to_table, _header_text
-
         table = splats_to_table(random_splats(n=5, sh_degree=sh_degree))
         buffer = io.BytesIO()
-        buffer.write(_header_text(table.dtype.names, len(table)).encode())
-        buffer.write(table.tobytes())
+        PlyData([PlyElement.describe(table, "vertex")], byte_order="<").write(buffer)
         VALID[sh_degree] = buffer.getvalue()
     return VALID[sh_degree]
 

@@ -56,7 +56,10 @@ class FlatDisc(torch.nn.Module):
     def gaussians(self):
         return None
 
-    def export(self, run_dir: Path) -> Path:
+    def mesh(self, settings):
+        raise NotImplementedError("a disc has no volume")
+
+    def export(self, run_dir: Path, output) -> Path:
         self.exported += 1
         path = Path(run_dir) / "disc.txt"
         path.write_text(" ".join(f"{v:.6f}" for v in torch.sigmoid(self.color_logit).tolist()))

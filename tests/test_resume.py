@@ -132,7 +132,7 @@ def test_a_non_finite_step_is_skipped_and_counted(tmp_path, monkeypatch, count_s
                (tmp_path / "a_red_cube" / "metrics.jsonl").read_text().splitlines()]
     assert [r["nonfinite_steps"] for r in records] == [0, 0, 1, 1, 1, 1]
     assert records[2]["loss"] is None  # written as JSON null
-    from nfsd_gs.export.ply import load_ply
+    from nfsd_gs.formats.ply import load_ply
 
     splats = load_ply(tmp_path / "a_red_cube" / "model.ply")
     assert all(torch.isfinite(v).all() for v in splats.values())

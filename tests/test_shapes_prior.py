@@ -14,7 +14,8 @@ from nfsd_gs.shapeworld.dataset import DataConfig
 from nfsd_gs.shapeworld.judge import Judge, JudgeNet
 from nfsd_gs.shapeworld.prior import (PriorArchitecture, PriorTrainConfig, build_text_encoder,
                                          build_tokenizer, build_unet, encode_prompts, train_prior)
-from nfsd_gs.shapeworld.world import COLOUR_NAMES, SHAPES
+from nfsd_gs.shapeworld.vocabulary import SPLITS, split_prompts
+from nfsd_gs.shapeworld.world import COLOUR_NAMES, SHAPES, SOLID_COLOURS
 
 TINY = PriorArchitecture(sample_size=16, block_out_channels=(8, 8, 16, 16), norm_num_groups=4,
                          text_hidden_size=16, text_layers=1, text_heads=2)
@@ -67,9 +68,12 @@ def test_sampling_and_check(tiny_prior, tmp_path):
     judge.save(tmp_path / "judge")
     result = check_prior(out, tmp_path / "judge", per_prompt=1, steps=1, device="cpu",
                          save_grid=tmp_path / "grid.png")
-    assert result["images"] == len(SHAPES) * len(COLOUR_NAMES)
+    assert result["images"] == len(SHAPES) * len(SOLID_COLOURS)
     assert 0 <= result["shape_accuracy"] <= 1 and (tmp_path / "grid.png").is_file()
     assert "a red cone" in format_table(result)
+    two_tone = check_prior(out, tmp_path / "judge", steps=1, device="cpu", split="two-tone")
+    assert two_tone["images"] == len(split_prompts("two-tone")) and two_tone["per_prompt"] == 1
+    assert 0 <= two_tone["accent_accuracy"] <= 1 and "with a" in format_table(two_tone)
     save_image_grid(images, tmp_path / "g.png", columns=2)
 
 
@@ -100,7 +104,30 @@ def test_shipped_prior_loads_and_knows_every_prompt():
     info = json.loads((SHAPES_PRIOR_DIR / "prior_info.json").read_text())
     assert info["shapes"] == list(SHAPES) and info["image_size"] == 64
     assert models.unet.config.sample_size == 64
-    for shape in SHAPES:
-        for colour in COLOUR_NAMES:
-            ids = models.tokenizer(f"a {colour} {shape}, overhead view")["input_ids"]
-            assert models.tokenizer.unk_token_id not in ids
+    splits = SPLITS if "splits" in info else ("solid",)  # a prior from before two-tone
+    for split in splits:
+        for prompt in split_prompts(split):
+            ids = models.tokenizer(f"{prompt}, overhead view")["input_ids"]
+            assert models.tokenizer.unk_token_id not in ids, prompt
+    # what people type reads like the canonical prompt
+    assert (models.tokenizer("An Orange Cone!")["input_ids"]
+            == models.tokenizer("a orange cone")["input_ids"])
+
+
+@pytest.mark.skipif(not (SHAPES_PRIOR_DIR / "unet").is_dir(), reason="no prior shipped")
+def test_the_trainers_prompt_check_reads_what_people_type_and_names_the_worlds_words():
+    from nfsd_gs.config import PriorConfig
+    from nfsd_gs.errors import PromptError
+    from nfsd_gs.guidance.prior import DiffusionPrior
+
+    prior = DiffusionPrior.load(PriorConfig(model="bundled:shapes"), torch.device("cpu"))
+    for typed in ("A Red Cone!", "an orange pyramid", "a violet torus."):
+        prior.check_prompt(typed)
+    assert torch.equal(prior.embed(["An Orange Pyramid!, side view"])[0],
+                       prior.embed(["a orange pyramid, side view"])[0])
+    with pytest.raises(PromptError) as caught:
+        prior.check_prompt("a gloomy cone, overhead view")
+    message = str(caught.value)
+    assert "'gloomy'" in message and "sphere, cube, cylinder, cone, torus, pyramid" in message
+    assert "top or band" in message and "low-resolution" not in message
+    assert "unrealistic" not in message and len(message.splitlines()) == 1

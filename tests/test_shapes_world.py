@@ -5,13 +5,18 @@ import torch
 
 from nfsd_gs.cameras import OrbitSampler, orbit_cameras, view_prompts
 from nfsd_gs.config import NFSD_NEGATIVE_PROMPT, CameraConfig
-from nfsd_gs.errors import ConfigError
-from nfsd_gs.shapeworld.captions import compose_captions, scene_view_prompts, vocabulary
+from nfsd_gs.errors import ConfigError, PromptError
+from nfsd_gs.shapeworld.captions import compose_captions, object_prompt, scene_view_prompts, vocabulary
 from nfsd_gs.shapeworld.dataset import DataConfig, make_batch, render_views
 from nfsd_gs.shapeworld.degrade import DEGRADATIONS, degrade
 from nfsd_gs.shapeworld.prior import build_tokenizer
-from nfsd_gs.shapeworld.world import (COLOUR_NAMES, COLOURS, SHAPES, Scenes, render_object,
-                                         render_scenes, sample_scenes)
+from nfsd_gs.shapeworld.vocabulary import (EVAL_SPECS, SPLITS, ObjectSpec, eval_prompts,
+                                           object_prompt as spec_prompt, parse_prompt,
+                                           split_prompts, split_specs)
+from nfsd_gs.shapeworld.world import (ACCENT_COLOURS, COLOUR_NAMES, COLOURS, MUTED_COLOURS,
+                                      PALETTE, PATTERNS, SHAPES, SOLID_COLOURS, Scenes,
+                                      object_scenes, render_object, render_scenes, render_spec,
+                                      sample_scenes)
 
 
 def cameras(azimuth, elevation, n=1, radius=2.75, fovy=50.0):
@@ -96,14 +101,15 @@ def test_view_captions_are_the_trainers():
     scenes = sample_scenes(16, g)
     captions = scene_view_prompts(scenes, cams, config)
     for i, caption in enumerate(captions):
-        prompt = f"a {COLOUR_NAMES[scenes.colour[i]]} {SHAPES[scenes.shape[i]]}"
+        prompt = object_prompt(SHAPES[scenes.shape[i]], COLOUR_NAMES[scenes.colour[i]])
         assert caption == view_prompts(prompt, cams[i:i + 1], config)[0]
 
 
 def test_vocabulary_covers_every_caption_and_the_negative_prompt():
     tokenizer = build_tokenizer()
     texts = [NFSD_NEGATIVE_PROMPT, "", "a pink torus, overhead view, low-resolution, gloomy"]
-    texts += [f"a {c} {s}, back view" for s in SHAPES for c in COLOUR_NAMES]
+    texts += [f"{p}, back view" for split in SPLITS for p in split_prompts(split)]
+    texts += ["An Orange Cone!", "a violet torus", "a slate cube with a grey-blue stripe"]
     for text in texts:
         ids = tokenizer(text, padding="max_length", max_length=32, truncation=True)["input_ids"]
         assert tokenizer.unk_token_id not in ids, text
@@ -133,6 +139,8 @@ def test_training_batch_captions():
     batch = make_batch(views, g, config)
     assert batch.images.shape == (64, 3, 32, 32)
     assert "" in batch.captions
+    # only clean images lose their caption: "" means a clean image of the world
+    assert not any(c == "" and d for c, d in zip(batch.captions, batch.degraded.tolist()))
     for caption, degraded, view_caption, obj in zip(batch.captions, batch.degraded,
                                                     views.view_captions, views.object_captions):
         if caption and not degraded:
@@ -143,3 +151,118 @@ def test_training_batch_captions():
                                 torch.Generator().manual_seed(0), view_probability=1.0,
                                 negative_only_probability=0.0, dropout=0.0)
     assert captions == ["a red cone, front view, blurry, dark"]
+
+
+# ---------------------------------------------------------------------------- two-tone split
+
+
+def test_two_tone_top_is_the_accent_from_above_and_the_body_below():
+    spec = ObjectSpec("cube", "brown", "yellow", "top")
+    rgb, alpha = render_spec(spec, cameras(0, 89.0), torch.ones(1, 3), 64)
+    centre = rgb[0, 28:36, 28:36].reshape(-1, 3)  # the top face, seen from overhead
+    assert (alpha[0, 28:36, 28:36] == 1).all()
+    yellow, brown = torch.tensor(PALETTE["yellow"]), torch.tensor(PALETTE["brown"])
+    direction = torch.nn.functional.normalize(centre.mean(0), dim=0)
+    assert direction @ torch.nn.functional.normalize(yellow, dim=0) > 0.99
+    # from the side: upper rows are the accent, lower rows the body
+    rgb, alpha = render_spec(spec, cameras(0, 0.0), torch.ones(1, 3), 64)
+    rows = (alpha[0] > 0.99).any(1).nonzero()[:, 0]
+    top_row, bottom_row = rgb[0, rows[0] + 1, 32], rgb[0, rows[-1] - 1, 32]
+    unit = lambda v: torch.nn.functional.normalize(v, dim=0)  # noqa: E731
+    assert unit(top_row) @ unit(yellow) > unit(top_row) @ unit(brown)
+    assert unit(bottom_row) @ unit(brown) > unit(bottom_row) @ unit(yellow)
+
+
+def test_two_tone_band_is_in_the_middle_and_the_same_at_every_yaw():
+    spec = ObjectSpec("cylinder", "slate", "red", "band")
+    red, slate = torch.tensor(PALETTE["red"]), torch.tensor(PALETTE["slate"])
+    unit = lambda v: torch.nn.functional.normalize(v, dim=0)  # noqa: E731
+    for yaw in (0.0, 70.0):
+        rgb, alpha = render_spec(spec, cameras(0, 0.0), torch.ones(1, 3), 64, yaw_deg=yaw)
+        rows = (alpha[0] > 0.99).any(1).nonzero()[:, 0]
+        middle = rgb[0, (rows[0] + rows[-1]) // 2, 32]
+        top = rgb[0, rows[0] + 1, 32]
+        assert unit(middle) @ unit(red) > unit(middle) @ unit(slate), yaw
+        assert unit(top) @ unit(slate) > unit(top) @ unit(red), yaw
+    # the silhouette is the solid object's
+    _, solid_alpha = render_scenes(object_scenes("cylinder", "red", 1), cameras(0, 0.0),
+                                   torch.ones(1, 3), 64)
+    assert torch.equal(alpha, solid_alpha)
+
+
+def test_sample_scenes_per_split():
+    g = torch.Generator().manual_seed(4)
+    solid = sample_scenes(64, g, "solid")
+    assert (solid.accent == -1).all() and (solid.colour < len(SOLID_COLOURS)).all()
+    two = sample_scenes(64, g, "two-tone")
+    names = {COLOUR_NAMES[c] for c in two.colour.tolist()}
+    assert names <= set(MUTED_COLOURS) and (two.accent >= 0).all() and (two.pattern >= 0).all()
+    both = sample_scenes(256, g, "both")
+    share = (both.accent >= 0).float().mean().item()
+    assert 0.35 < share < 0.65
+    assert len(Scenes.cat([solid, two])) == 128 and len(two[:5]) == 5
+    with pytest.raises(ConfigError, match="plaid"):
+        sample_scenes(2, g, "plaid")
+    with pytest.raises(ConfigError, match="give both"):
+        object_scenes("cube", "brown", 1, accent="red")
+
+
+def test_captions_of_two_tone_scenes():
+    g = torch.Generator().manual_seed(6)
+    views = render_views(8, g, "cpu", DataConfig(resolution=16, split="two-tone"))
+    for caption, obj in zip(views.view_captions, views.object_captions):
+        spec = parse_prompt(obj)
+        assert spec.split == "two-tone" and spec_prompt(spec) == obj
+        assert caption.startswith(obj + ", ") and caption.endswith(" view")
+    overhead = render_views(16, g, "cpu", DataConfig(resolution=16, overhead_share=1.0))
+    assert all(c.endswith("overhead view") for c in overhead.view_captions)
+
+
+def test_prompts_of_the_splits():
+    assert len(split_prompts("solid")) == 48 and len(split_prompts("two-tone")) == 192
+    assert split_prompts("solid")[:2] == ["a red sphere", "an orange sphere"]
+    assert "an olive cone with a black band" in split_prompts("two-tone")
+    # the solid evaluation set is the original 12-prompt set, in its order
+    assert [(s.shape, s.colour) for s in EVAL_SPECS["solid"]] == [
+        ("cone", "red"), ("cube", "blue"), ("sphere", "green"), ("cylinder", "yellow"),
+        ("torus", "purple"), ("pyramid", "orange"), ("cube", "cyan"), ("sphere", "pink"),
+        ("cone", "orange"), ("torus", "green"), ("pyramid", "blue"), ("cylinder", "purple")]
+    for split in SPLITS:
+        assert len(eval_prompts(split)) == 12 and set(eval_prompts(split)) <= set(split_prompts(split))
+        assert all(spec.split == split for spec in split_specs(split))
+    two = EVAL_SPECS["two-tone"]
+    assert all(sum(s.shape == shape for s in two) == 2 for shape in SHAPES)
+    assert all(sum(s.pattern == p for s in two) == 6 for p in PATTERNS)
+    assert {s.accent for s in two} == set(ACCENT_COLOURS) and {s.colour for s in two} == set(MUTED_COLOURS)
+
+
+def test_parse_prompt_reads_what_people_type():
+    assert parse_prompt("A Red Cone!") == ObjectSpec("cone", "red")
+    assert parse_prompt("an orange pyramid") == ObjectSpec("pyramid", "orange")
+    assert parse_prompt("a orange pyramid.") == ObjectSpec("pyramid", "orange")
+    assert parse_prompt("violet torus") == ObjectSpec("torus", "purple")
+    assert parse_prompt("An Olive Torus with a black STRIPE, side view") == ObjectSpec(
+        "torus", "olive", "black", "band")
+    assert parse_prompt("a grey-blue cube with a red top") == ObjectSpec("cube", "slate", "red", "top")
+    assert spec_prompt(ObjectSpec("pyramid", "orange")) == "an orange pyramid"
+    assert spec_prompt(ObjectSpec("sphere", "olive", "red", "top")) == "an olive sphere with a red top"
+    for split in SPLITS:  # every prompt reads back as itself
+        for prompt, spec in zip(split_prompts(split), split_specs(split)):
+            assert parse_prompt(prompt) == spec and spec_prompt(spec) == prompt
+
+
+@pytest.mark.parametrize("text, named", [
+    ("a DSLR photo of a corgi", "'corgi'"), ("a blurry cone", "'blurry'"),
+    ("a cone red", "of the form"), ("a brown cone", "brown objects wear an accent"),
+    ("a red cone with a blue top", "red objects wear no accent"), ("a black cube", "'black'"),
+    ("a brown cube with a yellow hat", "'hat'"), ("   ", "empty")])
+def test_parse_prompt_names_the_worlds_words_in_one_line(text, named):
+    with pytest.raises(PromptError) as caught:
+        parse_prompt(text)
+    message = str(caught.value)
+    assert named in message and "\n" not in message
+    assert "sphere, cube, cylinder, cone, torus, pyramid" in message
+    assert "red, orange, yellow, green, cyan, blue, purple, pink" in message
+    assert "brown, olive, beige, slate" in message and "top or band" in message
+    for word in ("gloomy", "low-resolution", "overhead", "unrealistic"):  # not the prior's other words
+        assert word not in message

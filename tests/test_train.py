@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nfsd_gs.config import CONFIG_DIR, load_config
-from nfsd_gs.export.ply import load_ply
+from nfsd_gs.formats.ply import load_ply
 from nfsd_gs.train import build_run, main, training_step
 
 TINY = ["--config", "tiny_test", "--no-progress"]

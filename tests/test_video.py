@@ -13,7 +13,7 @@ from browser.scenes import red_blue_blobs
 from nfsd_gs.cameras import OrbitSampler
 from nfsd_gs.config import CameraConfig, Config, load_config
 from nfsd_gs.errors import ConfigError
-from nfsd_gs.export.ply import save_ply
+from nfsd_gs.formats.ply import save_ply
 from nfsd_gs.export.video import (TurntableSettings, check_output_config, model_renderer,
                                   render_turntable, turntable_cameras, write_gif, write_mp4)
 from nfsd_gs.representations.gaussians import GaussianModel

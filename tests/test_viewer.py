@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from scipy.spatial.transform import Rotation
 from browser.scenes import red_blue_blobs
 from nfsd_gs.config import CameraConfig, ViewerConfig
 from nfsd_gs.errors import NfsdError
-from nfsd_gs.export.ply import load_ply, save_ply
+from nfsd_gs.formats.ply import load_ply, save_ply
 from nfsd_gs.viewer.splats import (SH_C0, covariances, rgb_from_sh_dc, rotation_matrices,
                                    splat_cloud)
 
@@ -111,7 +112,7 @@ def test_publisher_sends_only_the_newest_snapshot():
 
 
 def test_a_busy_port_gives_the_next_free_one():
-    from nfsd_gs.viewer.server import find_free_port
+    from nfsd_gs.viewer.ports import find_free_port
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -122,7 +123,7 @@ def test_a_busy_port_gives_the_next_free_one():
 
 @pytest.mark.parametrize("host", ["256.1.2.3", "192.0.2.1"])  # not an address / not ours
 def test_a_host_we_cannot_listen_on_is_a_clear_error(host):
-    from nfsd_gs.viewer.server import find_free_port
+    from nfsd_gs.viewer.ports import find_free_port
 
     with pytest.raises(NfsdError, match="viewer"):
         find_free_port(host, 8080)
@@ -248,3 +249,48 @@ def test_framing_view_keeps_our_camera_and_frames_foreign_scenes():
     assert framed.look_at[0] == pytest.approx(100.0, abs=5) and framed.radius > 20
     np.testing.assert_allclose(OrbitView(up="+z").position(),
                                [2.75 * math.cos(math.radians(15)), 0, 2.75 * math.sin(math.radians(15))])
+
+
+# --------------------------------------------------------------------------- python -m nfsd_gs.view --static
+
+
+def test_static_page_serves_the_page_and_only_the_one_file(tmp_path):
+    from nfsd_gs.viewer.static import serve_page
+
+    web = tmp_path / "web"  # a stand-in for viewer/web with its npm builds
+    for name in ("index.html", "node_modules/@sparkjsdev/spark/dist/spark.module.js",
+                 "node_modules/three/build/three.module.js"):
+        (web / name).parent.mkdir(parents=True, exist_ok=True)
+        (web / name).write_text(name)
+    path = tmp_path / "blobs.ply"
+    save_ply(path, red_blue_blobs(per_blob=5))
+    (tmp_path / "secret.txt").write_text("not served")
+    with serve_page(path, port=0, web_dir=web) as server:
+        assert server.url.startswith("http://127.0.0.1:") and "file=%2Ffiles%2Fblobs.ply" in server.url
+        root = server.url.split("/index.html")[0]
+        with urllib.request.urlopen(server.url, timeout=10) as response:
+            assert response.read() == b"index.html"
+        with urllib.request.urlopen(root + "/files/blobs.ply", timeout=10) as response:
+            assert response.read() == path.read_bytes()
+        for other in ("/files/secret.txt", "/files/..%2Fsecret.txt", "/../secret.txt"):
+            with pytest.raises(urllib.error.HTTPError):
+                urllib.request.urlopen(root + other, timeout=10)
+
+
+@pytest.mark.parametrize("name, message", [("none.ply", "no file"), ("model.txt", "opens .ply")])
+def test_static_page_refuses_what_it_cannot_open(tmp_path, name, message):
+    if name.endswith(".txt"):
+        (tmp_path / name).write_text("x")
+    result = subprocess.run([sys.executable, "-m", "nfsd_gs.view", str(tmp_path / name), "--static",
+                             "--port", "0", "--seconds", "0.1"], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and message in result.stderr and name in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_the_viewer_has_one_module_name():
+    """nfsd_gs.viewer is a plain subpackage (no package_dir mapping): one file, one name."""
+    import nfsd_gs.viewer.server as server
+
+    assert Path(server.__file__).resolve() == REPO / "nfsd_gs" / "viewer" / "server.py"
+    assert not (REPO / "viewer" / "__init__.py").exists()

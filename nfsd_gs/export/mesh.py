@@ -1,53 +1,161 @@
-"""Meshes from a radiance field: marching cubes on its density grid, vertex colours.
+"""Meshes from both representations: a scalar field on a grid, marching cubes, one surface.
 
-``mesh.ply`` (binary, float xyz + uchar rgb per vertex, triangles) opens in
-MeshLab, Blender and trimesh; ``mesh.obj`` writes the colours as the common
-``v x y z r g b`` extension.  Marching cubes (Lorensen & Cline 1987) comes from
-PyMCubes; the sampled grid is padded with empty cells so every surface closes.
+One path for the Gaussians and the NeRF field::
 
-``field_to_gaussians`` turns the same surface into Gaussians in gsplat's layout
-(one small isotropic Gaussian per mesh vertex, coloured like the vertex) so
-the NeRF result also opens in splat viewers as ``model.ply``.
+    field on a grid -> marching cubes (PyMCubes; Lorensen & Cline 1987)
+      -> the main connected component (trimesh) -> optional decimation to a face
+      budget (fast-simplification's quadric decimation, through trimesh)
+      -> vertex colours -> .glb / .obj / .ply (trimesh), written atomically
+
+The Gaussians' field is DreamGaussian's stage-2 opacity field (Tang et al.,
+ICLR 2024, Sec. 3.3 "Mesh Extraction"): with opacities o_i, means mu_i and
+covariances Sigma_i = R_i S_i S_i^T R_i^T (3DGS, Kerbl et al. 2023, eq. 6),
+
+    d(x) = sum_i o_i exp(-1/2 (x - mu_i)^T Sigma_i^-1 (x - mu_i)),
+
+evaluated block by block of the grid; only Gaussians whose 3-sigma box meets a
+block contribute to it.  Vertex colours are the Gaussians' base colour (SH DC
+-> RGB) of the nearest Gaussians, each weighted by its term of d at the vertex.
+The NeRF's field is its density sigma(x) and its colours are ``field.color``.
+The grid is padded with empty cells, so every surface is closed.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Iterator, Mapping, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
-from ..render.sh import rgb_to_sh0
-from ..utils.io import write_text, write_with
+from ..config import OutputConfig
+from ..errors import ConfigError, NfsdError
+from ..render.reference import quats_to_rotmats
+from ..render.sh import SH_C0, rgb_to_sh0
+from ..utils.io import write_with
+
+#: What ``save_mesh`` writes, chosen by the file's suffix.
+MESH_SUFFIXES = (".glb", ".obj", ".ply")
+#: Gaussians fainter than this (gsplat's alpha threshold) add nothing to the field.
+MIN_OPACITY = 1.0 / 255.0
+#: A Gaussian reaches this many standard deviations (the 3-sigma box).
+SIGMAS = 3.0
+#: Grid blocks (samples per side) the Gaussians are culled against: small blocks keep
+#: the work near (samples x Gaussians that reach them); 8 measured fastest on CPU.
+GAUSSIAN_BLOCK = 8
 
 
-def grid_points(resolution: int, bound: float, device: torch.device) -> Tensor:  # [G^3, 3]
-    """Vertices of a G^3 lattice spanning [-bound, bound]^3, x-major (index i, j, k -> x, y, z)."""
-    axis = torch.linspace(-bound, bound, resolution, device=device)
-    return torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).view(-1, 3)
+class EmptyMeshError(NfsdError):
+    """The field never reaches the iso level: there is no surface to write."""
 
 
-@torch.no_grad()
-def sample_grid(fn: Callable[[Tensor], Tensor], points: Tensor, chunk: int = 65536) -> Tensor:
-    """``fn`` evaluated on points [N, 3] in chunks (no gradients)."""
-    return torch.cat([fn(p) for p in points.split(chunk)])
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass
+class MeshSettings:
+    """How a mesh is extracted; ``output.mesh_*`` for runs, the export command's options."""
+
+    #: Grid samples along the longest side of the box.
+    resolution: int = OutputConfig.mesh_resolution
+    #: Iso level of the field (opacity for Gaussians).
+    iso: float = OutputConfig.mesh_iso
+    #: Decimate to at most this many faces; 0 keeps every face.
+    faces: int = OutputConfig.mesh_faces
+
+    @classmethod
+    def from_output(cls, output) -> "MeshSettings":
+        settings = cls(output.mesh_resolution, output.mesh_iso, output.mesh_faces)
+        settings.check()
+        return settings
+
+    def check(self, where: str = "config key 'output.mesh_{}'") -> None:
+        """Bad values are a :class:`ConfigError` naming the key (``where`` formatted with the field)."""
+        problems = [("resolution", self.resolution >= 8, "must be >= 8"),
+                    ("iso", math.isfinite(self.iso) and self.iso > 0, "must be > 0"),
+                    ("faces", self.faces == 0 or self.faces >= 4, "must be 0 (keep all) or >= 4")]
+        for name, ok, requirement in problems:
+            if not ok:
+                raise ConfigError(f"{where.format(name)}: {getattr(self, name)!r} {requirement}")
+
+
+def check_output_config(output) -> None:
+    """Validate the ``output.mesh*`` keys before a run starts (when ``output.mesh`` is on)."""
+    if output.mesh:
+        MeshSettings.from_output(output)
+
+
+def check_mesh_path(path: Path) -> Path:
+    if Path(path).suffix.lower() not in MESH_SUFFIXES:
+        raise NfsdError(f"'{path}': a mesh is written as {', '.join(MESH_SUFFIXES)}, "
+                        f"not '{Path(path).suffix or 'no suffix'}'")
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- grids
+
+
+@dataclass
+class Grid:
+    """Sample points origin + cell * (i, j, k), 0 <= (i, j, k) < shape (x-major)."""
+
+    origin: np.ndarray  # [3] world position of sample (0, 0, 0)
+    cell: float  # spacing in scene units
+    shape: Tuple[int, int, int]
+
+    @classmethod
+    def cube(cls, resolution: int, bound: float) -> "Grid":
+        """``resolution``^3 samples spanning [-bound, bound]^3."""
+        return cls(np.full(3, -bound), 2.0 * bound / (resolution - 1), (resolution,) * 3)
+
+    @classmethod
+    def box(cls, lo: np.ndarray, hi: np.ndarray, resolution: int) -> "Grid":
+        """Samples covering [lo, hi], ``resolution`` along the longest side, cubic cells."""
+        cell = float((hi - lo).max()) / (resolution - 1)
+        shape = tuple(int(math.ceil(s / cell)) + 1 for s in (hi - lo))
+        return cls(np.asarray(lo, np.float64), cell, shape)
+
+    def points(self, start: Tuple[int, int, int], stop: Tuple[int, int, int],
+               device: torch.device) -> Tensor:  # [P, 3], x-major
+        axes = [torch.arange(a, b, device=device, dtype=torch.float32) * self.cell + float(o)
+                for a, b, o in zip(start, stop, self.origin)]
+        return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).view(-1, 3)
+
+    def blocks(self, size: int) -> Iterator[Tuple[Tuple[int, int, int], Tuple[int, int, int]]]:
+        """(start, stop) index ranges of the blocks of at most ``size``^3 samples."""
+        nx, ny, nz = self.shape
+        for i in range(0, nx, size):
+            for j in range(0, ny, size):
+                for k in range(0, nz, size):
+                    yield (i, j, k), (min(i + size, nx), min(j + size, ny), min(k + size, nz))
+
+    def sample(self, fn: Callable[[Tensor], Tensor], device: torch.device,
+               block: int = 32) -> np.ndarray:  # [nx, ny, nz] float32
+        """``fn(points [P, 3]) -> [P]`` on every sample, one block at a time (no gradients)."""
+        volume = np.zeros(self.shape, np.float32)
+        with torch.no_grad():
+            for start, stop in self.blocks(block):
+                values = fn(self.points(start, stop, device))
+                volume[tuple(slice(a, b) for a, b in zip(start, stop))] = (
+                    values.view(*(b - a for a, b in zip(start, stop))).float().cpu().numpy())
+        return volume
+
+
+# --------------------------------------------------------------------------- the shared path
 
 
 def marching_cubes(volume: np.ndarray, threshold: float) -> Tuple[np.ndarray, np.ndarray]:
-    """Iso-surface {volume = threshold} of a [G, G, G] grid: vertices [V, 3] in index units, faces [F, 3].
+    """Iso-surface {volume = threshold} of a grid: vertices [V, 3] in index units, faces [F, 3].
 
     The grid is padded with a layer below the threshold so surfaces touching
-    the border still close; faces are oriented outwards (density above the
-    threshold is inside).
+    the border still close; faces are oriented outwards (values above the
+    threshold are inside).
     """
-    try:
-        import mcubes
-    except ImportError as err:  # pragma: no cover - a missing optional dependency
-        raise ImportError("mesh export needs PyMCubes: pip install PyMCubes") from err
+    import mcubes
+
     padded = np.pad(volume.astype(np.float64), 1, mode="constant",
                     constant_values=min(float(volume.min()), threshold) - 1.0)
     vertices, faces = mcubes.marching_cubes(padded, threshold)
@@ -64,62 +172,213 @@ def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
     return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
 
 
-def extract_mesh(field, resolution: int, threshold: float, bound: float,
-                 chunk: int = 65536) -> Dict[str, np.ndarray]:
-    """Mesh of {sigma = threshold} of ``field`` (``density``/``color`` methods) in [-bound, bound]^3.
+def surface_mesh(volume: np.ndarray, grid: Grid, iso: float, max_faces: int,
+                 colors_at: Callable[[np.ndarray], np.ndarray], what: str = "field"):
+    """The main component of {volume = iso}, decimated to ``max_faces`` (0: all), coloured.
 
-    Returns vertices [V, 3] (scene units), faces [F, 3] int, colors [V, 3] uint8.
+    ``colors_at(vertices [V, 3] world) -> [V, 3] uint8``.  Returns a ``trimesh.Trimesh``
+    in world units; nothing above ``iso`` is an :class:`EmptyMeshError`.
     """
+    import trimesh
+
+    peak = float(volume.max()) if volume.size else 0.0
+    if not peak > iso:
+        raise EmptyMeshError(f"the {what} never exceeds the iso level {iso:g} (its maximum is "
+                             f"{peak:.3g}): no surface; lower the iso level")
+    vertices, faces = marching_cubes(volume, iso)
+    mesh = main_component(trimesh.Trimesh(grid.origin + vertices * grid.cell, faces, process=True))
+    if 0 < max_faces < len(mesh.faces):
+        mesh = main_component(decimate(mesh, max_faces))  # collapses can pinch off slivers
+    mesh.visual.vertex_colors = colors_at(np.asarray(mesh.vertices))
+    return mesh
+
+
+def main_component(mesh):
+    """The connected component with the most faces (floaters and slivers dropped)."""
+    parts = mesh.split(only_watertight=False)
+    return max(parts, key=lambda part: len(part.faces)) if len(parts) > 1 else mesh
+
+
+def decimate(mesh, max_faces: int):
+    """Quadric edge-collapse decimation (Garland & Heckbert 1997) by fast-simplification.
+
+    Collapses keep the surface closed in most cases, not all: a strong reduction can
+    leave a few non-manifold edges (see BENCHMARKS.md)."""
+    try:
+        import fast_simplification  # noqa: F401  (trimesh imports it inside)
+    except ImportError:
+        raise NfsdError("decimating a mesh needs fast-simplification (pip install "
+                        "fast-simplification), or keep every face with a face budget of 0") from None
+    return mesh.simplify_quadric_decimation(face_count=max_faces)
+
+
+def save_mesh(path: Path, mesh) -> Path:
+    """Write ``mesh`` (vertex colours included) as .glb, .obj or .ply, by suffix, atomically."""
+    path = check_mesh_path(path)
+    data = mesh.export(file_type=path.suffix.lower()[1:])
+    write_with(path, lambda handle: handle.write(data.encode() if isinstance(data, str) else data))
+    return path
+
+
+# --------------------------------------------------------------------------- Gaussians
+
+
+@dataclass
+class GaussianField:
+    """What the opacity field needs of Gaussians in gsplat's layout (no gradients)."""
+
+    means: Tensor  # [N, 3]
+    inverse_covariances: Tensor  # [N, 3, 3] Sigma^-1 = R S^-2 R^T
+    reach: Tensor  # [N, 3] half-size of the axis-aligned 3-sigma box
+    opacities: Tensor  # [N] in (0, 1)
+    rgb: Tensor  # [N, 3] base colour (SH DC) in [0, 1]
+
+    @classmethod
+    def from_splats(cls, splats: Mapping[str, Tensor], device: torch.device) -> "GaussianField":
+        opacities = torch.sigmoid(splats["opacities"].detach().float().to(device))
+        keep = opacities >= MIN_OPACITY
+        rotations = quats_to_rotmats(splats["quats"].detach().float().to(device)[keep])  # [N, 3, 3]
+        scales = torch.exp(splats["scales"].detach().float().to(device)[keep])  # [N, 3]
+        inverse = rotations @ torch.diag_embed(scales.pow(-2)) @ rotations.transpose(1, 2)
+        variances = (rotations.square() * scales.square()[:, None, :]).sum(-1)  # diag Sigma [N, 3]
+        sh0 = splats["sh0"].detach().float().to(device)[keep]  # [N, 1, 3]
+        return cls(splats["means"].detach().float().to(device)[keep], inverse,
+                   SIGMAS * variances.sqrt(), opacities[keep],
+                   (sh0[:, 0, :] * SH_C0 + 0.5).clamp(0.0, 1.0))
+
+    def __len__(self) -> int:
+        return len(self.means)
+
+    def volume(self, grid: Grid) -> np.ndarray:  # [nx, ny, nz]
+        """The field on every sample of ``grid``."""
+        return grid.sample(self.density, self.means.device, GAUSSIAN_BLOCK)
+
+    def bounds(self) -> Tuple[np.ndarray, np.ndarray]:  # 2x [3]
+        """The box holding every Gaussian's 3-sigma box."""
+        lo = (self.means - self.reach).amin(0).double().cpu().numpy()
+        hi = (self.means + self.reach).amax(0).double().cpu().numpy()
+        return lo, hi
+
+    def density(self, points: Tensor, batch: int = 4096) -> Tensor:  # [P, 3] -> [P]
+        """d(x) at ``points`` (module docstring) from the Gaussians whose 3-sigma box meets theirs.
+
+        The quadratic form is one matrix product per batch of Gaussians:
+        (x - mu)^T A (x - mu) = [x x^T terms, x, 1] . [A entries, -2 A mu, mu^T A mu],
+        with x and mu taken relative to the points' centre (small numbers, little cancellation).
+        """
+        lo, hi = points.amin(0), points.amax(0)
+        near = ((self.means + self.reach >= lo) & (self.means - self.reach <= hi)).all(-1)
+        index = near.nonzero()[:, 0]
+        total = torch.zeros(len(points), device=points.device)
+        if len(index) == 0:
+            return total
+        centre = (lo + hi) / 2
+        x = points - centre  # [P, 3]
+        features = torch.cat([x.square(), x[:, [0, 0, 1]] * x[:, [1, 2, 2]], x,
+                              torch.ones_like(x[:, :1])], dim=1)  # [P, 10]
+        for chunk in index.split(batch):
+            a = self.inverse_covariances[chunk]  # [M, 3, 3]
+            mu = self.means[chunk] - centre  # [M, 3]
+            a_mu = (a @ mu[:, :, None])[:, :, 0]  # [M, 3]
+            coefficients = torch.cat([a[:, [0, 1, 2], [0, 1, 2]], 2 * a[:, [0, 0, 1], [1, 2, 2]],
+                                      -2 * a_mu, (mu * a_mu).sum(-1, keepdim=True)], dim=1)  # [M, 10]
+            mahalanobis = (features @ coefficients.T).clamp(min=0)  # [P, M]
+            total += torch.exp(-0.5 * mahalanobis) @ self.opacities[chunk]
+        return total
+
+    def colors_at(self, vertices: np.ndarray, neighbours: int = 16,
+                  chunk: int = 65536) -> np.ndarray:  # [V, 3] world -> [V, 3] uint8
+        """Base colours of the ``neighbours`` nearest Gaussians, each weighted by o_i exp(-maha/2)."""
+        from scipy.spatial import cKDTree
+
+        field = self.to("cpu")
+        k = min(neighbours, len(field))
+        _, nearest = cKDTree(field.means.double().numpy()).query(vertices, k=k)
+        nearest = torch.as_tensor(nearest.reshape(len(vertices), k))  # [V, k]
+        points = torch.as_tensor(vertices, dtype=torch.float32)  # [V, 3]
+        rgb = torch.empty(len(vertices), 3)
+        for rows in torch.arange(len(vertices)).split(chunk):
+            index = nearest[rows]  # [v, k]
+            offset = points[rows, None, :] - field.means[index]  # [v, k, 3]
+            mahalanobis = torch.einsum("vki,vkij,vkj->vk", offset, field.inverse_covariances[index],
+                                       offset)
+            weights = field.opacities[index] * torch.exp(-0.5 * mahalanobis) + 1e-12  # [v, k]
+            rgb[rows] = (weights[..., None] * field.rgb[index]).sum(1) / weights.sum(1, keepdim=True)
+        return (rgb.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+
+    def to(self, device) -> "GaussianField":
+        return GaussianField(*(t.to(device) for t in (self.means, self.inverse_covariances,
+                                                      self.reach, self.opacities, self.rgb)))
+
+
+def gaussians_mesh(splats: Mapping[str, Tensor], settings: MeshSettings = MeshSettings(),
+                   device: torch.device | str | None = None):
+    """The surface {d = iso} of Gaussians in gsplat's layout (means [N, 3], scales [N, 3] log,
+    quats [N, 4] wxyz, opacities [N] logit, sh0 [N, 1, 3]) as a coloured ``trimesh.Trimesh``.
+
+    ``device``: where the field is evaluated (default: CUDA when there is one).
+    """
+    settings.check()
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    field = GaussianField.from_splats(splats, device)
+    if len(field) == 0:
+        raise EmptyMeshError(f"no Gaussian is more opaque than {MIN_OPACITY:.3g}: no surface")
+    grid = Grid.box(*field.bounds(), settings.resolution)
+    return surface_mesh(field.volume(grid), grid, settings.iso, settings.faces, field.colors_at,
+                        what="Gaussians' opacity field")
+
+
+def export_mesh(splats: Mapping[str, Tensor], path: Path, settings: MeshSettings = MeshSettings(),
+                device: torch.device | str | None = None):
+    """Write the Gaussians' mesh (:func:`gaussians_mesh`) to ``path`` (.glb, .obj or .ply);
+    returns the mesh.  Nothing is written when there is no surface."""
+    check_mesh_path(path)
+    mesh = gaussians_mesh(splats, settings, device)
+    save_mesh(path, mesh)
+    return mesh
+
+
+def export_model_mesh(model, path: Path, settings: MeshSettings):
+    """``output.mesh``: the mesh of a trained representation, whichever it is; returns it.
+
+    Gaussians: their opacity field at ``settings.iso``; the NeRF field: its density at
+    ``nerf.mesh_threshold`` in its bounding cube."""
+    check_mesh_path(path)
+    mesh = model.mesh(settings)
+    save_mesh(path, mesh)
+    return mesh
+
+
+# --------------------------------------------------------------------------- NeRF
+
+
+def extract_mesh(field, resolution: int, threshold: float, bound: float, max_faces: int = 0):
+    """Mesh of {sigma = threshold} of ``field`` (``density``/``color`` methods) in [-bound, bound]^3,
+    as a coloured ``trimesh.Trimesh`` (scene units)."""
     if resolution < 8:
         raise ConfigError(f"config key 'nerf.mesh_resolution': {resolution!r} must be >= 8")
     device = next(field.parameters()).device
-    points = grid_points(resolution, bound, device)
-    density = sample_grid(field.density, points, chunk).view((resolution,) * 3).cpu().numpy()
-    vertices, faces = marching_cubes(density, threshold)
-    vertices = (vertices / (resolution - 1) * 2.0 - 1.0) * bound  # index -> world
-    colors = np.zeros((len(vertices), 3), dtype=np.uint8)
-    if len(vertices):
-        rgb = sample_grid(field.color, torch.as_tensor(vertices, dtype=torch.float32, device=device), chunk)
-        colors = (rgb.clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
-    return {"vertices": vertices.astype(np.float32), "faces": faces, "colors": colors}
+    grid = Grid.cube(resolution, bound)
+    volume = grid.sample(field.density, device)
+
+    def colors_at(vertices: np.ndarray) -> np.ndarray:
+        points = torch.as_tensor(vertices, dtype=torch.float32, device=device)
+        with torch.no_grad():
+            rgb = torch.cat([field.color(p) for p in points.split(65536)])
+        return (rgb.clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+
+    return surface_mesh(volume, grid, threshold, max_faces, colors_at, what="NeRF density")
 
 
-def save_mesh_ply(path: Path, mesh: Dict[str, np.ndarray]) -> None:
-    """Binary little-endian PLY: vertex (x, y, z float; red, green, blue uchar), face (vertex_indices)."""
-    from plyfile import PlyData, PlyElement
-
-    v, c = mesh["vertices"], mesh["colors"]
-    vertex = np.empty(len(v), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"),
-                                     ("red", "u1"), ("green", "u1"), ("blue", "u1")])
-    for i, name in enumerate("xyz"):
-        vertex[name] = v[:, i]
-    for i, name in enumerate(("red", "green", "blue")):
-        vertex[name] = c[:, i]
-    face = np.empty(len(mesh["faces"]), dtype=[("vertex_indices", "i4", (3,))])
-    face["vertex_indices"] = mesh["faces"]
-    data = PlyData([PlyElement.describe(vertex, "vertex"), PlyElement.describe(face, "face")])
-    write_with(path, data.write)
-
-
-def save_mesh_obj(path: Path, mesh: Dict[str, np.ndarray]) -> None:
-    """Wavefront OBJ with per-vertex colours in [0, 1] (``v x y z r g b``), 1-based faces."""
-    rgb = mesh["colors"].astype(np.float32) / 255.0
-    lines = [f"v {x:.6f} {y:.6f} {z:.6f} {r:.4f} {g:.4f} {b:.4f}"
-             for (x, y, z), (r, g, b) in zip(mesh["vertices"].tolist(), rgb.tolist())]
-    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in mesh["faces"].tolist()]
-    write_text(path, "# nfsd_gs NeRF mesh\n" + "\n".join(lines) + "\n")
-
-
-def mesh_to_gaussians(mesh: Dict[str, np.ndarray], scale: float,
-                      opacity: float = 0.95) -> Dict[str, Tensor]:
+def mesh_to_gaussians(mesh, scale: float, opacity: float = 0.95) -> Dict[str, Tensor]:
     """One isotropic Gaussian per mesh vertex (std ``scale``), in gsplat's layout:
     means [N, 3], scales [N, 3] log, quats [N, 4] wxyz, opacities [N] logit, sh0 [N, 1, 3], shN [N, 0, 3]."""
-    n = len(mesh["vertices"])
-    rgb = torch.as_tensor(mesh["colors"], dtype=torch.float32) / 255.0  # [N, 3]
+    n = len(mesh.vertices)
+    rgb = torch.as_tensor(np.asarray(mesh.visual.vertex_colors)[:, :3], dtype=torch.float32) / 255.0
     quats = torch.zeros(n, 4)
     quats[:, 0] = 1.0
     return {
-        "means": torch.as_tensor(mesh["vertices"], dtype=torch.float32),
+        "means": torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32),
         "scales": torch.full((n, 3), math.log(scale)),
         "quats": quats,
         "opacities": torch.full((n,), math.log(opacity / (1.0 - opacity))),
@@ -132,16 +391,12 @@ def export_field(field, run_dir: Path) -> Path:
     """``mesh.ply`` (+ ``mesh.obj``, + Gaussians ``model.ply``) of a NerfField; returns mesh.ply."""
     c = field.config
     mesh = extract_mesh(field, c.mesh_resolution, c.mesh_threshold, c.bound_radius)
-    path = run_dir / "mesh.ply"
-    save_mesh_ply(path, mesh)
+    path = save_mesh(run_dir / "mesh.ply", mesh)
     if c.export_obj:
-        save_mesh_obj(run_dir / "mesh.obj", mesh)
-    if c.export_gaussians and len(mesh["vertices"]):
-        try:
-            from .ply import save_ply
-        except ImportError:  # the Gaussian PLY writer is optional for this backend
-            save_ply = None
-        if save_ply is not None:
-            voxel = 2.0 * c.bound_radius / (c.mesh_resolution - 1)
-            save_ply(run_dir / "model.ply", mesh_to_gaussians(mesh, scale=0.6 * voxel))
+        save_mesh(run_dir / "mesh.obj", mesh)
+    if c.export_gaussians:
+        from ..formats.ply import save_ply
+
+        voxel = 2.0 * c.bound_radius / (c.mesh_resolution - 1)
+        save_ply(run_dir / "model.ply", mesh_to_gaussians(mesh, scale=0.6 * voxel))
     return path

@@ -200,6 +200,13 @@ class DiffusionPrior:
         """Empty prompts, and words a closed-vocabulary prior has never seen, are errors."""
         if not prompt or not prompt.strip():
             raise PromptError("the prompt is empty: pass --prompt \"a red cone\" (or prompt=...)")
+        if self.name == "bundled:shapes":  # its closed world names its own words
+            from ..shapeworld import parse_prompt
+
+            try:
+                parse_prompt(prompt)
+            except PromptError as err:
+                raise PromptError(f"unknown to prior '{self.name}': {err}") from None
         unknown = unknown_words(self.tokenizer, prompt)
         if unknown:
             known = sorted(w for w in self.tokenizer.get_vocab() if w.isalpha())

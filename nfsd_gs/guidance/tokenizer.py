@@ -61,6 +61,10 @@ def unknown_words(tokenizer, text: str) -> List[str]:
     unk_id = getattr(tokenizer, "unk_token_id", None)
     if unk_id is None:
         return []
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    normalizer = getattr(backend, "normalizer", None)
+    if normalizer is not None:  # e.g. the bundled prior's synonyms ("grey-blue" -> "slate")
+        text = normalizer.normalize_str(text)
     words = [w for w in split_words(text) if w.strip()]
     return [w for w in words
             if unk_id in tokenizer(w, add_special_tokens=False)["input_ids"]]

@@ -6,7 +6,7 @@ One entry point, :func:`initial_splats`, follows the steps every source of start
       -> GaussianDreamer growth + colour jitter -> Gaussians (scales from neighbours)
 
 Sources: ``sphere`` and other primitives (primitives.py), ``file`` (files.py;
-a 3DGS ``.ply`` skips every step and is returned as it is), ``shap_e``
+3D Gaussians in any splat file skip every step and are returned as they are), ``shap_e``
 (shap_e.py).
 """
 
@@ -36,13 +36,12 @@ def initial_splats(config: InitConfig, sh_degree: int, prompt: str = "",
     ``prompt`` is needed by ``kind=shap_e`` only; ``device`` is where Shap-E runs.
     """
     if config.kind == "file":
-        from .files import check_init_path, is_gaussian_ply
+        from ..formats import is_splat_file, load_splats
+        from .files import check_init_path
 
         path = check_init_path(config.path)
-        if is_gaussian_ply(path):
-            from ..export.ply import load_ply
-
-            return with_sh_degree(load_ply(path), sh_degree)
+        if is_splat_file(path):
+            return with_sh_degree(load_splats(path), sh_degree)
     cloud = build_point_cloud(config, prompt, device)
     return gaussians_from_points(cloud, config.initial_opacity, config.scale_factor, sh_degree)
 

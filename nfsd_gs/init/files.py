@@ -1,7 +1,7 @@
 """Priors from files: point clouds, meshes, and 3DGS ``.ply`` files to continue optimizing.
 
-* a ``.ply`` whose ``vertex`` element has 3DGS properties (opacity, scales,
-  rotations): :func:`nfsd_gs.export.ply.load_ply`, kept as it is;
+* 3D Gaussians (a 3DGS or compressed ``.ply``, a ``.splat``, a ``.spz``):
+  :func:`nfsd_gs.formats.load_splats`, kept as they are;
 * a ``.ply`` without faces: a point cloud ``x y z`` [+ ``red green blue``,
   uchar 0-255 or float 0-1], randomly subsampled to ``init.num_points``;
 * a mesh (``.ply`` with faces, ``.obj``, ``.glb``/``.gltf``, ``.stl``, ``.off``)
@@ -21,11 +21,13 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, NfsdError, PlyFormatError
-from ..export.ply import PlyHeader, read_ply_header, read_vertex_table
+from ..formats import SPLAT_SUFFIXES, is_splat_file
+from ..formats.ply import element, read_ply_header, read_vertex_table
 from .meshes import GREY, sample_meshes
 from .points import PointCloud
 
 MESH_SUFFIXES = (".ply", ".obj", ".glb", ".gltf", ".stl", ".off")
+FILE_SUFFIXES = tuple(dict.fromkeys(MESH_SUFFIXES + SPLAT_SUFFIXES))
 COLOR_NAMES = (("red", "green", "blue"), ("diffuse_red", "diffuse_green", "diffuse_blue"),
                ("r", "g", "b"))
 
@@ -37,15 +39,10 @@ def check_init_path(path: Optional[str]) -> Path:
     file = Path(path).expanduser()
     if not file.is_file():
         raise ConfigError(f"config key 'init.path': '{path}' does not exist or is not a file")
-    if file.suffix.lower() not in MESH_SUFFIXES:
+    if file.suffix.lower() not in FILE_SUFFIXES:
         raise ConfigError(f"config key 'init.path': '{path}' has an unsupported type "
-                          f"(supported: {', '.join(MESH_SUFFIXES)})")
+                          f"(supported: {', '.join(FILE_SUFFIXES)})")
     return file
-
-
-def is_gaussian_ply(path: Path) -> bool:
-    """True for a ``.ply`` whose vertices carry 3DGS properties (a corrupt header raises)."""
-    return path.suffix.lower() == ".ply" and read_ply_header(path).is_gaussians()
 
 
 def read_file_points(path: Path, count: int, seed: int = 0,
@@ -53,14 +50,14 @@ def read_file_points(path: Path, count: int, seed: int = 0,
     """Up to ``count`` coloured points from a point cloud or a mesh file, in the file's axes."""
     if path.suffix.lower() == ".ply":
         header = read_ply_header(path)
-        faces = header.element("face")
+        faces = element(header, "face")
         if faces is None or faces.count == 0:
             cloud = read_point_cloud_ply(path, header, default_color)
             return random_points(cloud, count, seed)
     return read_mesh_points(path, count, seed, default_color)
 
 
-def read_point_cloud_ply(path: Path, header: PlyHeader,
+def read_point_cloud_ply(path: Path, header,
                          default_color: Tuple[float, float, float] = GREY) -> PointCloud:
     """``x y z`` [+ colours] of a point cloud ``.ply``; :class:`PlyFormatError` if unusable."""
     table = read_vertex_table(path, header)

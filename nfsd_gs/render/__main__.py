@@ -1,4 +1,4 @@
-"""Render a turntable video of a 3D Gaussian ``.ply``.
+"""Render a turntable video of 3D Gaussians (``.ply``, compressed ``.ply``, ``.splat``, ``.spz``).
 
 ``python -m nfsd_gs.render outputs/a_red_cone/model.ply`` writes ``model.mp4``
 beside it: a 360-degree orbit rendered with our rasterizer (gsplat on CUDA,
@@ -22,7 +22,8 @@ from ..errors import NfsdError
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m nfsd_gs.render",
                                      description="Turntable video (mp4, optional GIF) of a .ply.")
-    parser.add_argument("ply", type=Path, help="a .ply in the INRIA 3DGS layout")
+    parser.add_argument("ply", type=Path,
+                        help="3D Gaussians: a .ply (3DGS or compressed), .splat or .spz")
     parser.add_argument("--out", type=Path, default=None,
                         help="video path (default: the .ply's name with .mp4)")
     parser.add_argument("--config", default=None,
@@ -64,14 +65,14 @@ def render_ply(ply: Path, out: Path, config, progress: bool = True) -> List[Path
     import torch
     from tqdm import tqdm
 
-    from ..export.ply import load_ply
+    from ..formats import load_splats
     from ..export.video import TurntableSettings, write_turntable
     from ..representations.gaussians import GaussianModel
 
     device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
                           else "cpu" if config.device == "auto" else config.device)
     settings = TurntableSettings.from_config(config)
-    splats = {key: value.to(device) for key, value in load_ply(ply).items()}
+    splats = {key: value.to(device) for key, value in load_splats(ply).items()}
     model = GaussianModel.finished(splats, config)
     bar = tqdm(total=settings.frames, disable=not progress, desc="turntable", unit="frame")
     try:

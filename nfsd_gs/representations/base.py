@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ..cameras import Cameras
-from ..config import DensifyConfig
+from ..config import DensifyConfig, OutputConfig
 
 
 @dataclass
@@ -65,8 +65,13 @@ class Representation(Protocol):
         """Its parameters in gsplat's layout (means, scales, quats, opacities, sh0, shN)
         when it is made of Gaussians (the live viewer draws them), else None."""
 
-    def export(self, run_dir: Path) -> Path:
-        """Write the run's result into ``run_dir`` (``model.ply`` at least); returns its path."""
+    def mesh(self, settings: Any) -> Any:
+        """Its surface as a coloured ``trimesh.Trimesh`` (``settings``: an
+        ``nfsd_gs.export.mesh.MeshSettings``); ``EmptyMeshError`` when there is none."""
+
+    def export(self, run_dir: Path, output: OutputConfig) -> Path:
+        """Write the run's result into ``run_dir`` (``model.ply`` at least, and what ``output``
+        asks for: ``output.formats``...); returns the main file's path."""
 
     def state_dict(self) -> Dict[str, Any]: ...
 

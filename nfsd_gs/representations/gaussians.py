@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from ..cameras import Cameras
-from ..config import Config, DensifyConfig, GaussianConfig, RenderConfig
+from ..config import Config, DensifyConfig, GaussianConfig, OutputConfig, RenderConfig
 from ..render import rasterize_gaussians
 from .base import RenderOutput
 
@@ -149,13 +149,18 @@ class GaussianModel(torch.nn.Module):
             return None
         return Densifier(config, self.splats, optimizers, scene_scale=self.scene_extent)
 
-    def export(self, run_dir: Path) -> Path:
-        """``model.ply`` in the INRIA 3DGS layout."""
-        from ..export.ply import save_ply
+    def mesh(self, settings):
+        """The opacity field's iso-surface (DreamGaussian's stage 2, export/mesh.py)."""
+        from ..export.mesh import gaussians_mesh
 
-        path = Path(run_dir) / "model.ply"
-        save_ply(path, {k: v.detach() for k, v in self.splats.items()})
-        return path
+        return gaussians_mesh(self.splats, settings, self.splats["means"].device)
+
+    def export(self, run_dir: Path, output: OutputConfig) -> Path:
+        """``model.ply`` in the INRIA 3DGS layout, and ``model.<suffix>`` per ``output.formats``."""
+        from ..formats import save_model
+
+        return save_model(run_dir, {k: v.detach() for k, v in self.splats.items()},
+                          output.formats)[0]
 
     def state_dict(self, *args, **kwargs) -> Dict[str, Any]:
         return {

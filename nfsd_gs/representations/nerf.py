@@ -34,7 +34,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from ..cameras import Cameras
-from ..config import Config, NerfConfig
+from ..config import Config, NerfConfig, OutputConfig
 from ..errors import ConfigError
 from .base import RenderOutput
 from .hashgrid import HashGrid
@@ -203,7 +203,14 @@ class NerfField(torch.nn.Module):
 
     # ------------------------------------------------------------------ export
 
-    def export(self, run_dir: Path) -> Path:
+    def mesh(self, settings):
+        """The density's iso-surface at ``nerf.mesh_threshold`` in the bounding cube."""
+        from ..export.mesh import extract_mesh
+
+        return extract_mesh(self, settings.resolution, self.config.mesh_threshold,
+                            self.config.bound_radius, settings.faces)
+
+    def export(self, run_dir: Path, output: Optional[OutputConfig] = None) -> Path:
         """``mesh.ply`` (+ ``mesh.obj``) by marching cubes, ``model.ply`` as Gaussians; returns mesh.ply."""
         from ..export.mesh import export_field
 

@@ -1,8 +1,8 @@
 """``python -m nfsd_gs.shapeworld <command>``: the bundled prior's tools.
 
     train-prior  train the pixel-space diffusion prior (GPU: ~9 minutes)
-    train-judge  train the shape/colour judge (CPU: a few minutes)
-    check        sample the prior per prompt (CFG 7.5) and score with the judge
+    train-judge  train the judge: shape, colour and accent heads (GPU: ~1 minute)
+    check        sample the prior for every prompt of a split (CFG 7.5), score with the judge
     samples      write a grid of training images with their captions
 """
 
@@ -41,18 +41,19 @@ def _train_judge(args) -> None:
     from .judge import JudgeTrainConfig, train_judge
 
     config = JudgeTrainConfig(train_images=args.train_images, test_images=args.test_images,
-                              epochs=args.epochs, seed=args.seed, device=args.device)
+                              epochs=args.epochs, seed=args.seed, split=args.split,
+                              width=args.width, device=args.device)
     judge = train_judge(args.out, config, _command_line())
-    scores = judge.info["held_out"]
-    print(f"saved judge to {args.out}: held-out shape accuracy {scores['shape_accuracy']:.3f}, "
-          f"colour accuracy {scores['colour_accuracy']:.3f}")
+    scores = "; ".join(f"{split} " + ", ".join(f"{k.split('_')[0]} {v:.3f}" for k, v in s.items())
+                       for split, s in judge.info["held_out"].items())
+    print(f"saved judge to {args.out}: held-out accuracy {scores}")
 
 
 def _check(args) -> None:
     from .check import check_prior, format_table, write_result
 
     result = check_prior(args.prior, args.judge, args.per_prompt, args.steps, args.cfg,
-                         args.seed, args.device, batch_size=args.batch_size,
+                         args.seed, args.device, split=args.split, batch_size=args.batch_size,
                          save_grid=args.grid)
     print(format_table(result))
     write_result(result, args.json)
@@ -89,10 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="clean views rendered up front (0: render every batch)")
     p.add_argument("--device", default="auto")
     p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--min-snr-gamma", type=float, default=5.0,
+    p.add_argument("--min-snr-gamma", type=float, default=0.0,
                    help="min-SNR loss weighting (0: unweighted epsilon loss)")
-    p.add_argument("--caption-dropout", type=float, default=0.1,
-                   help="share of empty captions (classifier-free guidance)")
+    p.add_argument("--caption-dropout", type=float, default=0.13,
+                   help="share of clean images' captions left empty (classifier-free guidance)")
     p.set_defaults(run=_train_prior)
 
     p = sub.add_parser("train-judge", help="train the shape/colour judge")
@@ -101,13 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-images", type=int, default=2000)
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--split", default="both", choices=("solid", "two-tone", "both"),
+                   help="the renders it learns from (and is tested on)")
+    p.add_argument("--width", type=int, default=16, help="channels of the first conv layer")
     p.add_argument("--device", default="cpu")
     p.set_defaults(run=_train_judge)
 
     p = sub.add_parser("check", help="sample the prior per prompt and score with the judge")
     p.add_argument("--prior", type=Path, default=SHAPES_PRIOR_DIR)
     p.add_argument("--judge", type=Path, default=JUDGE_DIR)
-    p.add_argument("--per-prompt", type=int, default=4)
+    p.add_argument("--split", default="solid", choices=("solid", "two-tone"))
+    p.add_argument("--per-prompt", type=int, default=None,
+                   help="samples per prompt (default: 192 images in all)")
     p.add_argument("--steps", type=int, default=50, help="DDIM steps")
     p.add_argument("--cfg", type=float, default=7.5)
     p.add_argument("--seed", type=int, default=0)

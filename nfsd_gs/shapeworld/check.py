@@ -1,4 +1,4 @@
-"""Prior check: sample the prior for every prompt of the world and let the judge score it.
+"""Prior check: sample the prior for every prompt of a split and let the judge score it.
 
 Sampling is DDIM (eta 0) with classifier-free guidance written the project's one way,
 ``eps = eps_uncond + s * (eps_cond - eps_uncond)`` with ``s = 7.5`` by default.
@@ -18,10 +18,9 @@ from torch import Tensor
 
 from ..errors import ConfigError, PriorLoadError
 from ..utils.images import image_grid, save_png
-from .captions import object_prompt
 from .judge import Judge
 from .prior import encode_prompts, resolve_device
-from .world import COLOUR_NAMES, SHAPES
+from .vocabulary import object_prompt, split_specs
 
 
 @dataclass
@@ -72,58 +71,84 @@ def sample(models: PriorModels, prompts: Sequence[str], generator: torch.Generat
     return ((z + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu()
 
 
-def check_prior(prior: Path | str, judge_folder: Optional[Path | str] = None,
-                per_prompt: int = 4, steps: int = 50, cfg_scale: float = 7.5, seed: int = 0,
-                device: str = "auto", views: Sequence[str] = ("front", "side", "back", "overhead"),
-                batch_size: int = 96, save_grid: Optional[Path] = None) -> Dict:
-    """Sample ``per_prompt`` images for each shape x colour (view suffixes cycled) and score them.
+def check_views(count: int, seed: int) -> List[str]:
+    """``count`` view words drawn like the prior's training views (the trainer's orbit, a
+    tenth from above): the check asks for the captions the prior was trained on."""
+    from ..cameras import view_direction
+    from .dataset import DataConfig, sample_cameras
 
-    Returns {"rows": [...per prompt...], "shape_accuracy", "colour_accuracy", "both_accuracy", ...}.
+    config = DataConfig()
+    cameras = sample_cameras(count, torch.Generator().manual_seed(seed), config)
+    return [view_direction(a, e, config.camera)
+            for a, e in zip(cameras.azimuth_deg.tolist(), cameras.elevation_deg.tolist())]
+
+
+def check_prior(prior: Path | str, judge_folder: Optional[Path | str] = None,
+                per_prompt: Optional[int] = None, steps: int = 50, cfg_scale: float = 7.5,
+                seed: int = 0, device: str = "auto", split: str = "solid",
+                batch_size: int = 96, save_grid: Optional[Path] = None) -> Dict:
+    """Sample ``per_prompt`` images for every prompt of ``split`` (default: 192 images in
+    all), each with a view suffix drawn like the training views, and let the judge score them.
+
+    Returns {"rows": [...per prompt...], "shape_accuracy", "colour_accuracy",
+    "accent_accuracy" (judges with an accent head), "all_accuracy", ...}.
     """
     start = time.perf_counter()
     torch_device = resolve_device(device)
     models = load_prior(prior, torch_device)
     judge = Judge.load(judge_folder, torch_device) if judge_folder else Judge.load(device=torch_device)
-    items = [(s, c, f"{object_prompt(s, c)}, {views[k % len(views)]} view")
-             for s in SHAPES for c in COLOUR_NAMES for k in range(per_prompt)]
+    specs = split_specs(split)
+    per_prompt = per_prompt or max(1, 192 // len(specs))
+    views = check_views(len(specs) * per_prompt, seed)
+    items = [(spec, f"{object_prompt(spec)}, {views[i * per_prompt + k]} view")
+             for i, spec in enumerate(specs) for k in range(per_prompt)]
     generator = torch.Generator().manual_seed(seed)
     images: List[Tensor] = []
     for first in range(0, len(items), batch_size):
         chunk = items[first:first + batch_size]
-        images.append(sample(models, [p for _, _, p in chunk], generator, steps, cfg_scale,
+        images.append(sample(models, [p for _, p in chunk], generator, steps, cfg_scale,
                              torch_device))
     images_t = torch.cat(images)  # [N, H, W, 3]
-    shapes, colours, _, _ = judge.classify(images_t)
+    verdict = judge.verdict(images_t)
+    heads = judge.heads
     rows: Dict[str, Dict] = {}
-    for (s, c, _), got_s, got_c in zip(items, shapes, colours):
-        row = rows.setdefault(object_prompt(s, c), {"prompt": object_prompt(s, c), "n": 0,
-                                                    "shape_hits": 0, "colour_hits": 0,
-                                                    "both_hits": 0, "judged": []})
+    for i, (spec, _) in enumerate(items):
+        truth = {"shape": spec.shape, "colour": spec.colour, "accent": spec.accent_label}
+        prompt = object_prompt(spec)
+        row = rows.setdefault(prompt, {"prompt": prompt, "n": 0, "all_hits": 0, "judged": [],
+                                       **{f"{h}_hits": 0 for h in heads}})
+        hits = {h: verdict[h][i] == truth[h] for h in heads}
         row["n"] += 1
-        row["shape_hits"] += got_s == s
-        row["colour_hits"] += got_c == c
-        row["both_hits"] += (got_s == s) and (got_c == c)
-        row["judged"].append(f"{got_c} {got_s}")
+        for h in heads:
+            row[f"{h}_hits"] += hits[h]
+        row["all_hits"] += all(hits.values())
+        row["judged"].append(" ".join(verdict[h][i] for h in heads))
     n = len(items)
     result = {
-        "prior": str(prior), "cfg_scale": cfg_scale, "ddim_steps": steps, "seed": seed,
-        "per_prompt": per_prompt, "images": n,
-        "shape_accuracy": sum(r["shape_hits"] for r in rows.values()) / n,
-        "colour_accuracy": sum(r["colour_hits"] for r in rows.values()) / n,
-        "both_accuracy": sum(r["both_hits"] for r in rows.values()) / n,
-        "per_shape": {s: sum(r["shape_hits"] for r in rows.values() if r["prompt"].endswith(s))
-                      / sum(r["n"] for r in rows.values() if r["prompt"].endswith(s))
-                      for s in SHAPES},
-        "per_colour": {c: sum(r["colour_hits"] for r in rows.values() if f" {c} " in r["prompt"])
-                       / sum(r["n"] for r in rows.values() if f" {c} " in r["prompt"])
-                       for c in COLOUR_NAMES},
+        "prior": str(prior), "split": split, "cfg_scale": cfg_scale, "ddim_steps": steps,
+        "seed": seed, "per_prompt": per_prompt, "images": n, "heads": list(heads),
+        **{f"{h}_accuracy": sum(r[f"{h}_hits"] for r in rows.values()) / n
+           for h in heads + ("all",)},
+        "per_shape": _share(rows, specs, "shape", lambda spec: spec.shape),
+        "per_colour": _share(rows, specs, "colour", lambda spec: spec.colour),
         "rows": list(rows.values()),
         "wall_s": round(time.perf_counter() - start, 1),
         "device": str(torch_device),
     }
     if save_grid is not None:
-        save_image_grid(images_t, save_grid, columns=per_prompt * len(COLOUR_NAMES))
+        save_image_grid(images_t, save_grid, columns=16)
     return result
+
+
+def _share(rows: Dict[str, Dict], specs, head: str, key) -> Dict[str, float]:
+    """Accuracy of ``head`` per value of ``key(spec)`` (e.g. per shape)."""
+    hits: Dict[str, List[int]] = {}
+    for spec in specs:
+        row = rows[object_prompt(spec)]
+        total = hits.setdefault(key(spec), [0, 0])
+        total[0] += row[f"{head}_hits"]
+        total[1] += row["n"]
+    return {name: h / n for name, (h, n) in hits.items()}
 
 
 def save_image_grid(images: Tensor, path: Path, columns: int) -> None:
@@ -133,13 +158,17 @@ def save_image_grid(images: Tensor, path: Path, columns: int) -> None:
 
 def format_table(result: Dict) -> str:
     """Markdown table: one row per prompt, then the totals."""
-    lines = ["| prompt | shape acc | colour acc | judged as |", "|---|---|---|---|"]
+    heads = result["heads"]
+    lines = ["| prompt | " + " | ".join(f"{h} acc" for h in heads) + " | judged as |",
+             "|---" * (len(heads) + 2) + "|"]
     for row in result["rows"]:
-        lines.append(f"| {row['prompt']} | {row['shape_hits']}/{row['n']} | "
-                     f"{row['colour_hits']}/{row['n']} | {', '.join(row['judged'])} |")
-    lines.append(f"| **all ({result['images']} images, CFG {result['cfg_scale']})** | "
-                 f"**{result['shape_accuracy']:.1%}** | **{result['colour_accuracy']:.1%}** | "
-                 f"both {result['both_accuracy']:.1%} |")
+        lines.append(f"| {row['prompt']} | "
+                     + " | ".join(f"{row[f'{h}_hits']}/{row['n']}" for h in heads)
+                     + f" | {', '.join(row['judged'])} |")
+    lines.append(f"| **{result['split']}: all ({result['images']} images, CFG "
+                 f"{result['cfg_scale']})** | "
+                 + " | ".join(f"**{result[f'{h}_accuracy']:.1%}**" for h in heads)
+                 + f" | all heads {result['all_accuracy']:.1%} |")
     lines.append("")
     lines.append("per shape: " + ", ".join(f"{k} {v:.0%}" for k, v in result["per_shape"].items()))
     lines.append("per colour: " + ", ".join(f"{k} {v:.0%}" for k, v in result["per_colour"].items()))

@@ -60,7 +60,7 @@ def darken(images: Tensor, brightness: Tensor) -> Tensor:
 
 def add_noise(images: Tensor, sigma: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
     """Add Gaussian pixel noise of standard deviation ``sigma`` [B] (in [0, 1] units)."""
-    noise = torch.randn(images.shape, generator=generator).to(images.device)
+    noise = to_device(torch.randn(images.shape, generator=generator), images.device)
     return (images + sigma.to(images).view(-1, 1, 1, 1) * noise).clamp(0, 1)
 
 
@@ -92,11 +92,17 @@ DEGRADATIONS: Dict[str, Tuple[Callable, Sampler, Tuple[str, ...]]] = {
 }
 
 
-def _pick_words(words: Tuple[str, ...], generator: torch.Generator) -> List[str]:
-    """A non-empty random subset of ``words``, in order."""
-    keep = torch.rand(len(words), generator=generator) < 0.6
-    keep[torch.randint(len(words), (1,), generator=generator)] = True
-    return [w for w, k in zip(words, keep.tolist()) if k]
+def to_device(tensor: Tensor, device: torch.device) -> Tensor:
+    """Host -> device without waiting for the GPU: a pageable copy would block until the
+    previous training step has finished, serialising the data work with the GPU's."""
+    if torch.device(device).type != "cuda" or tensor.device.type != "cpu":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def _pick_words(words: Tuple[str, ...], keep: List[bool], forced: int) -> List[str]:
+    """The kept ``words`` (``keep`` per word, ``forced`` always kept), in order."""
+    return [w for k, w in enumerate(words) if keep[k] or k == forced]
 
 
 def degrade(images: Tensor, probability: float, generator: torch.Generator
@@ -104,33 +110,38 @@ def degrade(images: Tensor, probability: float, generator: torch.Generator
     """Degrade a random share of ``images`` [B, 3, H, W] with one or two degradations each.
 
     Returns the images (clean ones unchanged) and, per image, its negative-prompt
-    words (empty for clean images), without duplicates.
+    words (a random non-empty subset of each degradation's words; empty for clean
+    images), without duplicates. Random draws are batched on the CPU and nothing waits
+    for the device.
     """
     if not 0.0 <= probability <= 1.0:
         raise ConfigError(f"degrade probability={probability} must be in [0, 1]")
     B = images.shape[0]
     names = list(DEGRADATIONS)
-    chosen: List[List[str]] = [[] for _ in range(B)]
-    degraded = (torch.rand(B, generator=generator) < probability).tolist()
-    for i in range(B):
-        if degraded[i]:
-            count = 1 + int(torch.rand(1, generator=generator) < 0.4)
-            order = torch.randperm(len(names), generator=generator)[:count].tolist()
-            chosen[i] = [names[k] for k in sorted(order)]
+    degraded = torch.rand(B, generator=generator) < probability  # [B]
+    count = 1 + (torch.rand(B, generator=generator) < 0.4).long()  # [B] one or two
+    rank = torch.rand(B, len(names), generator=generator).argsort(dim=1).argsort(dim=1)
+    chosen = degraded[:, None] & (rank < count[:, None])  # [B, D] bool
     out = images
-    for name, (function, sampler, _) in DEGRADATIONS.items():
-        rows = torch.tensor([i for i in range(B) if name in chosen[i]], dtype=torch.long)
+    for k, (function, sampler, _) in enumerate(DEGRADATIONS.values()):
+        rows = chosen[:, k].nonzero()[:, 0]  # [R] (CPU)
         if len(rows) == 0:
             continue
         strength = sampler(len(rows), generator)  # [R] on the CPU (no device syncs)
-        rows = rows.to(images.device)
+        rows = to_device(rows, images.device)
         args = (out[rows], strength)
         result = function(*args, generator) if function is add_noise else function(*args)
         out = out.index_copy(0, rows, result.clamp(0, 1))
-    words = []
-    for names_i in chosen:
+    most = max(len(words) for _, _, words in DEGRADATIONS.values())
+    keep = (torch.rand(B, len(names), most, generator=generator) < 0.6).tolist()  # [B, D, W]
+    forced = torch.rand(B, len(names), generator=generator)  # [B, D] -> a word index
+    words: List[List[str]] = []
+    for i, row in enumerate(chosen.tolist()):
         picked: List[str] = []
-        for name in names_i:
-            picked += [w for w in _pick_words(DEGRADATIONS[name][2], generator) if w not in picked]
+        for k, name in enumerate(names):
+            if row[k]:
+                options = DEGRADATIONS[name][2]
+                index = int(float(forced[i, k]) * len(options))
+                picked += [w for w in _pick_words(options, keep[i][k], index) if w not in picked]
         words.append(picked)
     return out, words

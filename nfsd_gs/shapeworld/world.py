@@ -1,8 +1,12 @@
 """A procedural world of simple coloured objects, ray-cast analytically in batched PyTorch.
 
 Every scene is one object centred at the origin (z up, the trainer's world):
-a shape kind, a named colour, a uniform scale and a rotation about the
-vertical axis. Shapes are signed distance functions (SDFs, or conservative
+a shape kind, a named body colour, optionally an accent (a second colour on a
+part of the object: its ``top`` or a horizontal ``band``, a function of the
+object-space height, see :data:`PATTERN_GEOMETRY`), a uniform scale and a
+rotation about the vertical axis. Two splits: ``solid`` (one saturated colour,
+the original world) and ``two-tone`` (a muted body colour with an accent).
+Shapes are signed distance functions (SDFs, or conservative
 lower bounds of them for the polytopes) in object units; rays are
 sphere-traced inside a bounding sphere, shaded with a fixed world-space key
 light from above-front, a weak fill light from behind and ambient light
@@ -29,8 +33,9 @@ from ..errors import ConfigError
 
 SHAPES: Tuple[str, ...] = ("sphere", "cube", "cylinder", "cone", "torus", "pyramid")
 
-#: Albedos of the named colours (linear-ish RGB in [0, 1]), chosen well apart in hue.
-COLOURS: Dict[str, Tuple[float, float, float]] = {
+#: Albedos of every named colour (linear-ish RGB in [0, 1]).
+PALETTE: Dict[str, Tuple[float, float, float]] = {
+    # saturated, well apart in hue: the solid split's body colours
     "red": (0.85, 0.10, 0.08),
     "orange": (0.98, 0.50, 0.05),
     "yellow": (0.95, 0.85, 0.10),
@@ -39,8 +44,41 @@ COLOURS: Dict[str, Tuple[float, float, float]] = {
     "blue": (0.10, 0.22, 0.90),
     "purple": (0.50, 0.14, 0.72),
     "pink": (0.98, 0.50, 0.72),
+    # muted, natural: the two-tone split's body colours
+    "brown": (0.50, 0.30, 0.15),
+    "olive": (0.50, 0.50, 0.18),
+    "beige": (0.86, 0.77, 0.58),
+    "slate": (0.38, 0.46, 0.60),
+    # accent only
+    "black": (0.06, 0.06, 0.06),
 }
+#: Body colours of the solid split (today's world, unchanged).
+SOLID_COLOURS: Tuple[str, ...] = ("red", "orange", "yellow", "green", "cyan", "blue", "purple",
+                                  "pink")
+#: Body colours of the two-tone split: muted, so over-saturation shows.
+MUTED_COLOURS: Tuple[str, ...] = ("brown", "olive", "beige", "slate")
+#: Second colours of the two-tone split, each well apart from every muted body colour.
+ACCENT_COLOURS: Tuple[str, ...] = ("black", "red", "blue", "yellow")
+#: Where the accent sits: the upper part of the object, or a horizontal band.
+PATTERNS: Tuple[str, ...] = ("top", "band")
+
+#: Body colours (``Scenes.colour`` indexes this): the solid ones first, in today's order.
+COLOURS: Dict[str, Tuple[float, float, float]] = {
+    name: PALETTE[name] for name in SOLID_COLOURS + MUTED_COLOURS}
 COLOUR_NAMES: Tuple[str, ...] = tuple(COLOURS)
+
+#: Per shape, in object units (scale 1, z up): the height above which the ``top`` accent
+#: starts, and the centre and half-height of the ``band`` accent. Chosen so that each
+#: covers roughly a quarter to a third of a side view (cone and pyramid: their upper half).
+PATTERN_GEOMETRY: Dict[str, Tuple[float, float, float]] = {
+    #            top above, band centre, band half-height
+    "sphere": (0.18, 0.00, 0.10),
+    "cube": (0.10, 0.00, 0.08),
+    "cylinder": (0.11, 0.00, 0.09),
+    "cone": (0.00, -0.12, 0.10),
+    "torus": (0.05, 0.00, 0.05),
+    "pyramid": (0.00, -0.12, 0.09),
+}
 
 #: Uniform scale range of the objects; at scale 1 every shape fits a ball of radius ~0.5
 #: (the trainer's Gaussians start in a ball of radius 0.5). Slightly larger than 1 on
@@ -59,49 +97,82 @@ _TRACE_STEPS = 48
 _HIT_EPSILON = 2e-3
 
 
+SCENE_FIELDS = ("shape", "colour", "scale", "yaw_deg", "accent", "pattern")
+
+
 @dataclass
 class Scenes:
     """A batch of B one-object scenes."""
 
     shape: Tensor  # [B] long, index into SHAPES
-    colour: Tensor  # [B] long, index into COLOUR_NAMES
+    colour: Tensor  # [B] long, index into COLOUR_NAMES (the body colour)
     scale: Tensor  # [B] uniform scale (object units -> world units)
     yaw_deg: Tensor  # [B] rotation about +z (degrees, counter-clockwise from above)
+    accent: Optional[Tensor] = None  # [B] long, index into ACCENT_COLOURS, -1: none (solid)
+    pattern: Optional[Tensor] = None  # [B] long, index into PATTERNS, -1: none (solid)
+
+    def __post_init__(self):
+        none = torch.full_like(self.shape, -1)
+        self.accent = none if self.accent is None else self.accent
+        self.pattern = none.clone() if self.pattern is None else self.pattern
 
     def __len__(self) -> int:
         return self.shape.shape[0]
 
     def to(self, device: Union[torch.device, str]) -> "Scenes":
-        return Scenes(self.shape.to(device), self.colour.to(device), self.scale.to(device),
-                      self.yaw_deg.to(device))
+        return Scenes(*(getattr(self, f).to(device) for f in SCENE_FIELDS))
 
     def __getitem__(self, index) -> "Scenes":
-        return Scenes(self.shape[index], self.colour[index], self.scale[index],
-                      self.yaw_deg[index])
+        return Scenes(*(getattr(self, f)[index] for f in SCENE_FIELDS))
+
+    @staticmethod
+    def cat(parts: Sequence["Scenes"]) -> "Scenes":
+        return Scenes(*(torch.cat([getattr(p, f) for p in parts]) for f in SCENE_FIELDS))
 
 
-def shape_index(name: str) -> int:
-    if name not in SHAPES:
-        raise ConfigError(f"shape '{name}' is not one of {', '.join(SHAPES)}")
-    return SHAPES.index(name)
+def name_index(kind: str, name: str, names: Sequence[str]) -> int:
+    """Index of ``name`` among the world's ``names`` of a ``kind`` ("shape", "colour", ...)."""
+    if name not in names:
+        raise ConfigError(f"{kind} '{name}' is not one of {', '.join(names)}")
+    return list(names).index(name)
 
 
-def colour_index(name: str) -> int:
-    if name not in COLOURS:
-        raise ConfigError(f"colour '{name}' is not one of {', '.join(COLOUR_NAMES)}")
-    return COLOUR_NAMES.index(name)
+#: What ``sample_scenes`` draws from: one split, or both (``two_tone_share`` of two-tone).
+SCENE_SOURCES = ("solid", "two-tone", "both")
 
 
-def sample_scenes(batch_size: int, generator: Optional[torch.Generator] = None) -> Scenes:
-    """B random scenes (CPU): uniform shape, colour, scale in SCALE_RANGE and yaw."""
+def sample_scenes(batch_size: int, generator: Optional[torch.Generator] = None,
+                  split: str = "solid", two_tone_share: float = 0.5) -> Scenes:
+    """B random scenes (CPU): uniform shape, body colour of the split, scale in
+    SCALE_RANGE and yaw; two-tone scenes also a uniform accent colour and pattern.
+
+    ``split="solid"`` draws exactly what the original world drew (same generator use).
+    """
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size} must be >= 1")
+    if split not in SCENE_SOURCES:
+        raise ConfigError(f"split '{split}' is not one of {', '.join(SCENE_SOURCES)}")
+    if split == "both":
+        solid = sample_scenes(batch_size, generator, "solid")
+        two_tone = sample_scenes(batch_size, generator, "two-tone")
+        pick = torch.rand(batch_size, generator=generator) < two_tone_share  # [B] bool
+        return Scenes(*(torch.where(pick, getattr(two_tone, f), getattr(solid, f))
+                        for f in SCENE_FIELDS))
     low, high = SCALE_RANGE
+    shape = torch.randint(len(SHAPES), (batch_size,), generator=generator)
+    if split == "solid":
+        colour = torch.randint(len(SOLID_COLOURS), (batch_size,), generator=generator)
+        accent = pattern = None
+    else:
+        colour = len(SOLID_COLOURS) + torch.randint(len(MUTED_COLOURS), (batch_size,),
+                                                    generator=generator)
+        accent = torch.randint(len(ACCENT_COLOURS), (batch_size,), generator=generator)
+        pattern = torch.randint(len(PATTERNS), (batch_size,), generator=generator)
     return Scenes(
-        shape=torch.randint(len(SHAPES), (batch_size,), generator=generator),
-        colour=torch.randint(len(COLOURS), (batch_size,), generator=generator),
+        shape=shape, colour=colour,
         scale=low + (high - low) * torch.rand(batch_size, generator=generator),
         yaw_deg=360.0 * torch.rand(batch_size, generator=generator),
+        accent=accent, pattern=pattern,
     )
 
 
@@ -149,6 +220,19 @@ def sdf_pyramid(p: Tensor) -> Tensor:
 
 
 SDFS = (sdf_sphere, sdf_cube, sdf_cylinder, sdf_cone, sdf_torus, sdf_pyramid)
+
+
+def accent_mask(shape: str, pattern: Tensor, points: Tensor) -> Tensor:
+    """Which surface points [M, 3] (object units) of ``shape`` wear the accent -> [M] bool.
+
+    pattern [M] long (index into PATTERNS, -1: none). A function of the height z
+    only, so it is unchanged by the yaw and holds on every view.
+    """
+    top_above, band_centre, band_half = PATTERN_GEOMETRY[shape]
+    z = points[:, 2]
+    top = (pattern == PATTERNS.index("top")) & (z > top_above)
+    band = (pattern == PATTERNS.index("band")) & ((z - band_centre).abs() < band_half)
+    return top | band
 
 
 # ---------------------------------------------------------------------------- rays
@@ -216,7 +300,10 @@ def _trace_supersampled(scenes: Scenes, cameras: Cameras,
     candidate = disc > 0  # [B, P]
     colour = torch.zeros(B, P, 3, device=device)
     alpha = torch.zeros(B, P, device=device)
-    albedo = torch.tensor(list(COLOURS.values()), device=device)[scenes.colour.to(device)]
+    albedo = torch.tensor(list(COLOURS.values()), device=device)[scenes.colour.to(device)]  # [B, 3]
+    accents = torch.tensor([PALETTE[a] for a in ACCENT_COLOURS], device=device)
+    accent_albedo = accents[scenes.accent.to(device).clamp(min=0)]  # [B, 3]
+    patterns = torch.where(scenes.accent.to(device) >= 0, scenes.pattern.to(device), -1)  # [B]
     shapes = scenes.shape.to(device)
     for k, sdf in enumerate(SDFS):
         mask = candidate & (shapes == k)[:, None]  # [B, P]
@@ -230,7 +317,10 @@ def _trace_supersampled(scenes: Scenes, cameras: Cameras,
         hit, points = _trace(sdf, o, d, t_near, t_far)
         normals_obj = _normals(sdf, points[hit])  # [H, 3]
         normals = (to_world[owner[hit]] @ normals_obj[..., None])[..., 0]  # object -> world
-        shaded = albedo[owner[hit]] * _lambert(normals)[:, None]  # [H, 3]
+        owners = owner[hit]  # [H]
+        painted = accent_mask(SHAPES[k], patterns[owners], points[hit])  # [H] bool
+        surface = torch.where(painted[:, None], accent_albedo[owners], albedo[owners])  # [H, 3]
+        shaded = surface * _lambert(normals)[:, None]  # [H, 3]
         values = torch.zeros(hit.shape[0], 3, device=device)
         values[hit] = shaded
         colour[mask] = values
@@ -261,12 +351,21 @@ def render_scenes(scenes: Scenes, cameras: Cameras, backgrounds: Tensor, resolut
 
 
 def object_scenes(shape: str, colour: str, count: int, scale: float = 1.0,
-                  yaw_deg: float = 0.0) -> Scenes:
-    """``count`` copies of one named object (a batch to render from ``count`` cameras)."""
-    return Scenes(shape=torch.full((count,), shape_index(shape)),
-                  colour=torch.full((count,), colour_index(colour)),
-                  scale=torch.full((count,), float(scale)),
-                  yaw_deg=torch.full((count,), float(yaw_deg)))
+                  yaw_deg: float = 0.0, accent: Optional[str] = None,
+                  pattern: Optional[str] = None) -> Scenes:
+    """``count`` copies of one named object (a batch to render from ``count`` cameras).
+
+    ``accent`` and ``pattern`` (both or neither) paint a second colour on a part of it.
+    """
+    if (accent is None) != (pattern is None):
+        raise ConfigError(f"accent={accent!r} and pattern={pattern!r}: give both or neither")
+    full = lambda value: torch.full((count,), value)  # noqa: E731
+    return Scenes(shape=full(name_index("shape", shape, SHAPES)),
+                  colour=full(name_index("colour", colour, COLOUR_NAMES)),
+                  scale=full(float(scale)), yaw_deg=full(float(yaw_deg)),
+                  accent=full(-1 if accent is None else
+                              name_index("accent colour", accent, ACCENT_COLOURS)),
+                  pattern=full(-1 if pattern is None else name_index("pattern", pattern, PATTERNS)))
 
 
 def render_object(shape: str, colour: str, cameras: Cameras,
@@ -283,3 +382,14 @@ def render_object(shape: str, colour: str, cameras: Cameras,
     scenes = object_scenes(shape, colour, B, scale, yaw_deg)
     rgb, _ = render_scenes(scenes, cameras, backgrounds, resolution, supersample)
     return rgb
+
+
+def render_spec(spec, cameras: Cameras, backgrounds: Tensor, resolution: int = 64,
+                scale: float = 1.0, yaw_deg: float = 0.0,
+                supersample: int = 2) -> Tuple[Tensor, Tensor]:
+    """Ground truth of one object (an :class:`~nfsd_gs.shapeworld.vocabulary.ObjectSpec`)
+    from B cameras over backgrounds [B, 3]: rgb [B, R, R, 3] in [0, 1], alpha [B, R, R]."""
+    scenes = object_scenes(spec.shape, spec.colour, len(cameras), scale, yaw_deg, spec.accent,
+                           spec.pattern)
+    return render_scenes(scenes, cameras, backgrounds, resolution, supersample)
+

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from nfsd_gs.viewer.headless import chromium_page, find_chromium
+from browser.headless import chromium_page, find_chromium
 
 #: .ci/run installs Chromium and Spark, so there a missing one is a failure, not a skip.
 IN_CI = bool(os.environ.get("NFSD_REQUIRE_BROWSER") or os.environ.get("CI"))

@@ -11,10 +11,10 @@ import time
 import pytest
 import torch
 
+from browser.headless import load_in_spark, red_left_blue_right, wait_for_image, wait_for_spark
 from browser.scenes import red_blue_blobs
 from nfsd_gs.config import CameraConfig, ViewerConfig
-from nfsd_gs.export.ply import save_ply
-from nfsd_gs.viewer.headless import red_left_blue_right, wait_for_image
+from nfsd_gs.formats.ply import save_ply
 
 from .conftest import require
 
@@ -102,14 +102,50 @@ def test_ply_viewer_shows_an_exported_file(page, tmp_path):
         scene.stop()
 
 
-def test_spark_opens_an_exported_file(page, tmp_path):
-    """An independent web renderer (Spark, on three.js, from npm) reads our .ply."""
-    from nfsd_gs.viewer.spark_check import WEB_DIR, load_in_spark, serve_spark_page, spark_installed
+def require_page():
+    from nfsd_gs.viewer.static import WEB_DIR, page_installed
 
-    require(spark_installed(), f"Spark is not installed (npm ci --prefix {WEB_DIR}; .ci/run does)")
-    path = tmp_path / "blobs.ply"
+    require(page_installed(), f"Spark is not installed (npm ci --prefix {WEB_DIR}; .ci/run does)")
+
+
+@pytest.mark.parametrize("format", ["ply", "ply-compressed", "splat", "spz"])
+def test_static_page_opens_an_exported_file_by_url(page, tmp_path, format):
+    """The static page (viewer/web, Spark on three.js from npm) reads each file we write, given
+    as ?file=, and draws it."""
+    from nfsd_gs.formats import format_suffix, save_splats
+    from nfsd_gs.viewer.static import serve_page
+
+    require_page()
+    path = tmp_path / f"blobs{format_suffix(format)}"
     splats = red_blue_blobs()
+    save_splats(path, splats, format)
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
+    with serve_page(path, port=0, radius=2.75) as server:
+        assert load_in_spark(page, server.url, timeout_s=TIMEOUT_S) == len(splats["means"])
+        check_red_left_blue_right(page, tmp_path / f"spark_{format}.png")
+        # everything the page loaded came from our server (it works offline), and nothing was missing
+        root = server.url.split("/index.html")[0] + "/"
+        assert requested and all(u.startswith((root, "blob:", "data:")) for u in requested), requested
+        assert not [m for m in page.console_messages if "console error" in m], page.console_messages
+
+
+def test_static_page_opens_a_dropped_file(page, tmp_path):
+    """A file dropped on the page (no ?file=) is read in the browser and drawn."""
+    from nfsd_gs.viewer.static import serve_page
+
+    require_page()
+    path = tmp_path / "dropped.ply"
+    splats = red_blue_blobs(per_blob=300)
     save_ply(path, splats)
-    with serve_spark_page(path) as url:
-        assert load_in_spark(page, url, timeout_s=TIMEOUT_S) == len(splats["means"])
-        check_red_left_blue_right(page, tmp_path / "spark.png")
+    with serve_page(path, port=0, radius=2.75) as server:
+        page.goto(server.url.split("?")[0] + "?radius=2.75")  # the empty page
+        page.wait_for_function("document.querySelector('canvas') !== null")
+        page.evaluate("""async (url) => {
+            const bytes = await (await fetch(url)).arrayBuffer();
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "dropped.ply"));
+            window.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true }));
+        }""", "/files/dropped.ply")
+        assert wait_for_spark(page, TIMEOUT_S) == len(splats["means"])
+        check_red_left_blue_right(page, tmp_path / "dropped.png")

@@ -14,7 +14,7 @@ from typing import Mapping
 import numpy as np
 from torch import Tensor
 
-from nfsd_gs.config import CameraConfig
+from ..config import CameraConfig
 
 from .server import OrbitView, SplatScene
 from .splats import SplatCloud, splat_cloud
@@ -39,11 +39,11 @@ def framing_view(cloud: SplatCloud, up: str = "+z",
 
 def serve_ply(path: Path, host: str = "127.0.0.1", port: int = 8080, up: str = "+z",
               splats: Mapping[str, Tensor] | None = None) -> SplatScene:
-    """Load ``path`` with the exporter's reader and show it; returns the running scene."""
+    """Load ``path`` (any splat file: nfsd_gs.formats) and show it; returns the running scene."""
     if splats is None:
-        from nfsd_gs.export.ply import load_ply
+        from ..formats import load_splats
 
-        splats = load_ply(path)
+        splats = load_splats(path)
     cloud = splat_cloud(splats)
     scene = SplatScene.start(host, port, framing_view(cloud, up), label=f"nfsd_gs · {path.name}")
     gui = scene.server.gui

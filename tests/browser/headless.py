@@ -1,4 +1,5 @@
-"""Headless Chromium for the browser tests and the viewer benchmark.
+"""Headless Chromium for the browser tests, the viewer benchmark and the Spark screenshot
+(``scripts/bench_viewer.py``, ``scripts/spark_check.py``).
 
 Drives the system's Chromium (Debian's ``chromium`` package, ``/usr/bin/chromium``)
 through Playwright's ``executable_path``; nothing is downloaded
@@ -117,3 +118,20 @@ def wait_for_image(page, condition: Callable[[np.ndarray], Tuple[bool, dict]], p
         if ok or time.monotonic() > deadline:
             return ok, details
         time.sleep(poll_s)
+
+
+def load_in_spark(page, url: str, timeout_s: float = 60.0) -> int:
+    """Open ``url`` (the static page, ``viewer/web``) and wait until Spark has parsed the file;
+    returns its splat count."""
+    page.goto(url)
+    return wait_for_spark(page, timeout_s)
+
+
+def wait_for_spark(page, timeout_s: float = 60.0) -> int:
+    """Wait until the page's Spark has loaded its file (``window.splatCount``); returns the count."""
+    page.wait_for_function("window.splatCount !== undefined || window.splatError !== undefined",
+                           timeout=timeout_s * 1000)
+    error = page.evaluate("window.splatError")
+    if error:
+        raise RuntimeError(f"Spark could not load the file: {error}")
+    return int(page.evaluate("window.splatCount"))

@@ -1,7 +1,7 @@
 """What the live viewer costs a training run: it/s without it, with it, with a browser on it.
 
-    python -m nfsd_gs.viewer.bench_viewer            # configs/tiny_test.yaml, CPU
-    python -m nfsd_gs.viewer.bench_viewer --steps 600 --repeats 3 --json bench.json
+    python scripts/bench_viewer.py            # configs/tiny_test.yaml, CPU
+    python scripts/bench_viewer.py --steps 600 --repeats 3 --json bench.json
 
 Each run is ``python -m nfsd_gs.train --config tiny_test ...`` in its own
 process, with snapshots and checkpoints pushed past the end so that the loop
@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests")]  # this checkout; browser.headless (the tests' Chromium driver)
 MODES = ("no viewer", "viewer", "viewer + browser")
 TARGETS = {"viewer": 0.90, "viewer + browser": 0.75}
 
@@ -96,7 +97,7 @@ def run_once(mode: str, config: str, steps: int, log, threads: int = 1) -> Dict[
 
 def _watch(url: str, process: subprocess.Popen, ready: threading.Event, log) -> None:
     """Keep a headless Chromium on the viewer until training ends."""
-    from .headless import chromium_page
+    from browser.headless import chromium_page
 
     try:
         with chromium_page() as page:
@@ -137,7 +138,7 @@ def table(results: Dict[str, List[float]]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nfsd_gs.viewer.bench_viewer",
+    parser = argparse.ArgumentParser(prog="python scripts/bench_viewer.py",
                                      description="Training it/s with and without the viewer.")
     parser.add_argument("--config", default="tiny_test", help="preset (default tiny_test)")
     parser.add_argument("--steps", type=int, default=400, help="steps per run (default 400)")

@@ -30,8 +30,8 @@ from typing import Callable, Dict, Mapping, Optional
 import viser
 from torch import Tensor
 
-from nfsd_gs.config import CameraConfig, ViewerConfig
-from nfsd_gs.errors import ConfigError
+from ..config import CameraConfig, ViewerConfig
+from ..errors import ConfigError
 
 from .server import OrbitView, SplatScene
 from .splats import SplatCloud, host_copy, splat_cloud
@@ -255,7 +255,7 @@ class TrainingViewer:
         if splats is None:
             self.panel.status.value = "nothing to save (not Gaussians)"
             return
-        from nfsd_gs.export.ply import save_ply
+        from ..formats.ply import save_ply
 
         path = self.run_dir / "snapshots" / f"step_{step:06d}.ply"
         save_ply(path, {key: value.detach() for key, value in splats.items()})

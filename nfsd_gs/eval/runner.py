@@ -1,0 +1,295 @@
+"""Train and score runs: one (variant, prompt, seed) at a time, results rewritten after each.
+
+A run's row is keyed by its config signature (a hash of everything that shapes its
+result), so running the same command again with the same ``--out`` keeps the finished
+rows and trains only what is missing or changed; rows of variants, prompts or seeds not
+asked for this time stay in the tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from ..background import fixed_backgrounds
+from ..config import Config, config_to_dict, load_config
+from ..errors import NfsdError, TrainingInterrupted
+from ..utils.images import image_grid, save_png
+from ..utils.io import finite_or_none, slugify
+from ..utils.timing import synchronize
+from .ground_truth import (ALIGN_SCALES, ALIGN_YAWS, SilhouetteBank, compare_to_truth,
+                           eval_cameras, render_ground_truth, render_model)
+from .metrics import score_views
+from .prompts import ObjectSpec, expected_verdicts, object_prompt, parse_prompt
+from .report import summarize, write_results
+from .variants import EVAL_OVERRIDES, Variant, fill_placeholders
+
+
+@dataclass
+class Settings:
+    """What every run of one evaluation shares."""
+
+    config: str = "default"
+    overrides: Tuple[str, ...] = ()  # applied to every variant, before the variant's own
+    steps: Optional[int] = None
+    seeds: Tuple[int, ...] = (0,)
+    views: int = 8
+    resolution: int = 64
+    out: Path = Path("outputs/eval")
+    progress: bool = False
+    #: Keep each run's final checkpoint (model.ply, metrics.jsonl and the snapshot stay anyway).
+    keep_checkpoints: bool = False
+    #: Alignment search: yaws (a multiple of ``views``) and scales (low, high, count).
+    align_yaws: int = ALIGN_YAWS
+    align_scales: Tuple[float, float, int] = ALIGN_SCALES
+
+
+def run_config(settings: Settings, variant: Variant, prompt: str, seed: int,
+               run_root: Path) -> Config:
+    """The resolved config of one (variant, prompt, seed) run."""
+    spec = parse_prompt(prompt)
+    overrides = list(settings.overrides)
+    overrides += [fill_placeholders(o, spec) for o in variant.overrides]
+    if settings.steps is not None:
+        overrides.append(f"steps={settings.steps}")
+    overrides += [*EVAL_OVERRIDES, f"seed={seed}", f"prompt={json.dumps(prompt)}",
+                  f"output.root={json.dumps(str(run_root))}"]
+    return load_config(variant.config or settings.config, overrides)
+
+
+def config_signature(config: Config) -> str:
+    """A short hash of everything that shapes a run's result (not where it writes)."""
+    data = config_to_dict(config)
+    data.pop("output", None)
+    data.pop("viewer", None)
+    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+class PriorCache:
+    """One loaded prior per (prior config, device), shared by every run that needs it."""
+
+    def __init__(self):
+        self._priors: Dict[str, object] = {}
+
+    def get(self, config: Config, device: torch.device):
+        from ..guidance.prior import DiffusionPrior
+
+        key = json.dumps([config_to_dict(config)["prior"], str(device)], sort_keys=True)
+        if key not in self._priors:
+            self._priors[key] = DiffusionPrior.load(config.prior, device)
+        return self._priors[key]
+
+
+def train_run(config: Config, priors: PriorCache, progress: bool = False):
+    """Build and train one run; returns (run, run_dir, timing dict)."""
+    from ..train import resolve_device, start_run, train
+
+    device = resolve_device(config.device)
+    prior = priors.get(config, device)
+    start = time.perf_counter()
+    run, run_dir = start_run(config, prior)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    synchronize(device)
+    built = time.perf_counter()
+    train(run, run_dir, progress=progress)
+    synchronize(device)
+    done = time.perf_counter()
+    timing = {"build_s": built - start, "train_s": done - built,
+              "steps_per_s": config.steps / max(done - built, 1e-9)}
+    if device.type == "cuda":
+        timing["peak_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return run, run_dir, timing
+
+
+class TruthCache:
+    """Per object and evaluation orbit: the ground truth's scores and rgb at unit scale
+    (what the judge and the appearance metrics compare against) and its silhouette bank."""
+
+    def __init__(self, judge, settings: Settings):
+        self.judge, self.settings = judge, settings
+        self._scores: Dict[str, Tuple[Dict, Tensor]] = {}
+        self._banks: Dict[str, SilhouetteBank] = {}
+
+    @staticmethod
+    def _key(spec: ObjectSpec, config: Config) -> str:
+        return json.dumps([object_prompt(spec), config_to_dict(config)["camera"],
+                           list(config.background.color)])
+
+    def scores(self, spec: ObjectSpec, config: Config) -> Tuple[Dict, Tensor]:
+        """Scores and rgb [V, R, R, 3] of the unit ground truth."""
+        key = self._key(spec, config)
+        if key not in self._scores:
+            cameras = eval_cameras(config, self.settings.views)
+            background = fixed_backgrounds(config.background, len(cameras))
+            rgb, mask = render_ground_truth(spec, cameras, background, self.settings.resolution)
+            self._scores[key] = (score_views(self.judge, rgb, mask, expected_verdicts(spec)), rgb)
+        return self._scores[key]
+
+    def bank(self, spec: ObjectSpec, config: Config, device: torch.device) -> SilhouetteBank:
+        key = self._key(spec, config)
+        if key not in self._banks:
+            s = self.settings
+            self._banks[key] = SilhouetteBank(spec, config.camera, s.views, s.resolution,
+                                              s.align_yaws, s.align_scales, device)
+        return self._banks[key]
+
+
+def save_strip(path: Path, ours: Tensor, truth: Tensor) -> None:
+    """One PNG: our V views [V, H, W, 3] in a row above the ground truth's."""
+    save_png(path, image_grid(torch.cat([ours, truth]), columns=len(ours)))
+
+
+def evaluate_one(settings: Settings, variant: Variant, prompt: str, seed: int, judge,
+                 priors: PriorCache, truths: TruthCache) -> Dict:
+    """Train and score one (variant, prompt, seed); returns its result row."""
+    spec = parse_prompt(prompt)
+    root = settings.out / "runs" / slugify(variant.name) / f"seed{seed}"
+    config = run_config(settings, variant, prompt, seed, root)
+    truth, _ = truths.scores(spec, config)
+    run, run_dir, timing = train_run(config, priors, settings.progress)
+    cameras = eval_cameras(config, settings.views).to(run.device)
+    background = fixed_backgrounds(config.background, len(cameras)).to(run.device)
+    rgb, mask = render_model(run.model, cameras, background, settings.resolution)
+    ours = score_views(judge, rgb, mask, expected_verdicts(spec))
+    against, aligned_rgb = compare_to_truth(spec, rgb, mask, cameras, background,
+                                            truths.bank(spec, config, run.device))
+    alignment = {"scale": against.pop("scale"), "yaw_deg": against.pop("yaw_deg")}
+    strip = settings.out / "strips" / slugify(variant.name) / f"{slugify(prompt)}_seed{seed}.png"
+    save_strip(strip, rgb, aligned_rgb)
+    if not settings.keep_checkpoints:
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    return {
+        "variant": variant.name, "prompt": prompt, "seed": seed, **asdict(spec),
+        "ours": {**ours, **against}, "truth": truth, "alignment": alignment,
+        **timing, "steps": config.steps, "representation": config.representation,
+        "num_primitives": int(run.model.num_primitives),
+        "signature": config_signature(config), "run_dir": str(run_dir), "strip": str(strip),
+        "error": None,
+    }
+
+
+def error_row(variant: Variant, prompt: str, seed: int, err: BaseException,
+              signature: Optional[str] = None) -> Dict:
+    return {"variant": variant.name, "prompt": prompt, "seed": seed, "signature": signature,
+            "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
+
+
+def warm_up(settings: Settings, variant: Variant, prompt: str, priors: PriorCache) -> None:
+    """A short untimed run, so kernel compilation and CUDA-graph capture are not timed."""
+    steps = 3 if settings.steps is None else max(1, min(3, settings.steps))
+    warm = replace(settings, steps=steps, out=settings.out / "warmup")
+    config = run_config(warm, variant, prompt, settings.seeds[0], warm.out)
+    try:
+        train_run(config, priors)
+    finally:
+        shutil.rmtree(warm.out, ignore_errors=True)
+
+
+def load_judge(folder: Optional[str], device: torch.device):
+    """The judge in ``folder`` (default: the shipped one)."""
+    from ..shapeworld.judge import Judge
+
+    return Judge.load(folder, device) if folder else Judge.load(device=device)
+
+
+# ---------------------------------------------------------------------------- resume
+
+
+def row_key(row: Dict) -> Tuple:
+    """What one run is: (variant, prompt, seed)."""
+    return row["variant"], row["prompt"], row.get("seed")
+
+
+def previous_result(out: Path) -> Dict:
+    """An earlier evaluation in ``out``: its successful rows and its variants' definitions."""
+    path = out / "results.json"
+    if not path.is_file():
+        return {"rows": [], "variants": []}
+    try:
+        data = json.loads(path.read_text())
+        rows, variants = data["rows"], data["meta"]["variants"]
+    except (ValueError, KeyError, TypeError):
+        raise NfsdError(f"'{path}' is not an evaluation result; pick another --out") from None
+    return {"rows": [r for r in rows if not r.get("error")], "variants": variants}
+
+
+def merge_rows(earlier: Sequence[Dict], rows: Sequence[Dict], order: Sequence[str]) -> List[Dict]:
+    """This invocation's rows plus the earlier ones of other (variant, prompt, seed) runs,
+    grouped by variant in ``order`` (runs keep their order within a variant)."""
+    done = {row_key(r) for r in rows}
+    carried = [r for r in earlier if row_key(r) not in done]
+    rank = {name: i for i, name in enumerate(order)}
+    return sorted([*carried, *rows], key=lambda r: rank.get(r["variant"], len(rank)))
+
+
+def _is_stop(err: BaseException) -> bool:
+    """Ctrl-C here, or a SIGINT / SIGTERM that train() turned into TrainingInterrupted."""
+    return isinstance(err, (KeyboardInterrupt, TrainingInterrupted))
+
+
+def evaluate(settings: Settings, variants: Sequence[Variant], prompts: Sequence[str],
+             judge, warmup: bool, meta: Dict) -> Dict:
+    """Every (prompt, seed, variant), results rewritten after each; stops cleanly on Ctrl-C.
+    ``warmup``: one short untimed run before a variant's first timed one."""
+    earlier = previous_result(settings.out)
+    kept = {(*row_key(r), r.get("signature")): r for r in earlier["rows"]}
+    current = {v.name for v in variants}
+    definitions = [d for d in earlier["variants"] if d["name"] not in current] + meta["variants"]
+    meta["variants"] = definitions
+    order = [d["name"] for d in definitions]
+    rows: List[Dict] = []
+    priors, truths = PriorCache(), TruthCache(judge, settings)
+    result = {"meta": meta, "summary": [], "rows": []}
+
+    def publish(status: str) -> None:
+        meta["status"] = status
+        result["rows"] = merge_rows(earlier["rows"], rows, order)
+        present = {r["variant"] for r in result["rows"]}
+        result["summary"] = summarize(result["rows"], [n for n in order if n in present])
+        write_results(settings.out, finite_or_none(result))
+
+    warm = set() if warmup else {v.name for v in variants}
+    try:
+        # Prompt-major: a stopped evaluation has every variant of the runs it finished.
+        for prompt in prompts:
+            for seed in settings.seeds:
+                for variant in variants:
+                    tag = f"[{variant.name}] {prompt} (seed {seed})"
+                    signature = None
+                    try:
+                        signature = config_signature(run_config(settings, variant, prompt, seed,
+                                                                settings.out / "runs"))
+                        if (variant.name, prompt, seed, signature) in kept:
+                            rows.append(kept[(variant.name, prompt, seed, signature)])
+                            print(f"{tag}: kept from an earlier run", file=sys.stderr)
+                            continue
+                        if variant.name not in warm:
+                            warm.add(variant.name)
+                            warm_up(settings, variant, prompt, priors)
+                        rows.append(evaluate_one(settings, variant, prompt, seed, judge, priors,
+                                                 truths))
+                        o = rows[-1]["ours"]
+                        print(f"{tag}: shape {o['shape_acc']:.0%} colour {o['colour_acc']:.0%} "
+                              f"IoU {o['iou']:.2f} in {rows[-1]['train_s']:.1f} s",
+                              file=sys.stderr, flush=True)
+                    except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - recorded
+                        rows.append(error_row(variant, prompt, seed, err, signature))
+                        if _is_stop(err):
+                            raise KeyboardInterrupt from None
+                        print(f"{tag}: error: {rows[-1]['error']}", file=sys.stderr, flush=True)
+                    publish("running")
+    except KeyboardInterrupt:
+        publish("interrupted")
+        return result
+    publish("complete")
+    return result

@@ -1,0 +1,125 @@
+"""The methods the evaluation compares: named variants (a preset and dotted overrides)
+and the ``--variant name=key=value,...`` form for ad-hoc ones."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..errors import ConfigError
+from .prompts import ObjectSpec, placeholder_values
+
+_NFSD = ("guidance.method=nfsd", "guidance.cfg_scale=7.5")
+
+#: Named variants: overrides on top of ``--config`` (a ``config=<preset>`` entry picks
+#: another preset). Placeholders, filled per prompt: ``{shape}`` (world name, "cube"),
+#: ``{primitive}`` (its ``init.kind``, "box"), ``{colour}`` and ``{colour_rgb}``
+#: ("[0.85,0.1,0.08]", the world's albedo).
+VARIANTS: Dict[str, Tuple[str, ...]] = {
+    "nfsd@7.5": _NFSD,
+    "sds@7.5": ("guidance.method=sds", "guidance.cfg_scale=7.5"),
+    "sds@100": ("guidance.method=sds", "guidance.cfg_scale=100"),
+    # NFSD without the negative-prompt term: delta_D = eps(z_t; empty) at every t, as the
+    # paper's small-t branch (eq. 8) is taken whenever t < negative_threshold_t, and no
+    # prior has a million training timesteps. (The negative branch is still evaluated.)
+    "nfsd-no-neg@7.5": _NFSD + ("guidance.negative_threshold_t=1000000",),
+    "nerf": _NFSD + ("representation=nerf",),
+    "shape-init": _NFSD + ("init.kind={primitive}",),
+    "shape-colour-init": _NFSD + ("init.kind={primitive}", "init.color={colour_rgb}"),
+}
+#: The paper's comparison (NFSD at 7.5 vs SDS at 7.5 and at 100).
+DEFAULT_VARIANTS: Tuple[str, ...] = ("nfsd@7.5", "sds@7.5", "sds@100")
+#: Issue 18's comparison: the paper's three, NFSD without its negative term, and the NeRF.
+COMPARISON_VARIANTS: Tuple[str, ...] = ("nfsd@7.5", "sds@7.5", "sds@100", "nfsd-no-neg@7.5",
+                                        "nerf")
+
+#: Applied to every run: no turntable, and no snapshots or checkpoints but the final ones.
+EVAL_OVERRIDES: Tuple[str, ...] = (
+    "output.turntable=false", "output.snapshot_every=1000000000",
+    "output.checkpoint_every=1000000000",
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named method: an optional preset and dotted overrides (may hold placeholders)."""
+
+    name: str
+    overrides: Tuple[str, ...]
+    config: Optional[str] = None  # preset; None: the evaluation's --config
+
+    def describe(self) -> Dict:
+        return {"name": self.name, "config": self.config, "overrides": list(self.overrides)}
+
+
+def split_overrides(text: str) -> List[str]:
+    """Split ``"a=1,b=[1,2] c=x"`` on commas and spaces outside brackets and quotes.
+
+    OmegaConf parses each ``key=value`` (``from_dotlist``) but takes the list already
+    split, and a comma inside ``[0.5,0.5,0.5]`` must not split it: no library call does
+    that split, hence these lines.
+    """
+    parts, depth, quote, current = [], 0, "", []
+    for char in text:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[(":
+            depth += 1
+        elif char in "])":
+            depth -= 1
+        elif char in ", " and depth == 0:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return [p for p in (p.strip() for p in parts) if p]
+
+
+def parse_variant(spec: str) -> Variant:
+    """``"name=key=value,key=value"`` (``config=<preset>`` picks a preset) -> Variant."""
+    name, sep, rest = spec.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise ConfigError(f"--variant '{spec}' must look like name=key=value[,key=value...]")
+    overrides, preset = [], None
+    for item in split_overrides(rest):
+        if "=" not in item:
+            raise ConfigError(f"--variant '{name}': override '{item}' is not of the form key=value")
+        key, value = item.split("=", 1)
+        if key == "config":
+            preset = value
+        else:
+            overrides.append(item)
+    return Variant(name, tuple(overrides), preset)
+
+
+def select_variants(names: Sequence[str], custom: Sequence[str]) -> List[Variant]:
+    """Named variants (``--variants``) followed by ad-hoc ones (``--variant``)."""
+    variants = []
+    for name in names:
+        if name not in VARIANTS:
+            raise ConfigError(f"variant '{name}' is not one of {', '.join(VARIANTS)} "
+                              f"(or define it: --variant '{name}=key=value,...')")
+        variants.append(Variant(name, VARIANTS[name]))
+    variants += [parse_variant(spec) for spec in custom]
+    seen = Counter(v.name for v in variants)
+    twice = [n for n, k in seen.items() if k > 1]
+    if twice:
+        raise ConfigError(f"variant '{twice[0]}' is given more than once")
+    if not variants:
+        raise ConfigError("no variants to evaluate (--variants or --variant)")
+    return variants
+
+
+def fill_placeholders(override: str, spec: ObjectSpec) -> str:
+    """Replace ``{shape}``, ``{primitive}``, ``{colour}``, ``{colour_rgb}`` in one override."""
+    values = placeholder_values(spec)
+    try:
+        return override.format(**values)
+    except (KeyError, IndexError, ValueError) as err:
+        raise ConfigError(f"override '{override}': unknown placeholder {err} (known: "
+                          f"{', '.join('{' + k + '}' for k in values)})") from None
