@@ -512,7 +512,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:  # before the loop, after it, or a second Ctrl-C inside it
         print(f"interrupted: {after_interrupt(run_dir, created)}", file=sys.stderr)
         return 130
-    report_finished(run, run_dir, model_path, time.perf_counter() - started)
+    try:
+        report_finished(run, run_dir, model_path, time.perf_counter() - started)
+    except KeyboardInterrupt:  # while judging: the run itself is complete
+        print(f"interrupted: the run is complete in {run_dir}", file=sys.stderr)
+        return 130
     return 0
 
 
