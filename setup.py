@@ -31,6 +31,7 @@ setup(
         "tqdm",
         "numpy",
         "accelerate",  # diffusers loads weights without a throw-away random init
+        "peft>=0.18",  # VSD's LoRA, through diffusers' adapter support (guidance.method=vsd)
         "scipy",
         "Pillow",
         "omegaconf>=2.4",

@@ -44,7 +44,7 @@ from .guidance.prior import DiffusionPrior
 from .train import Run, build_run, resolve_device, training_step
 from .utils.timing import PhaseTimer, synchronize
 
-PHASES = ("render", "encode", "unet", "guidance", "backward", "optimizer", "densify")
+PHASES = ("render", "encode", "unet", "guidance", "lora", "backward", "optimizer", "densify")
 
 
 def time_ms(function: Callable[[], object], device: torch.device, repeats: int,
@@ -62,7 +62,7 @@ def time_ms(function: Callable[[], object], device: torch.device, repeats: int,
 
 def bench_config(args: argparse.Namespace, views: int, method: str, gaussians: int,
                  resolution: int):
-    cfg_scale = 7.5 if method == "nfsd" else 100.0
+    cfg_scale = 100.0 if method == "sds" else 7.5  # VSD: ProlificDreamer's 7.5
     overrides = [
         'prompt="a DSLR photo of a corgi"', f"prior.model={args.prior}",
         f"prior.encoder={args.encoder}", f"prior.cuda_graph={str(not args.eager).lower()}",

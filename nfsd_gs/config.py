@@ -51,6 +51,10 @@ CONFIG_DIR = _config_dir()
 
 #: The backends of ``config.representation`` (built by ``nfsd_gs.representations.BACKENDS``).
 RepresentationName = Literal["gaussians", "nerf"]
+#: Score-distillation methods (``guidance.method``; ``nfsd_gs.guidance``).
+GuidanceMethod = Literal["nfsd", "sds", "vsd"]
+#: Rasterizers (``render.backend``; ``nfsd_gs.render.rasterize``).
+RenderBackend = Literal["auto", "gsplat", "reference"]
 #: Starting points of the Gaussians (``init.kind``; built by ``nfsd_gs.init.source_points``).
 InitKind = Literal["sphere", "box", "cylinder", "cone", "torus", "pyramid", "ellipsoid", "file",
                    "shap_e"]
@@ -88,10 +92,30 @@ class PriorConfig:
 
 
 @dataclass
-class GuidanceConfig:
-    """Score distillation: NFSD (the default) or SDS."""
+class VsdConfig:
+    """VSD's eps_phi (ProlificDreamer, Wang et al. 2023, Alg. 1): a LoRA of the prior's
+    U-Net, conditioned on the camera, trained on the current renders (see guidance/vsd.py)."""
 
-    method: Literal["nfsd", "sds"] = "nfsd"
+    #: Rank of the LoRA on the U-Net's attention projections (to_q, to_k, to_v, to_out.0).
+    lora_rank: int = 4
+    #: AdamW learning rate of the LoRA and the camera MLP (ProlificDreamer's, per issue 16).
+    lr: float = 1e-3
+    #: The LoRA's own diffusion-loss timesteps: U[t_min, t_max] x T, one per view.
+    t_min: float = 0.02
+    t_max: float = 0.98
+
+    def validate(self) -> None:
+        _check(self.lora_rank >= 1, "guidance.vsd.lora_rank", self.lora_rank, "must be >= 1")
+        _check(self.lr > 0, "guidance.vsd.lr", self.lr, "must be > 0")
+        _check(0.0 <= self.t_min < self.t_max <= 1.0, "guidance.vsd.t_min",
+               [self.t_min, self.t_max], "must satisfy 0 <= t_min < t_max <= 1")
+
+
+@dataclass
+class GuidanceConfig:
+    """Score distillation: NFSD (the default), SDS or VSD."""
+
+    method: GuidanceMethod = "nfsd"
     #: Classifier-free guidance scale s in eps_uncond + s * (eps_cond - eps_uncond).
     #: threestudio writes eps_cond + s * (...): its 100 is our 101.
     cfg_scale: float = 7.5
@@ -117,6 +141,8 @@ class GuidanceConfig:
     grad_clip: Optional[float] = None
     #: Append ", front view" / ", side view" / ... to the prompt per camera.
     view_dependent_prompt: bool = True
+    #: ``method=vsd`` only: the camera-conditioned LoRA eps_phi.
+    vsd: VsdConfig = field(default_factory=VsdConfig)
 
     def validate(self) -> None:
         _check(self.cfg_scale >= 0, "guidance.cfg_scale", self.cfg_scale, "must be >= 0")
@@ -128,6 +154,7 @@ class GuidanceConfig:
                [self.t_anneal_start, self.t_anneal_end], "must satisfy 0 <= start <= end <= 1")
         _check(self.grad_clip is None or self.grad_clip > 0, "guidance.grad_clip", self.grad_clip,
                "must be positive or null")
+        self.vsd.validate()
 
 
 @dataclass
@@ -387,7 +414,7 @@ class DensifyConfig:
 @dataclass
 class RenderConfig:
     #: ``auto``: gsplat's CUDA kernels on CUDA, the PyTorch reference on CPU.
-    backend: Literal["auto", "gsplat", "reference"] = "auto"
+    backend: RenderBackend = "auto"
     near_plane: float = 0.01
     far_plane: float = 100.0
     #: Low-pass filter added to the 2D covariances (gsplat's eps2d).

@@ -38,8 +38,11 @@ def score_run(run_dir: Path, views: int = 8, resolution: int = 64) -> dict:
     cameras = eval_cameras(config, views)
     background = fixed_backgrounds(config.background, views)
     images, mask = render_model(model, cameras, background, resolution)
-    scores = score_views(load_judge(None, torch.device("cpu")), images, mask, expected_verdicts(spec))
-    bank = SilhouetteBank(spec, config.camera, views, resolution, yaws=views * max(1, 72 // views))
+    judge = load_judge(None, torch.device("cpu"))
+    scores = score_views(judge, images, mask, expected_verdicts(spec))
+    # A coarser alignment grid than the evaluation's (10 degrees, 15 scales): seconds on a CPU.
+    bank = SilhouetteBank(spec, config.camera, views, resolution, yaws=views * max(1, 36 // views),
+                          scales=(0.5, 2.5, 15))
     against, _ = compare_to_truth(spec, images, mask, cameras, background, bank)
     return {"run": str(run_dir), "prompt": config.prompt, **scores, **against}
 

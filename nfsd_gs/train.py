@@ -109,7 +109,7 @@ def training_step(run: Run, step: int, timer=NO_TIMER) -> Dict[str, Tensor]:
         out = run.model.render(cameras, c.camera.resolution, c.camera.resolution, background)
     with timer.phase("encode"):
         x0 = run.prior.encode(out.rgb)  # [B, C, h, w]
-    loss, stats = run.guidance.loss(x0, prompts, step, timer)
+    loss, stats = run.guidance.loss(x0, prompts, step, timer, cameras=cameras)
 
     if run.densifier is not None:
         run.densifier.pre_backward(step, out.info)
@@ -176,6 +176,7 @@ def run_state(run: Run, step: int) -> dict:
         "model": run.model.state_dict(),
         "optimizers": {k: o.state_dict() for k, o in run.optimizers.items()},
         "densifier": run.densifier.state_dict() if run.densifier else None,
+        "guidance": run.guidance.state_dict(),
         "rng": capture_rng_state(run.generator),
         "nonfinite_total": run.nonfinite_total,
     }
@@ -195,6 +196,7 @@ def restore_run(run: Run, state: dict) -> None:
     run.densifier = run.model.make_densifier(run.config.densify, run.optimizers)
     if run.densifier is not None:
         run.densifier.load_state_dict(state["densifier"])
+    run.guidance.load_state_dict(state.get("guidance", {}))
     restore_rng_state(state["rng"], run.generator)
     run.step = int(state["step"])
     run.nonfinite_total = int(state.get("nonfinite_total", 0))

@@ -7,7 +7,9 @@
 #   scripts/gpu_eval.sh OUT_DIR [SPLIT]          SPLIT: solid (default), two-tone, all
 # Knobs (environment): PROMPTS_LIMIT (default 4: the first N of the split's set; empty for
 # all), SEEDS (default 0,1,2), STEPS (default: the config's), EVAL_TIMEOUT (seconds, 450),
-# DEVICE (default cuda; cpu to try the script with tiny settings).
+# PARALLEL (default 1: evaluations sharing the GPU, each on its share of the prompts, merged
+# at the end; their train times are then measured under contention), DEVICE (default cuda;
+# cpu to try the script with tiny settings).
 #
 # The evaluation folder, outputs/gpu_eval/SPLIT in the work tree, survives between calls
 # on a warm machine: calling again (e.g. with a larger PROMPTS_LIMIT) keeps finished runs
@@ -18,18 +20,43 @@ set -u
 OUT=${1:?output folder}
 SPLIT=${2:-solid}
 LIMIT=${PROMPTS_LIMIT-4}
-SEEDS=${SEEDS:-0,1,2}
+PARALLEL=${PARALLEL:-1}
 EVAL=outputs/gpu_eval/$SPLIT
 mkdir -p "$OUT" "$EVAL"
-ARGS=(--comparison --split "$SPLIT" --seeds "$SEEDS" --out "$EVAL" --device "${DEVICE:-cuda}")
-[ -n "$LIMIT" ] && ARGS+=(--limit "$LIMIT")
+ARGS=(--comparison --split "$SPLIT" --seeds "${SEEDS:-0,1,2}" --device "${DEVICE:-cuda}")
 [ -n "${STEPS:-}" ] && ARGS+=(--steps "$STEPS")
-echo "== python -m nfsd_gs.eval ${ARGS[*]}"
-# SIGINT first: the evaluation stops after writing what it finished (status 'interrupted').
-timeout -s INT -k 30 "${EVAL_TIMEOUT:-450}" python -m nfsd_gs.eval "${ARGS[@]}" \
-  > "$OUT/eval.log" 2>&1
-echo "eval rc=$? (130: stopped at the timeout; call again to continue)"
+# SIGINT first: an evaluation stops after writing what it finished (status 'interrupted').
+STOP=(timeout -s INT -k 30 "${EVAL_TIMEOUT:-450}")
+
+if [ "$PARALLEL" -le 1 ]; then
+  [ -n "$LIMIT" ] && ARGS+=(--limit "$LIMIT")
+  echo "== python -m nfsd_gs.eval ${ARGS[*]} --out $EVAL"
+  "${STOP[@]}" python -m nfsd_gs.eval "${ARGS[@]}" --out "$EVAL" > "$OUT/eval.log" 2>&1
+  echo "eval rc=$? (130: stopped at the timeout; call again to continue)"
+else
+  # Prompt k goes to part k mod PARALLEL; the parts are merged into $EVAL afterwards.
+  mapfile -t PARTS < <(python - "$SPLIT" "$LIMIT" "$PARALLEL" <<'PY'
+import sys
+from nfsd_gs.eval import split_prompts
+split, limit, parts = sys.argv[1], sys.argv[2], int(sys.argv[3])
+prompts = split_prompts(split)[:int(limit)] if limit else split_prompts(split)
+for k in range(parts):
+    print(",".join(prompts[k::parts]))
+PY
+)
+  for k in "${!PARTS[@]}"; do
+    [ -z "${PARTS[$k]}" ] && continue
+    echo "== part $k: python -m nfsd_gs.eval ${ARGS[*]} --prompts '${PARTS[$k]}' --out $EVAL/part$k"
+    "${STOP[@]}" python -m nfsd_gs.eval "${ARGS[@]}" --prompts "${PARTS[$k]}" \
+      --out "$EVAL/part$k" > "$EVAL/part$k.log" 2>&1 &
+  done
+  wait
+  cat "$EVAL"/part*.log > "$OUT/eval.log"
+  python scripts/merge_eval.py "$EVAL" $(ls -d "$EVAL"/part*/ 2>/dev/null) > /dev/null \
+    || echo "merge failed"
+fi
 cp "$EVAL/results.json" "$EVAL/results.md" "$OUT/" 2>/dev/null || echo "no results written"
-[ -d "$EVAL/strips" ] && tar czf "$OUT/strips.tgz" -C "$EVAL" strips
+STRIPS=$(cd "$EVAL" && find . -type d -name strips -prune)
+[ -n "$STRIPS" ] && tar czf "$OUT/strips.tgz" -C "$EVAL" $STRIPS
 grep -E "error|Traceback" "$OUT/eval.log" | tail -5
 sed -n '/^## Per variant/,/^## Per run/p' "$OUT/results.md" 2>/dev/null | grep '^|'

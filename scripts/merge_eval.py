@@ -20,9 +20,12 @@ def main(argv) -> int:
     results = [json.loads((s / "results.json").read_text()) for s in sources]
     rows = [row for result in results for row in result["rows"]]
     variants = list(dict.fromkeys(row["variant"] for row in rows))
-    meta = {**results[0]["meta"], "status": "complete",
+    statuses = {result["meta"]["status"] for result in results}
+    meta = {**results[0]["meta"], "status": "complete" if statuses == {"complete"} else
+            "/".join(sorted(statuses)),
             "prompts": list(dict.fromkeys(row["prompt"] for row in rows)),
             "seeds": sorted({row.get("seed") for row in rows if row.get("seed") is not None}),
+            "variants": list({v["name"]: v for r in results for v in r["meta"]["variants"]}.values()),
             "merged_from": [str(s) for s in sources]}
     result = {"meta": meta, "summary": summarize(rows, variants), "rows": rows}
     out.mkdir(parents=True, exist_ok=True)

@@ -294,7 +294,8 @@ def test_comparison_defaults_and_seed_flags():
     assert settings.seeds == (0, 1, 2) and prompts == split_prompts("solid")
     settings, chosen, prompts = settings_from_args(parse_args(
         ["--comparison", "--seeds", "4,5", "--limit", "2", "--variants", "sds@100"]))
-    assert settings.seeds == (4, 5) and len(prompts) == 2 and [v.name for v in chosen] == ["sds@100"]
+    assert settings.seeds == (4, 5) and len(prompts) == 2
+    assert [v.name for v in chosen] == ["sds@100"]
     settings, chosen, _ = settings_from_args(parse_args([]))
     assert settings.seeds == (0,) and [v.name for v in chosen] == list(variants.DEFAULT_VARIANTS)
     for bad, match in ((["--seeds", "1,x"], "--seeds"), (["--seeds", "1,1"], "distinct"),
@@ -326,6 +327,7 @@ def test_summary_spread_over_runs_and_over_seed_means():
     assert a["iou_ours_std"] == pytest.approx(statistics.stdev([0.2, 0.4, 0.6, 0.8]))
     assert a["iou_ours_seed_std"] == pytest.approx(statistics.stdev([0.3, 0.7]))
     assert a["colour_de_ours"] is None  # NaN only: no mean
+    assert a["all_acc_ours"] == 0.5  # rows from before the accent head: both_acc
     assert b["iou_ours"] == 0.5 and b["iou_ours_std"] is None and b["iou_ours_seed_std"] is None
     table = report.summary_table([a, b])
     assert "| a | 4 (2 x 2) | 1 |" in table and "0.5 ±0.26 (±0.28)" in table

@@ -21,6 +21,7 @@ from nfsd_gs.export.__main__ import main as export_main
 from nfsd_gs.formats import FORMATS, format_suffix, load_splats, save_splats
 from nfsd_gs.formats.ply import save_ply
 from nfsd_gs.render.sh import SH_C0
+from test_ply import CUTS, EDITS, mutated
 
 N = 700  # three compressed-PLY chunks, the last one partial
 
@@ -169,18 +170,10 @@ def valid_bytes(name: str) -> bytes:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=st.sampled_from(["ply-compressed", "splat", "spz"]),
-       edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)),
-                      max_size=6),
-       cut=st.one_of(st.none(), st.floats(0, 1)))
+@given(name=st.sampled_from(["ply-compressed", "splat", "spz"]), edits=EDITS, cut=CUTS)
 def test_fuzz_other_formats_load_or_refuse(tmp_path, name, edits, cut):
-    data = bytearray(valid_bytes(name))
-    for where, byte in edits:
-        data[int(where * len(data))] = byte
-    if cut is not None:
-        data = data[: int(cut * len(data))]
     path = tmp_path / f"fuzz{format_suffix(name)}"
-    path.write_bytes(bytes(data))
+    path.write_bytes(mutated(valid_bytes(name), edits, cut))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

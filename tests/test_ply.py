@@ -293,19 +293,23 @@ def check_loads_or_refuses(path: Path) -> None:
     assert all(torch.isfinite(v).all() for v in splats.values())
 
 
-@settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(sh_degree=st.sampled_from([0, 1, "ascii"]),
-       edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)),
-                      max_size=6),
-       cut=st.one_of(st.none(), st.floats(0, 1)))
-def test_fuzz_mutated_files_never_crash(tmp_path, sh_degree, edits, cut):
-    data = bytearray(valid_file_bytes(sh_degree))
+#: Up to 6 bytes overwritten at relative positions, then maybe cut at a relative length.
+EDITS = st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=6)
+CUTS = st.one_of(st.none(), st.floats(0, 1))
+
+
+def mutated(valid: bytes, edits, cut) -> bytes:
+    data = bytearray(valid)
     for where, byte in edits:
         data[int(where * len(data))] = byte
-    if cut is not None:
-        data = data[: int(cut * len(data))]
+    return bytes(data if cut is None else data[: int(cut * len(data))])
+
+
+@settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sh_degree=st.sampled_from([0, 1, "ascii"]), edits=EDITS, cut=CUTS)
+def test_fuzz_mutated_files_never_crash(tmp_path, sh_degree, edits, cut):
     path = tmp_path / "fuzz.ply"
-    path.write_bytes(bytes(data))
+    path.write_bytes(mutated(valid_file_bytes(sh_degree), edits, cut))
     check_loads_or_refuses(path)
 
 

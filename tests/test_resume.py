@@ -1,4 +1,5 @@
-"""Runs that survive (issue 8): exact resume after SIGINT or SIGKILL, non-finite steps."""
+"""Runs that survive (issue 8): exact resume after SIGINT or SIGKILL (NFSD, and VSD with its
+trained LoRA, issue 16), non-finite steps."""
 
 from __future__ import annotations
 
@@ -35,18 +36,22 @@ def logged_steps(run_dir: Path) -> int:
     return len(metrics.read_text().splitlines()) if metrics.exists() else 0
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("reference")
-    process = train_process(*RUN_ARGS, "--output-root", str(root))
+def reference_run(root: Path, *extra: str) -> Path:
+    process = train_process(*RUN_ARGS, *extra, "--output-root", str(root))
     _, err = process.communicate(timeout=600)
     assert process.returncode == 0, err
     return root / "run"
 
 
-def interrupt_at_random_step(root: Path, sig: int, seed: int) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    return reference_run(tmp_path_factory.mktemp("reference"))
+
+
+def interrupt_at_random_step(root: Path, sig: int, seed: int,
+                             *extra: str) -> subprocess.CompletedProcess:
     stop_after = random.Random(seed).randint(2, STEPS - 2)
-    process = train_process(*RUN_ARGS, "--output-root", str(root))
+    process = train_process(*RUN_ARGS, *extra, "--output-root", str(root))
     deadline = time.monotonic() + 600
     while logged_steps(root / "run") < stop_after and process.poll() is None:
         assert time.monotonic() < deadline
@@ -81,6 +86,17 @@ def test_resume_after_a_stop_equals_the_uninterrupted_run(tmp_path, uninterrupte
     resume(run_dir)
     assert (run_dir / "model.ply").read_bytes() == (uninterrupted / "model.ply").read_bytes()
     assert losses(run_dir) == losses(uninterrupted)
+
+
+def test_vsd_resume_restores_the_lora_and_its_optimizer(tmp_path, tmp_path_factory):
+    """The LoRA U-Net and its AdamW are trained every step: a resume (here from the last
+    checkpoint before a SIGKILL) that lost them would give other Gaussians."""
+    vsd = ("guidance.method=vsd",)
+    reference = reference_run(tmp_path_factory.mktemp("reference_vsd"), *vsd)
+    interrupt_at_random_step(tmp_path, signal.SIGKILL, 3, *vsd)
+    resume(tmp_path / "run")
+    assert (tmp_path / "run" / "model.ply").read_bytes() == (reference / "model.ply").read_bytes()
+    assert losses(tmp_path / "run") == losses(reference)
 
 
 def test_resume_of_a_missing_or_corrupt_run_is_one_line(tmp_path, capsys):

@@ -37,7 +37,8 @@ from .variants import COMPARISON_VARIANTS, DEFAULT_VARIANTS, VARIANTS, Variant
 
 __all__ = ["Alignment", "COMPARISON_VARIANTS", "DEFAULT_VARIANTS", "ObjectSpec", "Settings",
            "SilhouetteBank", "VARIANTS", "Variant", "colour_error", "compare_to_truth",
-           "coverage", "delta_e76", "eval_cameras", "evaluate", "expected_verdicts", "format_markdown",
+           "coverage", "delta_e76", "eval_cameras", "evaluate", "expected_verdicts",
+           "format_markdown",
            "laplacian_variance", "load_judge", "mean_saturation", "parse_prompt",
            "render_ground_truth", "render_model", "run_config", "score_views",
            "silhouette_iou", "speckle_fraction", "split_prompts", "srgb_to_lab", "summarize",

@@ -52,6 +52,13 @@ def spread(runs: Sequence[Tuple[int, Optional[float]]]) -> Dict[str, Optional[fl
             "seed_std": _std([_mean(v) for v in by_seed.values()])}
 
 
+def _metric(scores: Dict, name: str) -> Optional[float]:
+    """One metric of a row's side; rows written before ``all_acc`` existed had two heads."""
+    if name == "all_acc" and name not in scores:
+        return scores.get("both_acc")
+    return scores.get(name)
+
+
 def summarize(rows: Sequence[Dict], variants: Sequence[str]) -> List[Dict]:
     """One summary per variant over its runs that trained without error:
     ``<metric>_<side>`` (mean), ``..._std`` and ``..._seed_std``; likewise the timings."""
@@ -62,8 +69,8 @@ def summarize(rows: Sequence[Dict], variants: Sequence[str]) -> List[Dict]:
         summary = {"variant": name, "runs": len(ok), "errors": len(mine) - len(ok),
                    "prompts": len({r["prompt"] for r in ok}),
                    "seeds": sorted({r.get("seed") for r in ok}, key=str)}
-        columns = [(f"{m}_ours", lambda r, m=m: r["ours"].get(m)) for m in OURS_METRICS]
-        columns += [(f"{m}_truth", lambda r, m=m: r["truth"].get(m)) for m in TRUTH_METRICS]
+        columns = [(f"{m}_ours", lambda r, m=m: _metric(r["ours"], m)) for m in OURS_METRICS]
+        columns += [(f"{m}_truth", lambda r, m=m: _metric(r["truth"], m)) for m in TRUTH_METRICS]
         columns += [(m, lambda r, m=m: r.get(m)) for m in TIMING_METRICS]
         for key, read in columns:
             stats = spread([(r.get("seed"), read(r)) for r in ok])

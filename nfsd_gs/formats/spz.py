@@ -11,9 +11,10 @@ Axes: the SPZ specification stores RUB axes (x right, y up, z back) where a
 ``.ply`` is read as RDF (x right, y down, z forward), and Niantic's own tools
 and PlayCanvas splat-transform convert between the two.  So does this module
 (:func:`flip_y_z`; gsply writes what it is given), so that those tools read
-the same scene from our ``.spz`` as from our ``.ply``.  A viewer that shows
-both files raw (Spark does) shows the ``.spz`` turned 180 degrees about x, as it
-does for every ``.ply``/``.spz`` pair made by Niantic's converter.
+the same scene from our ``.spz`` as from our ``.ply``.  Spark shows both files
+raw, so on its own it shows the ``.spz`` turned 180 degrees about x (as for every
+``.ply``/``.spz`` pair made by Niantic's converter); ``viewer/web/index.html``
+turns ``.spz`` files back.
 """
 
 from __future__ import annotations

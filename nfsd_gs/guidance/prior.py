@@ -281,11 +281,24 @@ class DiffusionPrior:
         v-prediction models (Salimans & Ho 2022) are converted:
         eps = sqrt(a_t) v + sqrt(1 - a_t) z_t.
         """
-        output = self._unet_call(z_t.to(self.dtype), t, embeddings).float()
+        return self.to_epsilon(self._unet_call(z_t.to(self.dtype), t, embeddings), z_t, t)
+
+    def to_epsilon(self, output: Tensor, z_t: Tensor, t: Tensor) -> Tensor:
+        """A U-Net output [N, C, h, w] in the model's parametrization -> eps, float32."""
+        output = output.float()
         if self.prediction_type == "v_prediction":
             alpha_bar = self.alphas_cumprod[t].view(-1, 1, 1, 1)
             output = alpha_bar.sqrt() * output + (1 - alpha_bar).sqrt() * z_t.float()
         return output
+
+    def diffusion_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        """What the U-Net learns to output for z_t = add_noise(x0, noise, t): the noise
+        (epsilon models, Ho et al. 2020 eq. 14) or v = sqrt(a_t) noise - sqrt(1 - a_t) x0
+        (v-prediction, Salimans & Ho 2022 eq. 21)."""
+        if self.prediction_type != "v_prediction":
+            return noise
+        alpha_bar = self.alphas_cumprod[t].view(-1, *([1] * (x0.dim() - 1)))
+        return alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * x0
 
     def _eager_unet(self, z_t: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
         return self.unet(z_t, t, encoder_hidden_states=embeddings).sample

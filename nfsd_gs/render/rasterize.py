@@ -7,16 +7,17 @@ al. 2001; 3DGS, Kerbl et al. 2023, eq. 3/5/6) and agree on where the background 
 
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Tuple, get_args
 
 import torch
 from torch import Tensor
 
+from ..config import RenderBackend
 from ..errors import ConfigError
 from .reference import rasterize_reference
 from .sh import check_sh_degree
 
-BACKENDS = ("auto", "gsplat", "reference")
+BACKENDS = get_args(RenderBackend)
 
 
 def resolve_backend(backend: str, device) -> str:
