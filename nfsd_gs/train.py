@@ -13,11 +13,19 @@ One training step is the data path of DESIGN.md, in :func:`training_step`:
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before torch's imports (seconds): Ctrl-C there ends in one line
+    from nfsd_gs.cli import quiet_keyboard_interrupt
+
+    quiet_keyboard_interrupt()
+
 import argparse
 import json
+import shlex
+import shutil
 import signal
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -27,8 +35,9 @@ from torch import Tensor
 
 from .background import fixed_backgrounds, sample_backgrounds
 from .cameras import OrbitSampler, view_prompts
-from .checkpoint import (capture_rng_state, checkpoint_path, load_latest_checkpoint,
-                         restore_rng_state, save_checkpoint)
+from .checkpoint import (capture_rng_state, checkpoint_path, list_checkpoints,
+                         load_latest_checkpoint, restore_rng_state, save_checkpoint)
+from .cli import add_override_arguments, parse_command_line
 from .config import Config, config_from_dict, config_to_dict, config_to_yaml, load_config
 from .densify import Densifier  # noqa: F401  (Run.densifier's type)
 from .errors import NfsdError, TrainingDiverged, TrainingInterrupted
@@ -252,7 +261,8 @@ def train(run: Run, run_dir: Path, progress: bool = True, viewer=None) -> Path:
                 record = log_record(run, stats, (run.step - last_log_step) / (now - last_log_time),
                                     now - start_time)
                 append_line(metrics_path, json.dumps(finite_or_none(record), allow_nan=False))
-                bar.set_postfix(loss=f"{record['loss']:.4g}", n=record["num_primitives"],
+                bar.set_postfix(loss=f"{record['loss']:.4g}",
+                                **{run.model.count_name: record["num_primitives"]},
                                 it_s=f"{record['it_per_s']:.2f}")
                 last_log_time, last_log_step = now, run.step
             if run.step % c.output.snapshot_every == 0 or run.step == c.steps:
@@ -360,13 +370,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         description="Optimize 3D Gaussians (or a NeRF) so every view matches a text prompt, "
                     "with Noise-Free Score Distillation.",
         epilog="Overrides are dotted config keys, e.g. guidance.cfg_scale=7.5 steps=600 "
-               "camera.batch_size=4 prior.model=/path/to/sd21-base. Presets live in configs/.",
+               "camera.batch_size=4 prior.model=/path/to/sd21-base, before, between or after "
+               "the flags. Presets live in configs/. With --resume RUN_DIR the run keeps its "
+               "prompt, config and folder: --prompt, --config and --output-root are refused, "
+               "and of the overrides only steps=N (train on to step N), output.* (but "
+               "output.root and output.name) and viewer.* apply.",
     )
     parser.add_argument("--config", "-c", default=None,
                         help="preset name or YAML path (default: configs/default.yaml)")
     parser.add_argument("--prompt", "-p", default=None, help="the text prompt")
     parser.add_argument("--resume", default=None, metavar="RUN_DIR",
-                        help="continue a run from its last checkpoint")
+                        help="continue a run from its last checkpoint (from step 0 if it has "
+                             "none yet); steps=N trains it on to N steps")
     parser.add_argument("--output-root", default=None, help="folder for run folders (output.root)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--viewer", action="store_true",
@@ -375,9 +390,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="viewer address (viewer.host, default 127.0.0.1: this machine only)")
     parser.add_argument("--viewer-port", type=int, default=None,
                         help="viewer port (viewer.port, default 8080; the next free one if taken)")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="dotted config overrides")
-    return parser.parse_args(argv)
+    add_override_arguments(parser)
+    return parse_command_line(parser, argv)
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -399,11 +413,43 @@ def start_run(config: Config, prior: Optional[DiffusionPrior] = None) -> tuple[R
     return run, run_dir
 
 
-def resume_run(run_dir: Path, overrides: Sequence[str]) -> tuple[Run, Path]:
+#: What --resume can change without changing the optimization it continues: how long
+#: it runs (``steps``) and how it writes and shows its outputs (``output.*``, ``viewer.*``)...
+RESUME_KEYS, RESUME_SECTIONS = ("steps",), ("output.", "viewer.")
+#: ... except which folder it is: the run continues where it is.
+RESUME_FIXED = ("output.root", "output.name")
+
+
+def check_resume_args(args: argparse.Namespace) -> None:
+    """Refuse, in one line, a flag that --resume would otherwise silently ignore."""
+    for flag, value in (("--prompt", args.prompt), ("--config", args.config),
+                        ("--output-root", args.output_root)):
+        if value is not None:
+            raise NfsdError(f"--resume continues {args.resume} with its own prompt, config and "
+                            f"folder: {flag} cannot change them (start a new run instead)")
+    check_resume_overrides(args.overrides)
+
+
+def check_resume_overrides(overrides: Sequence[str]) -> None:
+    for override in overrides:
+        key = override.split("=", 1)[0].strip()
+        if key in RESUME_FIXED or not (key in RESUME_KEYS or key.startswith(RESUME_SECTIONS)):
+            raise NfsdError(f"--resume: '{override}' would change the run it continues; with "
+                            f"--resume only steps=N, output.* (but output.root and output.name) "
+                            f"and viewer.* apply (start a new run to change '{key}')")
+
+
+def resume_run(run_dir: Path, overrides: Sequence[str] = ()) -> tuple[Run, Path]:
     """Rebuild a run from its newest checkpoint; metrics logged after it are dropped
-    (the resumed run logs those steps again)."""
-    if overrides:
-        raise NfsdError("--resume continues the saved config; overrides are not allowed")
+    (the resumed run logs those steps again).
+
+    A run folder with a config but no checkpoint yet (killed in its first
+    ``checkpoint_every`` steps) starts again from step 0.  ``overrides`` may set
+    ``steps`` (to train on past the saved total; schedules that depend on the total,
+    such as the timestep annealing, stretch to it from here on), ``output.*`` and
+    ``viewer.*`` (:func:`check_resume_overrides`); the run's ``config.yaml`` then records them.
+    """
+    check_resume_overrides(overrides)
     if run_dir.suffix == ".ply" and run_dir.is_file():
         from .formats.ply import load_ply
 
@@ -411,10 +457,20 @@ def resume_run(run_dir: Path, overrides: Sequence[str]) -> tuple[Run, Path]:
         raise NfsdError(f"--resume takes a run folder; to continue optimizing '{run_dir}' "
                         f"start a run from it: --prompt \"...\" init.kind=file "
                         f"init.path={run_dir}")
-    _, state = load_latest_checkpoint(run_dir)
-    run = build_run(config_from_dict(state["config"]))
-    restore_run(run, state)
+    if not list_checkpoints(run_dir) and (run_dir / "config.yaml").is_file():
+        run = build_run(load_config(run_dir / "config.yaml", overrides))
+        print(f"no checkpoint in {run_dir} yet: starting it again from step 0", file=sys.stderr)
+    else:
+        _, state = load_latest_checkpoint(run_dir)
+        config = config_from_dict(state["config"], overrides)
+        if config.steps < state["step"]:
+            raise NfsdError(f"--resume: steps={config.steps} is below step {state['step']}, "
+                            f"where the checkpoint of {run_dir} stands")
+        run = build_run(config)
+        restore_run(run, state)
     truncate_metrics(run_dir / "metrics.jsonl", run.step)
+    if overrides:
+        write_text(run_dir / "config.yaml", config_to_yaml(run.config))
     return run, run_dir
 
 
@@ -435,12 +491,16 @@ def _record_step(line: str) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    started = time.perf_counter()
     args = parse_args(argv)
+    run_dir, created = None, False
     try:
         if args.resume:
+            check_resume_args(args)
             run, run_dir = resume_run(Path(args.resume), args.overrides)
         else:
             run, run_dir = start_run(config_from_args(args))
+            created = True
         print(f"run folder: {run_dir}", file=sys.stderr)
         viewer = open_viewer(run, run_dir, args.viewer_host, args.viewer_port) if args.viewer else None
         try:
@@ -451,8 +511,74 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except NfsdError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {model_path}", file=sys.stderr)
+    except KeyboardInterrupt:  # before the loop, after it, or a second Ctrl-C inside it
+        print(f"interrupted: {after_interrupt(run_dir, created)}", file=sys.stderr)
+        return 130
+    try:
+        report_finished(run, run_dir, model_path, time.perf_counter() - started)
+    except KeyboardInterrupt:  # while judging: the run itself is complete
+        print(f"interrupted: the run is complete in {run_dir}", file=sys.stderr)
+        return 130
     return 0
+
+
+def after_interrupt(run_dir: Optional[Path], created: bool) -> str:
+    """Tidy up after a KeyboardInterrupt the loop did not turn into a checkpoint, and say
+    what is left.  A folder this command created that holds no checkpoint is removed:
+    nothing in it could be continued."""
+    if run_dir is None:
+        return "before the run started; nothing was written"
+    checkpoints = list_checkpoints(run_dir)
+    if checkpoints:
+        return f"continue from {checkpoints[-1].name} with --resume {run_dir}"
+    if created:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return f"stopped before the first checkpoint; removed {run_dir}"
+    return f"{run_dir} has no checkpoint yet; --resume {run_dir} starts it again from step 0"
+
+
+#: The run folder's main files, in the order the end-of-run report lists them.
+RESULT_FILES = {"model.ply": "model", "mesh.ply": "mesh", "mesh.obj": "mesh (OBJ)",
+                "turntable.mp4": "turntable", "turntable.gif": "turntable (GIF)"}
+#: The prior whose world the bundled judge knows (``nfsd_gs.score``).
+JUDGED_PRIOR = "bundled:shapes"
+
+
+def report_finished(run: Run, run_dir: Path, model_path: Path, seconds: float) -> None:
+    """The end of a run, on stderr: time, main files, the judge's verdict (bundled prior),
+    and the command that opens the viewer."""
+    files = [model_path] + [run_dir / name for name in RESULT_FILES
+                            if (run_dir / name).is_file() and run_dir / name != model_path]
+    lines = [f"done in {format_duration(seconds)}: {run_dir}"]
+    lines += [f"  {RESULT_FILES.get(path.name, 'result'):<16} {path}" for path in files]
+    verdict = judge_verdict(run, run_dir)
+    if verdict:
+        lines.append(f"  {'judge':<16} {verdict}")
+    if (run_dir / "model.ply").is_file():
+        lines.append(f"  {'open the viewer':<16} python -m nfsd_gs.view "
+                     f"{shlex.quote(str(run_dir / 'model.ply'))}")
+    print("\n".join(lines), file=sys.stderr)
+
+
+def judge_verdict(run: Run, run_dir: Path) -> Optional[str]:
+    """What the bundled judge calls 8 views of ``model.ply``, for runs of the bundled prior."""
+    if run.config.prior.model != JUDGED_PRIOR or not (run_dir / "model.ply").is_file():
+        return None
+    from .score import score_run  # the one place the trainer calls the judge
+
+    try:
+        scores = score_run(run_dir)
+    except NfsdError as err:
+        return f"not judged ({err})"
+    judged = scores["judged"]
+    name, count = Counter(judged).most_common(1)[0]
+    return (f'{count}/{len(judged)} views look like "{name}" (shape right in '
+            f'{scores["shape_acc"]:.0%}, colour in {scores["colour_acc"]:.0%})')
+
+
+def format_duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{seconds:.1f} s"
 
 
 if __name__ == "__main__":

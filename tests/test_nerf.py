@@ -62,7 +62,7 @@ def test_hash_grid_is_trilinear_inside_a_cell():
     with torch.no_grad():  # vertex (i, j, k) of the 5^3 lattice stores i + 10 j + 100 k
         ijk = torch.stack(torch.meshgrid(*[torch.arange(5)] * 3, indexing="ij"), -1).view(-1, 3)
         rows = ijk[:, 0] + 5 * (ijk[:, 1] + 5 * ijk[:, 2])
-        grid.table[0, rows, 0] = (ijk[:, 0] + 10 * ijk[:, 1] + 100 * ijk[:, 2]).float()
+        grid.level_table(0)[rows, 0] = (ijk[:, 0] + 10 * ijk[:, 1] + 100 * ijk[:, 2]).float()
     x = torch.rand(64, 3)
     # A trilinear blend of a linear function reproduces it.
     expected = 4 * (x[:, 0] + 10 * x[:, 1] + 100 * x[:, 2])
@@ -76,6 +76,36 @@ def test_hash_grid_is_continuous_across_cells():
     eps = torch.tensor([[1e-5, 0.0, 0.0]])
     torch.testing.assert_close(grid(boundary - eps), grid(boundary + eps), atol=1e-3, rtol=0)
     assert grid(torch.rand(10, 3)).shape == (10, 6)
+
+
+def test_hash_grid_stores_only_learnable_rows():
+    """A dense level holds its (N+1)^3 vertices, a hashed one T rows (tiny-cuda-nn's sizing)."""
+    grid = HashGrid(num_levels=16, features_per_level=2, log2_table_size=19,
+                    base_resolution=16, max_resolution=2048)
+    rows = sum(min(2 ** 19, (n + 1) ** 3) for n in grid.resolutions)
+    assert grid.table.shape == (rows, 2)
+    assert rows < 0.75 * 16 * 2 ** 19  # the 5 dense levels used 2.6 M rows for 0.33 M vertices
+    assert [grid.level_table(l).shape[0] for l in (0, 15)] == [17 ** 3, 2 ** 19]
+
+
+def test_nerf_toggle_on_the_default_config_checkpoints_small():
+    """The bundled-prior preset sizes the NeRF for its 64x64 renders: the field, its Adam
+    moments and occupancy grid, as the trainer saves them, stay near 20 MB (they were 202 MB)."""
+    import io
+
+    config = load_config("default", ["representation=nerf"])
+    field = NerfField.from_config(config, torch.device("cpu"))
+    optimizers = field.make_optimizers()
+    sum(p.sum() for p in field.parameters()).backward()
+    for optimizer in optimizers.values():
+        optimizer.step()
+    buffer = io.BytesIO()
+    torch.save({"model": field.state_dict(),
+                "optimizers": {k: o.state_dict() for k, o in optimizers.items()}}, buffer)
+    parameters = sum(p.numel() for p in field.parameters())
+    assert parameters < 2_000_000
+    # Adam keeps two moments per parameter: 3 float32 copies, plus the 1.3 MB occupancy grid
+    assert buffer.tell() < 3 * 4 * parameters + 2_000_000 < 25_000_000
 
 
 # --------------------------------------------------------------------------- volume rendering

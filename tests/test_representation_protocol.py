@@ -47,6 +47,8 @@ class FlatDisc(torch.nn.Module):
     def finish(self):
         pass
 
+    count_name = "discs"
+
     @property
     def num_primitives(self) -> int:
         return 1
@@ -80,7 +82,8 @@ def test_both_backends_satisfy_the_protocol():
     nerf = NerfField.from_config(load_config("tiny_test", ["representation=nerf",
                                                             "nerf.log2_table_size=8"]), "cpu")
     assert isinstance(nerf, Representation)
-    assert nerf.num_primitives == 0 and nerf.gaussians() is None
+    assert nerf.gaussians() is None  # it counts occupied cells: all until the first refresh
+    assert nerf.count_name == "occupied_cells" and nerf.num_primitives == 64 ** 3
     assert nerf.make_densifier(config.densify, nerf.make_optimizers()) is None
 
 

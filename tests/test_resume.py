@@ -167,3 +167,41 @@ def test_too_many_non_finite_steps_stop_the_run(tmp_path, monkeypatch, capsys, c
     state = torch.load(tmp_path / "a_red_cube" / "checkpoints" / "step_000006.pt",
                        weights_only=False)
     assert all(torch.isfinite(v).all() for v in state["model"]["splats"].values())
+
+
+# --------------------------------------------------------------------------- --resume and other flags
+
+
+@pytest.fixture
+def finished_run(tmp_path) -> Path:
+    assert main(["--config", "tiny_test", "--prompt", "a red cube", "--no-progress",
+                 "--output-root", str(tmp_path), "steps=2", "output.checkpoint_every=1",
+                 "output.name=run"]) == 0
+    return tmp_path / "run"
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--prompt", "a blue cube"], "--prompt"), (["--config", "default"], "--config"),
+    (["--output-root", "elsewhere"], "--output-root"),
+    (["guidance.cfg_scale=3"], "'guidance.cfg_scale=3'"), (["output.root=x"], "'output.root=x'"),
+])
+def test_resume_refuses_in_one_line_what_it_would_ignore(finished_run, capsys, extra, named):
+    """--resume RUN --prompt X used to train the old prompt without a word."""
+    capsys.readouterr()
+    assert main(["--resume", str(finished_run), "--no-progress", *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and named in err[0], err
+
+
+def test_resume_with_more_steps_trains_on(finished_run, capsys):
+    assert main(["--resume", str(finished_run), "steps=4", "--no-progress",
+                 "output.snapshot_every=2"]) == 0
+    steps = [json.loads(line)["step"]
+             for line in (finished_run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    assert (finished_run / "checkpoints" / "step_000004.pt").is_file()
+    assert "steps: 4" in (finished_run / "config.yaml").read_text()
+    assert (finished_run / "snapshots" / "step_000004.png").is_file()
+    capsys.readouterr()
+    assert main(["--resume", str(finished_run), "steps=3"]) == 2
+    assert "steps=3 is below step 4" in capsys.readouterr().err

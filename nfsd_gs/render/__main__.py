@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from ..cli import add_threads_argument, parse_command_line
 from ..errors import NfsdError
 
 
@@ -39,7 +40,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="background colour in [0, 1], e.g. 1,1,1")
     parser.add_argument("--device", default=None, help="cpu, cuda or auto (config's device)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
+    add_threads_argument(parser)
+    return parse_command_line(parser, argv)
 
 
 def overrides_from_args(args: argparse.Namespace) -> List[str]:

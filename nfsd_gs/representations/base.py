@@ -54,9 +54,12 @@ class Representation(Protocol):
     def finish(self) -> None:
         """Put every schedule at its end state (full SH degree...): a finished model."""
 
+    #: What :attr:`num_primitives` counts, as the progress bar names it ("gaussians").
+    count_name: str
+
     @property
     def num_primitives(self) -> int:
-        """How many primitives it holds (Gaussians; 0 for a field)."""
+        """How many primitives it holds (Gaussians; a field's occupied grid cells)."""
 
     def gaussians(self) -> Optional[Mapping[str, Tensor]]:
         """Its parameters in gsplat's layout (means, scales, quats, opacities, sh0, shN)

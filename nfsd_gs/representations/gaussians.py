@@ -66,6 +66,8 @@ class GaussianModel(torch.nn.Module):
         model.finish()
         return model
 
+    count_name = "gaussians"
+
     @property
     def num_primitives(self) -> int:
         return self.splats["means"].shape[0]

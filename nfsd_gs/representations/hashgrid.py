@@ -13,6 +13,12 @@ T entries; the 8 vertices of the cell holding x are found by
 
 and their features are blended trilinearly.  The output concatenates the
 levels: [N, L * F].  Runs on CPU and GPU; no custom kernels.
+
+A dense level stores only its (N_l + 1)^3 vertices, not T rows: like
+tiny-cuda-nn's grid encoding (which sizes each level min(T, (N_l + 1)^3)),
+the table holds only what can be learned, so parameters, Adam state and
+checkpoints are the size of the field.  All levels live in one flat
+parameter [sum_l T_l, F], level l starting at row ``offsets[l]``.
 """
 
 from __future__ import annotations
@@ -77,13 +83,17 @@ class HashGrid(torch.nn.Module):
         self.resolutions = level_resolutions(num_levels, base_resolution, max_resolution)
         self.table_size = 2 ** log2_table_size
         self.features_per_level = features_per_level
+        dense = [(n + 1) ** 3 <= self.table_size for n in self.resolutions]
+        self.level_sizes = [(n + 1) ** 3 if d else self.table_size
+                            for n, d in zip(self.resolutions, dense)]
         # Instant-NGP initialises the tables uniformly in [-1e-4, 1e-4].
-        table = (torch.rand(num_levels, self.table_size, features_per_level) * 2 - 1) * init_scale
-        self.table = torch.nn.Parameter(table)  # [L, T, F]
+        table = (torch.rand(sum(self.level_sizes), features_per_level) * 2 - 1) * init_scale
+        self.table = torch.nn.Parameter(table)  # [sum_l T_l, F]
         self.register_buffer("_scales", torch.tensor(self.resolutions, dtype=torch.float32),
                              persistent=False)  # [L]
-        dense = [(n + 1) ** 3 <= self.table_size for n in self.resolutions]
         self.register_buffer("_dense", torch.tensor(dense), persistent=False)  # [L] bool
+        offsets = [sum(self.level_sizes[:level]) for level in range(num_levels)]
+        self.register_buffer("_offsets", torch.tensor(offsets), persistent=False)  # [L] int64
 
     @property
     def num_levels(self) -> int:
@@ -93,8 +103,12 @@ class HashGrid(torch.nn.Module):
     def output_dim(self) -> int:
         return self.num_levels * self.features_per_level
 
+    def level_table(self, level: int) -> Tensor:  # [T_l, F], a view of ``table``
+        start = sum(self.level_sizes[:level])
+        return self.table[start:start + self.level_sizes[level]]
+
     def vertex_indices(self, vertices: Tensor) -> Tensor:  # [L, ..., 3] int64 -> [L, ...]
-        """Table row of each grid vertex: dense on coarse levels, hashed on fine ones."""
+        """Row of each grid vertex in its level's table: dense on coarse levels, hashed on fine ones."""
         hashed = spatial_hash(vertices, self.table_size)
         side = self._scales.long() + 1  # [L]
         shape = (-1,) + (1,) * (vertices.dim() - 2)
@@ -114,9 +128,7 @@ class HashGrid(torch.nn.Module):
         # Trilinear weight of corner c: prod_axes (frac if bit else 1 - frac).
         weights = torch.where(corner_bits.bool(), frac[:, :, None, :], 1.0 - frac[:, :, None, :])
         weights = weights.prod(dim=-1)  # [L, N, 8]
-        level_offset = torch.arange(self.num_levels, device=x.device)[:, None, None] * self.table_size
-        flat_table = self.table.view(-1, self.features_per_level)  # [L * T, F]
-        features = flat_table[(rows + level_offset).view(-1)].view(
+        features = self.table[(rows + self._offsets[:, None, None]).view(-1)].view(
             self.num_levels, n, 8, self.features_per_level)  # [L, N, 8, F]
         blended = (weights[..., None] * features).sum(dim=2)  # [L, N, F]
         return blended.permute(1, 0, 2).reshape(n, self.output_dim)

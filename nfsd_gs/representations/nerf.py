@@ -188,10 +188,13 @@ class NerfField(torch.nn.Module):
     def finish(self) -> None:
         self.active_resolution = None
 
+    count_name = "occupied_cells"
+
     @property
     def num_primitives(self) -> int:
-        """A field has no primitives to count."""
-        return 0
+        """Occupied cells of the occupancy grid (all of them until its first refresh):
+        how much space the field fills, where the samples are evaluated."""
+        return int(self.occupancy.occupied.sum())
 
     def gaussians(self) -> None:
         return None

@@ -1,0 +1,84 @@
+"""What every command line of the package shares.
+
+* Flags and dotted ``KEY=VALUE`` config overrides mix in any order
+  (``--prompt X steps=0 --no-progress camera.batch_size=2``): argparse's
+  ``parse_intermixed_args`` collects the overrides from wherever they stand.
+* ``--threads N`` caps the CPU threads torch uses (``torch.set_num_threads``),
+  for a machine shared with others; without it torch follows ``OMP_NUM_THREADS``,
+  or uses every core.
+* Ctrl-C while the command is still importing torch ends in one line, not a
+  traceback (:func:`quiet_keyboard_interrupt`, installed before the imports).
+
+Usage in a command's ``parse_args``::
+
+    parser = argparse.ArgumentParser(...)
+    parser.add_argument("--prompt", ...)
+    add_override_arguments(parser)
+    return parse_command_line(parser, argv)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+OVERRIDES_HELP = ("dotted config overrides, e.g. guidance.cfg_scale=7.5 steps=600; "
+                  "they may stand before, between or after the flags")
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type``: an integer >= 1 (argparse prints the one-line error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                        help="CPU threads for torch (default: OMP_NUM_THREADS if set, else "
+                             "every core); set it on a shared machine")
+
+
+def add_override_arguments(parser: argparse.ArgumentParser,
+                           help: str = OVERRIDES_HELP) -> None:  # noqa: A002 -- argparse's name
+    """``--threads`` and the positional ``KEY=VALUE`` overrides (``args.overrides``)."""
+    add_threads_argument(parser)
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=help)
+
+
+def parse_command_line(parser: argparse.ArgumentParser,
+                       argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Parse flags and overrides in any order, then apply ``--threads`` (if the parser has it)."""
+    args = parser.parse_intermixed_args(None if argv is None else list(argv))
+    set_threads(getattr(args, "threads", None))
+    return args
+
+
+def set_threads(threads: Optional[int]) -> None:
+    """``torch.set_num_threads(threads)``; None leaves torch's default."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def quiet_keyboard_interrupt(message: str = "interrupted: before the run started; "
+                                            "nothing was written") -> None:
+    """An uncaught KeyboardInterrupt prints ``message`` (one line) instead of a traceback.
+
+    For ``python -m`` entry points, called at the top of the module before its heavy
+    imports (torch takes seconds to import); other exceptions keep Python's hook.  The
+    process still ends as interrupted by SIGINT (status 130 in a shell), as Python does.
+    """
+    def hook(kind, value, traceback):
+        if issubclass(kind, KeyboardInterrupt):
+            print(message, file=sys.stderr, flush=True)
+        else:
+            sys.__excepthook__(kind, value, traceback)
+
+    sys.excepthook = hook
