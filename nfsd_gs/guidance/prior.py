@@ -209,10 +209,21 @@ class DiffusionPrior:
                 raise PromptError(f"unknown to prior '{self.name}': {err}") from None
         unknown = unknown_words(self.tokenizer, prompt)
         if unknown:
-            known = sorted(w for w in self.tokenizer.get_vocab() if w.isalpha())
             raise PromptError(
-                f"prompt words {unknown} are unknown to prior '{self.name}', which only knows: "
-                f"{' '.join(known)} (Stable Diffusion takes any prompt: prior.model=...)")
+                f"prompt words {unknown} are unknown to prior '{self.name}', whose prompts are "
+                f"made of: {' '.join(self.content_words())} (Stable Diffusion takes any prompt: "
+                f"prior.model=...)")
+
+    def content_words(self) -> List[str]:
+        """The words of a closed vocabulary that can describe an object: its tokenizer's
+        words less those the trainer adds itself (view suffixes, the negative prompt) and
+        function words."""
+        from ..cameras import VIEW_NAMES
+        from ..config import NFSD_NEGATIVE_PROMPT
+
+        added = {*VIEW_NAMES, "view", "a", "an", "of", "with"}
+        added |= set(NFSD_NEGATIVE_PROMPT.replace(",", " ").replace("-", " ").split())
+        return sorted(w for w in self.tokenizer.get_vocab() if w.isalpha() and w not in added)
 
     @torch.no_grad()
     def _encode_text(self, prompts: Sequence[str]) -> Tensor:  # [P, L, D]
