@@ -41,6 +41,7 @@ setup(
         "trimesh>=4.0",
         "PyMCubes>=0.1.4",  # marching cubes for the NeRF backend's mesh export
         "viser>=1.1,<2",  # --viewer and nfsd_gs.view; imported only when used
+        "ray[client]>=2.60,<3",  # python -m nfsd_gs.batch: the catalogue (client: --address ray://)
     ],
     extras_require={
         # playwright drives the system's Chromium (never `playwright install`).
@@ -48,5 +49,6 @@ setup(
     },
     entry_points={"console_scripts": ["nfsd-gs-train=nfsd_gs.train:main",
                                       "nfsd-gs-view=nfsd_gs.view:main",
-                                      "nfsd-gs-render=nfsd_gs.render.__main__:main"]},
+                                      "nfsd-gs-render=nfsd_gs.render.__main__:main",
+                                      "nfsd-gs-batch=nfsd_gs.batch.__main__:main"]},
 )
