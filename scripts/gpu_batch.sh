@@ -52,15 +52,15 @@ part() {
 }
 
 loop() {  # the shell loop: one process per prompt
-  local prompts=$1; shift
+  local prompts=$1 out=$2; shift 2
   while read -r prompt; do
-    python -m nfsd_gs.train --no-progress --prompt "$prompt" --output-root "$WORK/loop" "$@" || return $?
+    python -m nfsd_gs.train --no-progress --prompt "$prompt" --output-root "$out" "$@" || return $?
   done < "$prompts"
 }
 export -f loop  # run by `timeout` through bash -c
 
 head -n 3 "$WORK/world.txt" > "$WORK/loop3.txt"
-part loop_bundled 40 bash -c 'loop "$@"' loop "$WORK/loop3.txt" "${COMMON[@]}"
+part loop_bundled 40 bash -c 'loop "$@"' loop "$WORK/loop3.txt" "$WORK/loop" "${COMMON[@]}"
 for kn in 1:8 4:16 8:24; do
   k=${kn%:*}; n=${kn#*:}
   head -n "$n" "$WORK/world.txt" > "$WORK/bundled_$n.txt"

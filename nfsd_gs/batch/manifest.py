@@ -76,9 +76,11 @@ class Manifest:
     def finish_unfinished(self) -> None:
         """At exit: lines still pending or running become ``skipped`` (they continue next time)."""
         for row in self.rows.values():
-            if row.status not in FINAL:
-                row.status = "skipped"
+            if row.status == "running":
+                row.error = "aborted while running: continues from its last checkpoint"
+            elif row.status not in FINAL:
                 row.error = row.error or "not started: the catalogue stopped first"
+            row.status = row.status if row.status in FINAL else "skipped"
 
 
 def _mean(values: List[float]) -> Optional[float]:

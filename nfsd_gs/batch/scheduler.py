@@ -77,8 +77,8 @@ class Scheduler:
             for ref in ready:
                 self._collect(ref, stop)
             self._show(start)
-        for job in self.queue:
-            if not alive and not stop.received:
+        if not stop.received:  # lines left without a stop: every worker kept dying
+            for job in self.queue:
                 job.row.status = "failed"
                 job.row.error = "no worker left: every worker process kept dying"
 
