@@ -258,8 +258,11 @@ def test_ctrl_c_saves_running_assets_and_the_same_command_finishes(tmp_path):
             assert row["error"] == "not started: the catalogue stopped first"
     assert not list(out.rglob("*.tmp*"))
 
+    earlier = rows
     again = subprocess.run(process.args, env=ENV, text=True, capture_output=True, timeout=600)
     assert again.returncode == 0, again.stderr
     rows = manifest_rows(out)
     assert [r["status"] for r in rows.values()] == ["done"] * 3
-    assert all(rows[name]["start_step"] >= 5 for name in stopped)  # from their checkpoints
+    for name in stopped:  # each continued from the step where it stopped
+        assert f"stopped at step {rows[name]['start_step']}:" in earlier[name]["error"]
+    assert rows["a_red_cube"]["start_step"] >= 5

@@ -116,30 +116,10 @@ class AssetTrainer:
 
         Returns ``status`` (done / failed / stopped), ``error``, ``seconds``,
         ``num_gaussians``, ``score``, ``start_step``, ``worker`` and ``peak_mem_mib``."""
-        from ..train import resolve_device, train
-
         start = time.perf_counter()
         result = {"status": "failed", "error": None, "worker": self.where()}
-        run = None
         try:
-            device = resolve_device(config.device)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            run, path = open_run(config, Path(run_dir), self.priors.get(config, device))
-            result["start_step"] = run.step
-            self.training = True
-            if self.stop_requested:
-                raise TrainingInterrupted("stopped before it started", "SIGTERM")
-            train(run, path, progress=False)
-            self.training = False
-            result.update(status="done", num_gaussians=primitive_count(run.model),
-                          score=self._score(config, path, result))
-            if device.type == "cuda":
-                result["peak_mem_mib"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
-        except TrainingInterrupted:
-            step = run.step if run is not None else 0
-            result.update(status="stopped", error=f"stopped at step {step}: its checkpoint is "
-                                                  f"saved and the same command continues it")
+            self._make(config, Path(run_dir), result)
         except NfsdError as err:
             result["error"] = str(err)
         except Exception as err:  # noqa: BLE001 -- a bug or a CUDA error fails this line only
@@ -150,6 +130,31 @@ class AssetTrainer:
             self.training = False
         result["seconds"] = time.perf_counter() - start
         return result
+
+    def _make(self, config: Config, run_dir: Path, result: dict) -> None:
+        from ..train import resolve_device, train
+
+        device = resolve_device(config.device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        run, path = open_run(config, run_dir, self.priors.get(config, device))
+        result["start_step"] = run.step
+        self.training = True
+        if self.stop_requested:
+            result.update(status="stopped",
+                          error="stopped before its first step here; the same command continues it")
+            return
+        try:
+            train(run, path, progress=False)
+        except TrainingInterrupted:
+            result.update(status="stopped", error=f"stopped at step {run.step}: its checkpoint "
+                                                  f"is saved and the same command continues it")
+            return
+        self.training = False
+        result.update(status="done", num_gaussians=primitive_count(run.model),
+                      score=self._score(config, path, result))
+        if device.type == "cuda":
+            result["peak_mem_mib"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
 
     @staticmethod
     def _score(config: Config, run_dir: Path, result: dict) -> Optional[dict]:
