@@ -122,6 +122,8 @@ def test_workers_per_gpu_and_on_cpu():
     plan = plan_workers({"CPU": 2.0}, per_gpu=4, workers=None, gpus=None)
     assert (plan.count, plan.num_gpus) == (2, 0.0)
     assert plan_workers({"CPU": 2.0}, per_gpu=4, workers=3, gpus=None).count == 3
+    with pytest.raises(ClusterError, match="--workers 3 at --per-gpu 2 needs 2 GPUs; 1 are there"):
+        plan_workers({"GPU": 1.0, "CPU": 8.0}, per_gpu=2, workers=3, gpus=None)
     with pytest.raises(ClusterError, match="--gpus 2: the cluster has 1 GPU"):
         plan_workers({"GPU": 1.0, "CPU": 8.0}, per_gpu=1, workers=None, gpus=2)
 

@@ -164,6 +164,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except NfsdError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # while Ray was starting: no asset had begun
+        print("error: interrupted while starting; run the same command again", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -87,6 +87,9 @@ def plan_workers(resources: dict, per_gpu: int, workers: Optional[int],
     if use_gpus > 0:
         count = workers or use_gpus * per_gpu
         num_gpus = 1.0 / per_gpu
+        if count > use_gpus * per_gpu:
+            raise ClusterError(f"--workers {count} at --per-gpu {per_gpu} needs "
+                               f"{-(-count // per_gpu)} GPUs; {use_gpus} are there (raise --per-gpu)")
     else:
         count = workers or max(1, int(cluster_cpus))
         num_gpus = 0.0

@@ -73,6 +73,9 @@ class Scheduler:
             alive = bool(self.idle or self.flight or self.later)
             if not working and (stop.received or not self.queue or not alive):
                 break
+            if not self.flight:  # every worker is being restarted
+                time.sleep(0.25)
+                continue
             ready, _ = ray.wait(list(self.flight), num_returns=1, timeout=0.25)
             for ref in ready:
                 self._collect(ref, stop)
