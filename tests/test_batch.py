@@ -133,11 +133,17 @@ def test_planning_skips_finished_lines_and_remakes_changed_ones(tmp_path):
     lines = [Line(1, "a red cone", "cone"), Line(2, "a blue cube", "cube"),
              Line(3, "a green torus", "torus"), Line(4, "a red cone", "bad", None, ("steps=x",))]
     signature = {line.name: config_signature(line_config(line, defaults)) for line in lines[:3]}
+    for name in ("cone", "cube", "gone"):  # a failed line may have no folder
+        (tmp_path / name).mkdir()
     earlier = Manifest(tmp_path / "manifest.jsonl", [
-        Row(1, "cone", "a red cone", 0, status="done", signature=signature["cone"]),
-        Row(2, "cube", "a blue cube", 0, status="done", signature="another config"),
-        Row(3, "torus", "a green torus", 0, status="failed", signature=signature["torus"]),
-        Row(9, "gone", "a pink sphere", 0, status="done", signature="x"),
+        Row(1, "cone", "a red cone", 0, status="done", run_dir=str(tmp_path / "cone"),
+            signature=signature["cone"]),
+        Row(2, "cube", "a blue cube", 0, status="done", run_dir=str(tmp_path / "cube"),
+            signature="another config"),
+        Row(3, "torus", "a green torus", 0, status="failed", run_dir=str(tmp_path / "torus"),
+            signature=signature["torus"]),
+        Row(9, "gone", "a pink sphere", 0, status="done", run_dir=str(tmp_path / "gone"),
+            signature="x"),
     ])
     manifest, jobs = plan_lines(lines, defaults, earlier, retry_failed=False)
     assert [job.line.name for job in jobs] == ["cube"]
@@ -147,6 +153,9 @@ def test_planning_skips_finished_lines_and_remakes_changed_ones(tmp_path):
     assert "config key 'steps'" in manifest.rows["bad"].error
     _, jobs = plan_lines(lines, defaults, earlier, retry_failed=True)
     assert [job.line.name for job in jobs] == ["cube", "torus"]
+    (tmp_path / "cone").rmdir()  # a finished run deleted by hand is made again
+    _, jobs = plan_lines(lines, defaults, earlier, retry_failed=False)
+    assert [job.line.name for job in jobs] == ["cone", "cube"]
 
 
 # ----------------------------------------------------------------------------- on Ray

@@ -78,7 +78,7 @@ def plan_lines(lines: Sequence[Line], defaults: Defaults, earlier: Manifest,
     """The manifest of this invocation and the lines to (re)make.
 
     A line is skipped when an earlier invocation finished it (done, or failed unless
-    ``retry_failed``) and it asks for the same thing; a line whose config cannot be
+    ``retry_failed``), it asks for the same thing and (if done) its run folder is still there; a line whose config cannot be
     resolved (a bad per-line override) fails here, with the config's message."""
     manifest, jobs = Manifest(defaults.root / MANIFEST_NAME), []
     for line in lines:
@@ -94,7 +94,8 @@ def plan_lines(lines: Sequence[Line], defaults: Defaults, earlier: Manifest,
         row.seed, row.signature = config.seed, config_signature(config)
         before = earlier.rows.get(line.name)
         finished = ("done", "failed") if not retry_failed else ("done",)
-        if before is not None and before.signature == row.signature and before.status in finished:
+        if (before is not None and before.signature == row.signature and before.status in finished
+                and (before.status == "failed" or Path(before.run_dir).is_dir())):
             before.line = line.number
             manifest.rows[line.name] = before
             continue
