@@ -27,7 +27,7 @@ left() { echo $(( BUDGET_S - ($(date +%s) - START) )); }
 python3 - "${CHECK_GPU:-1}" <<'PY' > "$WORK/check.log" 2>&1 || { cat "$WORK/check.log"; echo "ray does not work here"; exit 1; }
 import sys
 import ray, torch
-ray.init(include_dashboard=False, log_to_driver=False)
+ray.init(address="local", include_dashboard=False, log_to_driver=False)
 print("ray", ray.__version__, ray.cluster_resources())
 @ray.remote(num_gpus=0.5)
 class Probe:

@@ -27,7 +27,8 @@ from nfsd_gs.batch.manifest import Manifest, Row
 
 TINY = ("steps=6", "output.snapshot_every=1000")
 # One thread per process: the same float reductions in every worker (bit-exact resume).
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# RAY_ADDRESS names no cluster: without --address the catalogue starts its own Ray anyway.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "RAY_ADDRESS": "127.0.0.1:1"}
 
 
 def write(path: Path, *lines: str) -> Path:
@@ -187,7 +188,9 @@ def wait_until(process: subprocess.Popen, condition, what: str) -> None:
     deadline = time.monotonic() + 300
     while not condition():
         assert process.poll() is None, f"the catalogue ended before {what}: {process.stderr.read()}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.02)
 
 

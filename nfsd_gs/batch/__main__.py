@@ -150,6 +150,10 @@ def run_catalogue(args: argparse.Namespace) -> int:
     finally:
         ray.shutdown()
     print(summary_table(manifest.rows.values(), wall, scheduler.made))
+    if scheduler.no_workers:
+        print(f"error: {scheduler.no_workers}; {manifest.count('skipped')} lines not made "
+              f"(is nfsd_gs installed where Ray runs its workers?)", file=sys.stderr)
+        return 2
     if stop.received:
         print(f"error: stopped by {stop.received}: {manifest.count('skipped')} lines not finished "
               f"(saved at their last checkpoint); run the same command again to continue",

@@ -52,7 +52,9 @@ def connect(address: Optional[str]) -> None:
         package_parent = str(Path(__file__).resolve().parents[2])
         os.environ["PYTHONPATH"] = os.pathsep.join(
             p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
-        options = {"include_dashboard": False}
+        # "local": a new instance even when a `ray start` cluster runs here (plain
+        # ray.init() would join that one).
+        options = {"address": "local", "include_dashboard": False}
     try:
         ray.init(log_to_driver=False, logging_level=logging.WARNING, **options)
     except Exception as err:  # noqa: BLE001 -- ConnectionError, ValueError, RuntimeError...

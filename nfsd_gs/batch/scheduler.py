@@ -7,6 +7,7 @@ through the trainer (:mod:`nfsd_gs.batch.worker`).
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections import deque
@@ -21,6 +22,15 @@ from .manifest import Manifest, Row
 MAX_UNREACHABLE = 30
 #: Seconds between two attempts to reach a worker Ray is restarting.
 RETRY_DELAY_S = 1.0
+
+
+def cause(err: Exception) -> str:
+    """One line of a worker's death: the Python error it ended with (a worker that cannot
+    import nfsd_gs, say), else Ray's first line (killed, out of memory...)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines()]
+    errors = [line for line in lines if re.match(r"^[A-Za-z_.]+(Error|Exception): ", line)]
+    first = next((line for line in lines if line), type(err).__name__)
+    return (errors[-1] if errors else first)[:200]
 
 
 @dataclass
@@ -47,6 +57,8 @@ class Scheduler:
         self.flight: Dict[object, Tuple[int, Optional[Job]]] = {}
         self.later: List[Tuple[float, int]] = []  # (time, actor): reach it again then
         self.made = 0
+        self.last_death = ""
+        self.no_workers: Optional[str] = None  # why lines were left with no worker to make them
 
     # ----------------------------------------------------------------- the loop
 
@@ -80,10 +92,11 @@ class Scheduler:
             for ref in ready:
                 self._collect(ref, stop)
             self._show(start)
-        if not stop.received:  # lines left without a stop: every worker kept dying
+        if self.queue and not stop.received:  # lines left without a stop: no worker is left
+            self.no_workers = f"every worker process died ({self.last_death})"
             for job in self.queue:
-                job.row.status = "failed"
-                job.row.error = "no worker left: every worker process kept dying"
+                job.row.status = "skipped"
+                job.row.error = f"not made: {self.no_workers}"
 
     def _reach(self, index: int) -> None:
         """Ask a worker where it runs: the answer also says that it is (again) ready."""
@@ -133,13 +146,19 @@ class Scheduler:
         """Ray restarts the actor; its line goes back to the queue (from its checkpoint)
         until it has had ``max_retries`` retries."""
         self.unreachable[index] += 1
-        if self.unreachable[index] < MAX_UNREACHABLE:
-            self.later.append((time.monotonic() + RETRY_DELAY_S, index))
+        self.last_death = cause(err)
+        never_started = getattr(err, "actor_init_failed", False)  # Ray does not restart those
+        if self.unreachable[index] < MAX_UNREACHABLE and not never_started:
+            self.later.append((time.monotonic() + RETRY_DELAY_S, index))  # Ray restarts it
         if job is None:
             return
         row = job.row
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        died = f"its worker process ({row.worker}) died ({type(err).__name__}: {reason[:160]})"
+        if never_started:  # the line never reached a trainer: not an attempt
+            row.attempts -= 1
+            row.status = "pending"
+            self.queue.appendleft(job)
+            return
+        died = f"its worker process ({row.worker}) died ({type(err).__name__}: {self.last_death})"
         row.retried = "; ".join(filter(None, [row.retried, f"attempt {row.attempts}: {died}"]))
         if stop.received:
             row.status, row.error = "skipped", f"{died}; the same command continues it"
