@@ -43,6 +43,7 @@ setup(
         "PyMCubes>=0.1.4",  # marching cubes: meshes from the Gaussians and from the NeRF
         "fast-simplification>=0.1",  # quadric decimation of those meshes (through trimesh)
         "viser>=1.1,<2",  # --viewer and nfsd_gs.view; imported only when used
+        "ray[client]>=2.60,<3",  # python -m nfsd_gs.batch: the catalogue (client: --address ray://)
     ],
     extras_require={
         # playwright drives the system's Chromium (never `playwright install`).
@@ -51,5 +52,6 @@ setup(
     entry_points={"console_scripts": ["nfsd-gs-train=nfsd_gs.train:main",
                                       "nfsd-gs-view=nfsd_gs.view:main",
                                       "nfsd-gs-render=nfsd_gs.render.__main__:main",
-                                      "nfsd-gs-export=nfsd_gs.export.__main__:main"]},
+                                      "nfsd-gs-export=nfsd_gs.export.__main__:main",
+                                      "nfsd-gs-batch=nfsd_gs.batch.__main__:main"]},
 )

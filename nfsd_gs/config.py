@@ -12,6 +12,8 @@ so their hyper-parameters keep gsplat's names and documentation.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -597,6 +599,15 @@ def config_from_dict(data: dict, overrides: Sequence[str] = ()) -> Config:
 
 def config_to_dict(config: Config) -> dict:
     return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)
+
+
+def config_signature(config: Config) -> str:
+    """A short hash of everything that shapes a run's result (not where it writes): runs
+    with the same signature make the same asset (evaluation rows, catalogue lines)."""
+    data = config_to_dict(config)
+    data.pop("output", None)
+    data.pop("viewer", None)
+    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def config_to_yaml(config: Config) -> str:

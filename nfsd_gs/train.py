@@ -439,7 +439,8 @@ def check_resume_overrides(overrides: Sequence[str]) -> None:
                             f"and viewer.* apply (start a new run to change '{key}')")
 
 
-def resume_run(run_dir: Path, overrides: Sequence[str] = ()) -> tuple[Run, Path]:
+def resume_run(run_dir: Path, overrides: Sequence[str] = (),
+               prior: Optional[DiffusionPrior] = None) -> tuple[Run, Path]:
     """Rebuild a run from its newest checkpoint; metrics logged after it are dropped
     (the resumed run logs those steps again).
 
@@ -458,7 +459,7 @@ def resume_run(run_dir: Path, overrides: Sequence[str] = ()) -> tuple[Run, Path]
                         f"start a run from it: --prompt \"...\" init.kind=file "
                         f"init.path={run_dir}")
     if not list_checkpoints(run_dir) and (run_dir / "config.yaml").is_file():
-        run = build_run(load_config(run_dir / "config.yaml", overrides))
+        run = build_run(load_config(run_dir / "config.yaml", overrides), prior=prior)
         print(f"no checkpoint in {run_dir} yet: starting it again from step 0", file=sys.stderr)
     else:
         _, state = load_latest_checkpoint(run_dir)
@@ -466,7 +467,7 @@ def resume_run(run_dir: Path, overrides: Sequence[str] = ()) -> tuple[Run, Path]
         if config.steps < state["step"]:
             raise NfsdError(f"--resume: steps={config.steps} is below step {state['step']}, "
                             f"where the checkpoint of {run_dir} stands")
-        run = build_run(config)
+        run = build_run(config, prior=prior)
         restore_run(run, state)
     truncate_metrics(run_dir / "metrics.jsonl", run.step)
     if overrides:

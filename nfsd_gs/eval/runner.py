@@ -8,7 +8,6 @@ asked for this time stay in the tables.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
@@ -21,7 +20,8 @@ import torch
 from torch import Tensor
 
 from ..background import fixed_backgrounds
-from ..config import Config, config_to_dict, load_config
+from ..config import Config, config_signature, config_to_dict, load_config
+from ..guidance.prior import PriorCache
 from ..errors import NfsdError, TrainingInterrupted
 from ..utils.images import image_grid, save_png
 from ..utils.io import finite_or_none, slugify
@@ -64,29 +64,6 @@ def run_config(settings: Settings, variant: Variant, prompt: str, seed: int,
     overrides += [*EVAL_OVERRIDES, f"seed={seed}", f"prompt={json.dumps(prompt)}",
                   f"output.root={json.dumps(str(run_root))}"]
     return load_config(variant.config or settings.config, overrides)
-
-
-def config_signature(config: Config) -> str:
-    """A short hash of everything that shapes a run's result (not where it writes)."""
-    data = config_to_dict(config)
-    data.pop("output", None)
-    data.pop("viewer", None)
-    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
-
-
-class PriorCache:
-    """One loaded prior per (prior config, device), shared by every run that needs it."""
-
-    def __init__(self):
-        self._priors: Dict[str, object] = {}
-
-    def get(self, config: Config, device: torch.device):
-        from ..guidance.prior import DiffusionPrior
-
-        key = json.dumps([config_to_dict(config)["prior"], str(device)], sort_keys=True)
-        if key not in self._priors:
-            self._priors[key] = DiffusionPrior.load(config.prior, device)
-        return self._priors[key]
 
 
 def train_run(config: Config, priors: PriorCache, progress: bool = False):

@@ -19,11 +19,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Sequence
 
+import json
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..config import PriorConfig
+from ..config import Config, PriorConfig, config_to_dict
 from ..errors import PriorLoadError, PromptError
 from .architectures import PriorComponents, random_components
 from .graph import GraphedCall
@@ -313,3 +315,16 @@ class DiffusionPrior:
 
     def _eager_unet(self, z_t: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
         return self.unet(z_t, t, encoder_hidden_states=embeddings).sample
+
+
+class PriorCache:
+    """One loaded prior per (prior config, device), shared by every run that needs it."""
+
+    def __init__(self):
+        self._priors: Dict[str, object] = {}
+
+    def get(self, config: "Config", device: torch.device) -> "DiffusionPrior":
+        key = json.dumps([config_to_dict(config)["prior"], str(device)], sort_keys=True)
+        if key not in self._priors:
+            self._priors[key] = DiffusionPrior.load(config.prior, device)
+        return self._priors[key]

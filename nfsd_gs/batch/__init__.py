@@ -1,0 +1,6 @@
+"""A catalogue of assets on Ray: ``python -m nfsd_gs.batch PROMPTS`` (``--help``).
+
+``catalogue`` reads the PROMPTS file and resolves each line's config, ``cluster`` starts or
+joins Ray and sizes the workers, ``worker`` is the actor that makes assets through the
+trainer, ``scheduler`` hands out lines, retries and records them in ``manifest``.
+"""

@@ -1,0 +1,179 @@
+"""``python -m nfsd_gs.batch PROMPTS [--config C] [KEY=VALUE ...]``: a catalogue of assets.
+
+Every line of PROMPTS (see :mod:`nfsd_gs.batch.catalogue`) becomes one run folder under
+the output root, made by ``nfsd_gs.train``'s trainer in a Ray worker that keeps its
+diffusion prior loaded; ``manifest.jsonl`` beside them records each line. Running the
+same command again skips what is done and continues what was interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+from ..config import load_config
+from ..errors import ConfigError, NfsdError
+from ..config import config_signature
+from .catalogue import (MANIFEST_NAME, Defaults, Line, line_config,
+                        read_catalogue, request_signature)
+from .manifest import Manifest, Row, summary_table
+from .scheduler import Job, Scheduler
+
+#: Trainings per GPU when --per-gpu is not given (see BENCHMARKS.md, "Catalogue").
+DEFAULT_PER_GPU = 4
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m nfsd_gs.batch",
+        description="Make one asset per line of PROMPTS (text: one prompt a line, # comments; "
+                    "or JSON lines {\"prompt\", \"seed\", \"name\", \"overrides\"}) on Ray: "
+                    "in this process by default, or on a cluster with --address.",
+        epilog="Overrides are dotted config keys applied to every line, as in nfsd_gs.train. "
+               "Run the same command again to continue an interrupted catalogue.")
+    parser.add_argument("prompts", type=Path, metavar="PROMPTS")
+    parser.add_argument("--config", "-c", default=None,
+                        help="preset name or YAML path (default: configs/default.yaml)")
+    parser.add_argument("--output-root", type=Path, default=None,
+                        help="folder for the run folders and manifest.jsonl "
+                             "(default: <output.root>/<PROMPTS file name>)")
+    parser.add_argument("--address", default=None,
+                        help="join a Ray cluster: auto (this machine's) or ray://host:port; "
+                             "default: start Ray in this process")
+    parser.add_argument("--per-gpu", type=int, default=DEFAULT_PER_GPU,
+                        help=f"trainings at once on each GPU (default {DEFAULT_PER_GPU})")
+    parser.add_argument("--gpus", type=int, default=None,
+                        help="use this many GPUs (default: all the cluster has)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes (default: per-gpu x GPUs, or one per CPU "
+                             "without a GPU)")
+    parser.add_argument("--max-retries", type=int, default=2,
+                        help="retries of an asset whose worker process died (default 2)")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="also make again the lines that failed in an earlier invocation")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="dotted config overrides for every line")
+    return parser.parse_intermixed_args(argv)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    for flag, value, low in (("--per-gpu", args.per_gpu, 1), ("--workers", args.workers, 1),
+                             ("--gpus", args.gpus, 0), ("--max-retries", args.max_retries, 0)):
+        if value is not None and value < low:
+            raise ConfigError(f"{flag} {value} must be >= {low}")
+
+
+def output_root(args: argparse.Namespace) -> Path:
+    """``--output-root``, else ``<output.root>/<PROMPTS stem>`` (the overrides are checked here,
+    before any work)."""
+    base = load_config(args.config or "default", args.overrides)
+    return args.output_root or Path(base.output.root) / args.prompts.stem
+
+
+def plan_lines(lines: Sequence[Line], defaults: Defaults, earlier: Manifest,
+               retry_failed: bool) -> Tuple[Manifest, List[Job]]:
+    """The manifest of this invocation and the lines to (re)make.
+
+    A line is skipped when an earlier invocation finished it (done, or failed unless
+    ``retry_failed``), it asks for the same thing and (if done) its run folder is still there; a line whose config cannot be
+    resolved (a bad per-line override) fails here, with the config's message."""
+    manifest, jobs = Manifest(defaults.root / MANIFEST_NAME), []
+    for line in lines:
+        run_dir = str(defaults.root / line.name)
+        row = Row(line.number, line.name, line.prompt, line.seed, run_dir=run_dir)
+        try:
+            config = line_config(line, defaults)
+        except NfsdError as err:
+            row.signature = request_signature(line, defaults)
+            row.status, row.error = "failed", str(err)
+            manifest.rows[line.name] = row
+            continue
+        row.seed, row.signature = config.seed, config_signature(config)
+        before = earlier.rows.get(line.name)
+        finished = ("done", "failed") if not retry_failed else ("done",)
+        if (before is not None and before.signature == row.signature and before.status in finished
+                and (before.status == "failed" or Path(before.run_dir).is_dir())):
+            before.line = line.number
+            manifest.rows[line.name] = before
+            continue
+        manifest.rows[line.name] = row
+        jobs.append(Job(line, config, row))
+    for name, row in earlier.rows.items():  # lines no longer in PROMPTS: their record stays
+        manifest.rows.setdefault(name, row)
+    return manifest, jobs
+
+
+def run_catalogue(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..train import StopSignals
+    from .cluster import connect, plan_workers, start_stop_broadcast, start_workers
+
+    check_args(args)
+    lines = read_catalogue(args.prompts)
+    defaults = Defaults(args.config, tuple(args.overrides), output_root(args))
+    earlier = Manifest.read(defaults.root / MANIFEST_NAME)
+    manifest, jobs = plan_lines(lines, defaults, earlier, args.retry_failed)
+    if not jobs:
+        manifest.write()
+        print(summary_table(manifest.rows.values(), 0.0, 0))
+        print(f"nothing to do: all {len(lines)} lines are finished ({defaults.root / MANIFEST_NAME})",
+              file=sys.stderr)
+        return 1 if manifest.count("failed") else 0
+
+    import ray
+
+    connect(args.address)
+    try:
+        plan = plan_workers(ray.cluster_resources(), args.per_gpu, args.workers, args.gpus)
+        print(f"{len(jobs)} of {len(lines)} lines to make with {plan.describe()}; "
+              f"writing {defaults.root}", file=sys.stderr, flush=True)
+        defaults.root.mkdir(parents=True, exist_ok=True)
+        manifest.write()
+        stopper, stopper_name = start_stop_broadcast()
+        actors = start_workers(plan, stopper_name)
+        start = time.perf_counter()
+        with StopSignals() as stop, tqdm(total=len(jobs), desc="catalogue", unit="asset",
+                                         dynamic_ncols=True, disable=args.no_progress) as bar:
+            scheduler = Scheduler(jobs, manifest, actors, stopper, args.max_retries, bar)
+            try:
+                scheduler.run(stop)
+            except KeyboardInterrupt:  # a second Ctrl-C: no waiting for the workers
+                stop.received = "a second signal"
+            finally:
+                manifest.finish_unfinished()
+                manifest.write()
+        wall = time.perf_counter() - start
+    finally:
+        ray.shutdown()
+    print(summary_table(manifest.rows.values(), wall, scheduler.made))
+    if scheduler.no_workers:
+        print(f"error: {scheduler.no_workers}; {manifest.count('skipped')} lines not made "
+              f"(is nfsd_gs installed where Ray runs its workers?)", file=sys.stderr)
+        return 2
+    if stop.received:
+        print(f"error: stopped by {stop.received}: {manifest.count('skipped')} lines not finished "
+              f"(saved at their last checkpoint); run the same command again to continue",
+              file=sys.stderr)
+        return 2
+    return 1 if manifest.count("failed") else 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run_catalogue(args)
+    except NfsdError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # while Ray was starting: no asset had begun
+        print("error: interrupted while starting; run the same command again", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

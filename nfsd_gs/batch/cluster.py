@@ -1,0 +1,123 @@
+"""Ray: an in-process instance on this machine by default, or an existing cluster
+(``--address auto`` / ``ray://host:port``); the workers' resources.
+
+Nothing here depends on how many GPUs or hosts there are: each worker asks Ray for
+``1 / per_gpu`` of a GPU (or a share of the CPUs on a machine without one) and Ray
+places it, on this host or any other.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+from ..errors import NfsdError
+
+
+class ClusterError(NfsdError):
+    """Ray could not be started or the cluster at ``--address`` cannot be reached."""
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A quick TCP check of ``host:port`` / ``ray://host:port`` (``auto`` is left to Ray):
+    Ray itself waits minutes before giving up on a wrong address."""
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ClusterError(f"--address '{address}' must be auto, host:port or ray://host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise ClusterError(f"cannot reach the Ray cluster at --address '{address}' "
+                           f"({err.strerror or err}); start it with 'ray start --head' "
+                           f"or check the address") from None
+
+
+def connect(address: Optional[str]) -> None:
+    """Join the cluster at ``address``, or start Ray in this process (no server to install)."""
+    import ray
+
+    if address:
+        check_reachable(address)
+        options = {"address": address}
+    else:
+        # The workers are this machine's processes: let them import this very nfsd_gs.
+        package_parent = str(Path(__file__).resolve().parents[2])
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
+        # "local": a new instance even when a `ray start` cluster runs here (plain
+        # ray.init() would join that one).
+        options = {"address": "local", "include_dashboard": False}
+    try:
+        ray.init(log_to_driver=False, logging_level=logging.WARNING, **options)
+    except Exception as err:  # noqa: BLE001 -- ConnectionError, ValueError, RuntimeError...
+        where = f"the Ray cluster at --address '{address}'" if address else "Ray on this machine"
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ClusterError(f"cannot start or join {where}: {first}") from None
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """How many actors and what each asks Ray for."""
+
+    count: int
+    num_gpus: float
+    num_cpus: float
+
+    def describe(self) -> str:
+        share = (f"1/{round(1 / self.num_gpus)} GPU" if self.num_gpus else
+                 f"{self.num_cpus:g} CPU")
+        return f"{self.count} workers, {share} each"
+
+
+def plan_workers(resources: dict, per_gpu: int, workers: Optional[int],
+                 gpus: Optional[int]) -> WorkerPlan:
+    """``per_gpu`` workers on each of ``gpus`` GPUs (default: every GPU of the cluster), or
+    ``workers`` of them (on a machine without a GPU: default one per CPU)."""
+    cluster_gpus = int(resources.get("GPU", 0))
+    cluster_cpus = float(resources.get("CPU", 1))
+    if gpus is not None and gpus > cluster_gpus:
+        raise ClusterError(f"--gpus {gpus}: the cluster has {cluster_gpus} GPU(s)")
+    use_gpus = cluster_gpus if gpus is None else gpus
+    if use_gpus > 0:
+        count = workers or use_gpus * per_gpu
+        num_gpus = 1.0 / per_gpu
+        if count > use_gpus * per_gpu:
+            raise ClusterError(f"--workers {count} at --per-gpu {per_gpu} needs "
+                               f"{-(-count // per_gpu)} GPUs; {use_gpus} are there (raise --per-gpu)")
+    else:
+        count = workers or max(1, int(cluster_cpus))
+        num_gpus = 0.0
+    # Every worker must fit at once, or Ray would leave some waiting for ever.
+    num_cpus = min(1.0, int(100 * cluster_cpus / count) / 100) if cluster_cpus else 0.0
+    return WorkerPlan(count, num_gpus, num_cpus)
+
+
+def start_workers(plan: WorkerPlan, stopper_name: str) -> List:
+    """The actors: restarted by Ray whenever their process dies (the driver retries the
+    asset it was making, up to --max-retries)."""
+    import ray
+
+    from .worker import AssetTrainer
+
+    actor_class = ray.remote(AssetTrainer).options(
+        num_gpus=plan.num_gpus, num_cpus=plan.num_cpus, max_restarts=-1, max_task_retries=0)
+    return [actor_class.remote(stopper_name) for _ in range(plan.count)]
+
+
+def start_stop_broadcast():
+    """The :class:`StopBroadcast` actor and its name (workers find it by name: a name
+    survives their restarts, where a handle among the constructor's arguments may not)."""
+    import ray
+
+    from .worker import StopBroadcast
+
+    name = f"nfsd_gs_stop_{uuid.uuid4().hex[:12]}"
+    return ray.remote(StopBroadcast).options(num_cpus=0, name=name).remote(), name
