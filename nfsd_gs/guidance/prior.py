@@ -257,9 +257,10 @@ class DiffusionPrior:
         Pixel space: x0 = 2 rgb - 1 at the U-Net's size; latent space: the VAE
         posterior mean times its scaling factor (SD: 0.18215) at image_size / 8.
         """
-        # contiguous NCHW: the permuted view has channels-last strides, which the VAE's
-        # convolutions run slower on (measured on the H100, issue 17)
-        images = self._resize(rgb.permute(0, 3, 1, 2).contiguous(), self.image_size) * 2 - 1
+        # Note (issue 17): the permuted view keeps channels-last strides; making it
+        # contiguous would change where torch.randn_like puts each noise sample (it draws
+        # in memory order), so the same seed would give another asset. Not done unmeasured.
+        images = self._resize(rgb.permute(0, 3, 1, 2), self.image_size) * 2 - 1
         if self.vae is None:
             return images.float()
         encoded = self.vae.encode(images.to(self.dtype))
