@@ -42,10 +42,10 @@ towards images where the caption is unmistakable, and amplifies every error of
   never saw (the trainer's orbit tops out at 45 degrees, "overhead" starts at 60). Now
   a tenth of the training views are taken from above (``DataConfig.overhead_share``) and
   the check draws its view words like the training views;
-* the training step waited for the GPU at every host -> device copy (about 1,700
-  images/s on an H100); the data work now runs ahead of the GPU (pinned asynchronous
-  copies, batched random draws, each caption tokenized once), for more steps in the
-  same minutes.
+* it trained 3,001 steps at 1,633 images/s (its loss.csv). Each step's data work made
+  pageable host -> device copies, which wait for the GPU to finish the previous step,
+  so that work never overlapped the GPU's. Now it runs ahead of the GPU (pinned
+  asynchronous copies, batched random draws, each caption tokenized once).
 """
 
 from __future__ import annotations
