@@ -52,7 +52,7 @@ def test_loads_through_the_common_path(tiny_prior):
     components = load_components(str(out), PriorConfig(model=str(out), local_files_only=True))
     assert components.vae is None
     assert components.unet.config.sample_size == 16 and components.unet.config.in_channels == 3
-    assert components.scheduler.config.prediction_type == "epsilon"
+    assert components.scheduler.config.prediction_type == "v_prediction"
     ids = components.tokenizer("a red cone, side view")["input_ids"]
     assert components.tokenizer.unk_token_id not in ids
 
@@ -131,3 +131,15 @@ def test_the_trainers_prompt_check_reads_what_people_type_and_names_the_worlds_w
     assert "'gloomy'" in message and "sphere, cube, cylinder, cone, torus, pyramid" in message
     assert "top or band" in message and "low-resolution" not in message
     assert "unrealistic" not in message and len(message.splitlines()) == 1
+
+
+def test_min_snr_weights_for_epsilon_and_v():
+    from nfsd_gs.shapeworld.prior import build_scheduler, min_snr_weights
+
+    alphas = build_scheduler().alphas_cumprod
+    t = torch.tensor([0, 500, 999])
+    snr = alphas[t] / (1 - alphas[t])
+    assert torch.allclose(min_snr_weights(alphas, t, 5.0, "epsilon"), snr.clamp(max=5) / snr)
+    assert torch.allclose(min_snr_weights(alphas, t, 5.0, "v_prediction"),
+                          snr.clamp(max=5) / (snr + 1))
+    assert build_scheduler("epsilon").config.prediction_type == "epsilon"
