@@ -143,3 +143,18 @@ def test_min_snr_weights_for_epsilon_and_v():
     assert torch.allclose(min_snr_weights(alphas, t, 5.0, "v_prediction"),
                           snr.clamp(max=5) / (snr + 1))
     assert build_scheduler("epsilon").config.prediction_type == "epsilon"
+
+
+def test_the_v_target_is_the_schedulers_and_the_loader_recovers_epsilon():
+    from nfsd_gs.shapeworld.prior import build_scheduler, velocity
+
+    scheduler = build_scheduler()
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.rand(3, 3, 8, 8, generator=g) * 2 - 1, torch.randn(3, 3, 8, 8, generator=g)
+    t = torch.tensor([10, 400, 990])
+    alpha_bar = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+    v = velocity(x0, noise, alpha_bar)
+    assert torch.allclose(v, scheduler.get_velocity(x0, noise, t), atol=1e-6)
+    z_t = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise
+    # the project's loader: eps = sqrt(a_t) v + sqrt(1 - a_t) z_t
+    assert torch.allclose(alpha_bar.sqrt() * v + (1 - alpha_bar).sqrt() * z_t, noise, atol=1e-5)

@@ -219,6 +219,12 @@ def min_snr_weights(alphas_cumprod: Tensor, t: Tensor, gamma: float,
     return snr.clamp(max=gamma) / (snr + 1 if prediction_type == "v_prediction" else snr)
 
 
+def velocity(x0: Tensor, noise: Tensor, alpha_bar: Tensor) -> Tensor:
+    """v = sqrt(a_t) eps - sqrt(1 - a_t) x0 (Salimans & Ho 2022), what a v-prediction U-Net
+    predicts; x0, noise [B, C, H, W], alpha_bar broadcastable ([B, 1, 1, 1])."""
+    return alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * x0
+
+
 def diffusion_loss(unet, text_encoder, alphas_cumprod: Tensor, images: Tensor,
                    input_ids: Tensor, generator: torch.Generator, min_snr_gamma: float,
                    prediction_type: str = "epsilon") -> Tensor:
@@ -237,8 +243,7 @@ def diffusion_loss(unet, text_encoder, alphas_cumprod: Tensor, images: Tensor,
     z_t = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise
     embeddings = text_encoder(input_ids).last_hidden_state  # [B, L, D]
     prediction = unet(z_t, t, encoder_hidden_states=embeddings).sample
-    target = (alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * x0
-              if prediction_type == "v_prediction" else noise)
+    target = velocity(x0, noise, alpha_bar) if prediction_type == "v_prediction" else noise
     per_sample = F.mse_loss(prediction.float(), target, reduction="none").mean(dim=(1, 2, 3))  # [B]
     if min_snr_gamma <= 0:  # DDPM's "simple" loss
         return per_sample.mean()
