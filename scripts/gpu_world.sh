@@ -21,6 +21,9 @@ DEVICE=${DEVICE:-cuda}
 PRIOR_ARGS=${PRIOR_ARGS:-}
 JUDGE_ARGS=${JUDGE_ARGS:---train-images 40000 --test-images 4000 --epochs 8 --width 24}
 CHECK_ARGS=${CHECK_ARGS:-}
+# Checks are skipped past this many seconds after the script's start (the device's
+# 600 s per call also covers setting up the environment); the weights are packed first.
+DEADLINE_S=${DEADLINE_S:-530}
 WORK=$(mktemp -d /tmp/gpu_world.XXXX)
 mkdir -p "$OUT" "$WORK/prior" "$WORK/judge" "$WORK/checks"
 start=$(date +%s)
@@ -29,43 +32,9 @@ stamp() { echo "[$(( $(date +%s) - start )) s] $*"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$WORK/checks/gpu.txt" 2>&1
 git rev-parse HEAD >> "$WORK/checks/gpu.txt" 2>/dev/null
 
-stamp "judge (background) and prior ($PRIOR_MINUTES min)"
-timeout 300 python -m nfsd_gs.shapeworld train-judge --out "$WORK/judge" --device "$DEVICE" \
-  $JUDGE_ARGS > "$WORK/checks/judge.log" 2>&1 &
-judge_pid=$!
-timeout 480 python -m nfsd_gs.shapeworld train-prior --out "$WORK/prior" --device "$DEVICE" \
-  --minutes "$PRIOR_MINUTES" --log-every 100 $PRIOR_ARGS > "$WORK/checks/prior.log" 2>&1
-prior_rc=$?
-wait $judge_pid
-judge_rc=$?
-stamp "prior rc=$prior_rc, judge rc=$judge_rc"
-tail -2 "$WORK/checks/prior.log"; tail -1 "$WORK/checks/judge.log"
-
-JUDGE="$WORK/judge"
-[ -f "$JUDGE/judge.json" ] || JUDGE=nfsd_gs/assets/judge  # fall back to the shipped one
-if [ -d "$WORK/prior/unet" ]; then
-  for split in solid two-tone; do
-    for cfg in 7.5 3; do
-      name="check_${split}_cfg${cfg}"
-      stamp "$name"
-      timeout 90 python -m nfsd_gs.shapeworld check --prior "$WORK/prior" --judge "$JUDGE" \
-        --split "$split" --cfg "$cfg" --device "$DEVICE" --batch-size 192 $CHECK_ARGS \
-        --json "$WORK/checks/$name.json" --grid "$WORK/checks/$name.png" \
-        > "$WORK/checks/$name.md" 2> "$WORK/checks/$name.log"
-      grep "images, CFG" "$WORK/checks/$name.md" || tail -2 "$WORK/checks/$name.log"
-    done
-  done
-fi
-
-stamp "packing"
-[ -d "$WORK/prior/unet" ] && tar -cf "$OUT/prior_unet.tar" -C "$WORK/prior" unet
-rest=()
-for item in text_encoder tokenizer scheduler prior_info.json loss.csv; do
-  [ -e "$WORK/prior/$item" ] && rest+=("prior/$item")
-done
-[ -f "$WORK/judge/judge.json" ] && rest+=("judge")
-[ ${#rest[@]} -gt 0 ] && tar -czf "$OUT/world_rest.tar.gz" -C "$WORK" "${rest[@]}"
-python - "$WORK" > "$OUT/summary.md" <<'EOF'
+# summary.md and checks.tar.gz, rewritten after every part (a run cut short keeps them)
+summarize() {
+  python - "$WORK" > "$OUT/summary.md" <<'EOF'
 import json, sys
 from pathlib import Path
 work = Path(sys.argv[1])
@@ -86,8 +55,52 @@ if judge.is_file():
     j = json.loads(judge.read_text())
     print(f"judge held-out (clean renders): {json.dumps(j['held_out'])}, {j['wall_s']} s")
 EOF
-cp "$OUT/summary.md" "$WORK/checks/"
-tar -czf "$OUT/checks.tar.gz" -C "$WORK" checks
+  cp "$OUT/summary.md" "$WORK/checks/"
+  tar -czf "$OUT/checks.tar.gz" -C "$WORK" checks
+}
+
+stamp "judge (background) and prior ($PRIOR_MINUTES min)"
+timeout 300 python -m nfsd_gs.shapeworld train-judge --out "$WORK/judge" --device "$DEVICE" \
+  $JUDGE_ARGS > "$WORK/checks/judge.log" 2>&1 &
+judge_pid=$!
+timeout 480 python -m nfsd_gs.shapeworld train-prior --out "$WORK/prior" --device "$DEVICE" \
+  --minutes "$PRIOR_MINUTES" --log-every 100 $PRIOR_ARGS > "$WORK/checks/prior.log" 2>&1
+prior_rc=$?
+wait $judge_pid
+judge_rc=$?
+stamp "prior rc=$prior_rc, judge rc=$judge_rc"
+tail -2 "$WORK/checks/prior.log"; tail -1 "$WORK/checks/judge.log"
+
+stamp "packing the weights"
+[ -d "$WORK/prior/unet" ] && tar -cf "$OUT/prior_unet.tar" -C "$WORK/prior" unet
+rest=()
+for item in text_encoder tokenizer scheduler prior_info.json loss.csv; do
+  [ -e "$WORK/prior/$item" ] && rest+=("prior/$item")
+done
+[ -f "$WORK/judge/judge.json" ] && rest+=("judge")
+[ ${#rest[@]} -gt 0 ] && tar -czf "$OUT/world_rest.tar.gz" -C "$WORK" "${rest[@]}"
+summarize
+JUDGE="$WORK/judge"
+[ -f "$JUDGE/judge.json" ] || JUDGE=nfsd_gs/assets/judge  # fall back to the shipped one
+if [ -d "$WORK/prior/unet" ]; then
+  for cfg in 7.5 3; do
+    for split in solid two-tone; do
+      name="check_${split}_cfg${cfg}"
+      left=$(( DEADLINE_S - ($(date +%s) - start) - 15 ))
+      [ "$left" -gt 90 ] && left=90
+      if [ "$left" -lt 20 ]; then stamp "$name skipped: the ${DEADLINE_S} s deadline"; continue; fi
+      stamp "$name"
+      timeout "$left" python -m nfsd_gs.shapeworld check --prior "$WORK/prior" --judge "$JUDGE" \
+        --split "$split" --cfg "$cfg" --device "$DEVICE" --batch-size 192 $CHECK_ARGS \
+        --json "$WORK/checks/$name.json" --grid "$WORK/checks/$name.png" \
+        > "$WORK/checks/$name.md" 2> "$WORK/checks/$name.log"
+      grep "images, CFG" "$WORK/checks/$name.md" || tail -2 "$WORK/checks/$name.log"
+      summarize
+    done
+  done
+fi
+
+summarize
 ls -l "$OUT"
 stamp "done"
 cat "$OUT/summary.md"

@@ -52,7 +52,7 @@ def test_loads_through_the_common_path(tiny_prior):
     components = load_components(str(out), PriorConfig(model=str(out), local_files_only=True))
     assert components.vae is None
     assert components.unet.config.sample_size == 16 and components.unet.config.in_channels == 3
-    assert components.scheduler.config.prediction_type == "epsilon"
+    assert components.scheduler.config.prediction_type == "v_prediction"
     ids = components.tokenizer("a red cone, side view")["input_ids"]
     assert components.tokenizer.unk_token_id not in ids
 
@@ -131,3 +131,30 @@ def test_the_trainers_prompt_check_reads_what_people_type_and_names_the_worlds_w
     assert "'gloomy'" in message and "sphere, cube, cylinder, cone, torus, pyramid" in message
     assert "top or band" in message and "low-resolution" not in message
     assert "unrealistic" not in message and len(message.splitlines()) == 1
+
+
+def test_min_snr_weights_for_epsilon_and_v():
+    from nfsd_gs.shapeworld.prior import build_scheduler, min_snr_weights
+
+    alphas = build_scheduler().alphas_cumprod
+    t = torch.tensor([0, 500, 999])
+    snr = alphas[t] / (1 - alphas[t])
+    assert torch.allclose(min_snr_weights(alphas, t, 5.0, "epsilon"), snr.clamp(max=5) / snr)
+    assert torch.allclose(min_snr_weights(alphas, t, 5.0, "v_prediction"),
+                          snr.clamp(max=5) / (snr + 1))
+    assert build_scheduler("epsilon").config.prediction_type == "epsilon"
+
+
+def test_the_v_target_is_the_schedulers_and_the_loader_recovers_epsilon():
+    from nfsd_gs.shapeworld.prior import build_scheduler, velocity
+
+    scheduler = build_scheduler()
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.rand(3, 3, 8, 8, generator=g) * 2 - 1, torch.randn(3, 3, 8, 8, generator=g)
+    t = torch.tensor([10, 400, 990])
+    alpha_bar = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+    v = velocity(x0, noise, alpha_bar)
+    assert torch.allclose(v, scheduler.get_velocity(x0, noise, t), atol=1e-6)
+    z_t = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise
+    # the project's loader: eps = sqrt(a_t) v + sqrt(1 - a_t) z_t
+    assert torch.allclose(alpha_bar.sqrt() * v + (1 - alpha_bar).sqrt() * z_t, noise, atol=1e-5)

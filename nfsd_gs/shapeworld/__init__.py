@@ -20,6 +20,7 @@ Public API (stable; the evaluation builds on it)::
 
     rgb, alpha = sw.render_spec(spec, cameras, backgrounds, resolution=64,
                                 scale=1.0, yaw_deg=0.0)  # [B, R, R, 3], [B, R, R]
+    sw.PALETTE["olive"]                # albedo (RGB in [0, 1]) of every colour name
 
     judge = sw.Judge.load()            # the shipped judge
     judge.verdict(images)              # images [B, H, W, 3] in [0, 1] ->
@@ -44,13 +45,13 @@ JUDGE_DIR = ASSETS_DIR / "judge"
 
 from .vocabulary import (ACCENT_LABELS, EVAL_SPECS, SPLITS, ObjectSpec, eval_prompts,  # noqa: E402
                          object_prompt, parse_prompt, split_prompts, split_specs, world_words)
-from .world import (ACCENT_COLOURS, COLOUR_NAMES, COLOURS, MUTED_COLOURS, PATTERNS,  # noqa: E402
-                    SHAPES, SOLID_COLOURS, Scenes, render_object, render_scenes, render_spec,
-                    sample_scenes)
+from .world import (ACCENT_COLOURS, COLOUR_NAMES, COLOURS, MUTED_COLOURS, PALETTE,  # noqa: E402
+                    PATTERNS, SHAPES, SOLID_COLOURS, Scenes, render_object, render_scenes,
+                    render_spec, sample_scenes)
 from .judge import HEADS, Judge  # noqa: E402
 
 __all__ = ["ASSETS_DIR", "JUDGE_DIR", "SHAPES_PRIOR_DIR", "SPLITS", "EVAL_SPECS", "ObjectSpec",
            "parse_prompt", "object_prompt", "split_prompts", "split_specs", "eval_prompts",
            "world_words", "ACCENT_LABELS", "ACCENT_COLOURS", "COLOUR_NAMES", "COLOURS",
-           "MUTED_COLOURS", "PATTERNS", "SHAPES", "SOLID_COLOURS", "Scenes", "render_object",
+           "MUTED_COLOURS", "PALETTE", "PATTERNS", "SHAPES", "SOLID_COLOURS", "Scenes", "render_object",
            "render_scenes", "render_spec", "sample_scenes", "HEADS", "Judge"]

@@ -31,6 +31,7 @@ def _train_prior(args) -> None:
                               batch_size=args.batch_size, learning_rate=args.lr,
                               pool_size=args.pool_size, device=args.device,
                               log_every=args.log_every, min_snr_gamma=args.min_snr_gamma,
+                              prediction_type=args.prediction,
                               data=DataConfig(caption_dropout=args.caption_dropout))
     info = train_prior(args.out, config, _command_line())
     print(f"saved prior to {args.out}: {info['steps']} steps, final loss {info['final_loss']}, "
@@ -90,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="clean views rendered up front (0: render every batch)")
     p.add_argument("--device", default="auto")
     p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--min-snr-gamma", type=float, default=0.0,
+    p.add_argument("--prediction", default="v_prediction", choices=("v_prediction", "epsilon"),
+                   help="what the U-Net predicts")
+    p.add_argument("--min-snr-gamma", type=float, default=5.0,
                    help="min-SNR loss weighting (0: unweighted epsilon loss)")
     p.add_argument("--caption-dropout", type=float, default=0.13,
                    help="share of clean images' captions left empty (classifier-free guidance)")

@@ -1,7 +1,8 @@
 """Prior check: sample the prior for every prompt of a split and let the judge score it.
 
 Sampling is DDIM (eta 0) with classifier-free guidance written the project's one way,
-``eps = eps_uncond + s * (eps_cond - eps_uncond)`` with ``s = 7.5`` by default.
+``eps = eps_uncond + s * (eps_cond - eps_uncond)`` with ``s = 7.5`` by default (for a
+v-prediction prior the same combination of v, which is the same combination of eps).
 """
 
 from __future__ import annotations
@@ -63,11 +64,11 @@ def sample(models: PriorModels, prompts: Sequence[str], generator: torch.Generat
                                 list(prompts) + [""] * B, device)  # [2B, L, D]
     z = torch.randn((B, 3, size, size), generator=generator).to(device)
     for t in scheduler.timesteps:
-        eps = models.unet(torch.cat([z, z]), t.to(device).expand(2 * B),
-                          encoder_hidden_states=embeddings).sample
-        eps_cond, eps_uncond = eps.chunk(2)
-        eps_cfg = eps_uncond + cfg_scale * (eps_cond - eps_uncond)
-        z = scheduler.step(eps_cfg, t, z, eta=0.0).prev_sample
+        out = models.unet(torch.cat([z, z]), t.to(device).expand(2 * B),
+                          encoder_hidden_states=embeddings).sample  # eps or v, per the scheduler
+        cond, uncond = out.chunk(2)
+        guided = uncond + cfg_scale * (cond - uncond)
+        z = scheduler.step(guided, t, z, eta=0.0).prev_sample
     return ((z + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu()
 
 

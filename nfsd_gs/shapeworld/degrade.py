@@ -23,12 +23,25 @@ from torch import Tensor
 from ..errors import ConfigError
 
 
+def to_device(tensor: Tensor, device: torch.device) -> Tensor:
+    """Host -> device without waiting for the GPU: a pageable copy would block until the
+    previous training step has finished, serialising the data work with the GPU's."""
+    if torch.device(device).type != "cuda" or tensor.device.type != "cpu":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def _like(values: Tensor, images: Tensor) -> Tensor:
+    """Per-image strengths [B] (CPU) on the images' device and dtype, without a sync."""
+    return to_device(values, images.device).to(images.dtype)
+
+
 def blur(images: Tensor, sigma: Tensor) -> Tensor:
     """Gaussian blur with a per-image standard deviation ``sigma`` [B] in pixels."""
     B, C, H, W = images.shape
     radius = int(math.ceil(3 * float(sigma.detach().cpu().max())))  # sigma: keep it on the CPU
     offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
-    kernel = torch.exp(-0.5 * (offsets[None] / sigma.to(images)[:, None]) ** 2)  # [B, K]
+    kernel = torch.exp(-0.5 * (offsets[None] / _like(sigma, images)[:, None]) ** 2)  # [B, K]
     kernel = (kernel / kernel.sum(-1, keepdim=True)).repeat_interleave(C, dim=0)  # [B*C, K]
     x = F.pad(images.reshape(1, B * C, H, W), (radius, radius, radius, radius), mode="replicate")
     x = F.conv2d(x, kernel[:, None, :, None], groups=B * C)  # vertical
@@ -41,7 +54,7 @@ def low_resolution(images: Tensor, factor: Tensor) -> Tensor:
     out = images.clone()
     factor = factor.cpu()
     for f in factor.unique().tolist():
-        rows = (factor == f).nonzero()[:, 0].to(images.device)
+        rows = to_device((factor == f).nonzero()[:, 0], images.device)
         small = F.avg_pool2d(images[rows], int(f))
         out[rows] = F.interpolate(small, size=images.shape[-2:], mode="nearest")
     return out
@@ -50,25 +63,25 @@ def low_resolution(images: Tensor, factor: Tensor) -> Tensor:
 def low_contrast(images: Tensor, contrast: Tensor) -> Tensor:
     """Pull every pixel towards the image mean: contrast [B] in (0, 1), 1 = unchanged."""
     mean = images.mean(dim=(1, 2, 3), keepdim=True)
-    return mean + contrast.to(images).view(-1, 1, 1, 1) * (images - mean)
+    return mean + _like(contrast, images).view(-1, 1, 1, 1) * (images - mean)
 
 
 def darken(images: Tensor, brightness: Tensor) -> Tensor:
     """Multiply by ``brightness`` [B] in (0, 1)."""
-    return images * brightness.to(images).view(-1, 1, 1, 1)
+    return images * _like(brightness, images).view(-1, 1, 1, 1)
 
 
 def add_noise(images: Tensor, sigma: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
     """Add Gaussian pixel noise of standard deviation ``sigma`` [B] (in [0, 1] units)."""
     noise = to_device(torch.randn(images.shape, generator=generator), images.device)
-    return (images + sigma.to(images).view(-1, 1, 1, 1) * noise).clamp(0, 1)
+    return (images + _like(sigma, images).view(-1, 1, 1, 1) * noise).clamp(0, 1)
 
 
 def desaturate(images: Tensor, amount: Tensor) -> Tensor:
     """Blend towards grey (Rec. 601 luma) by ``amount`` [B] in [0, 1]."""
     weights = torch.tensor([0.299, 0.587, 0.114], device=images.device, dtype=images.dtype)
     grey = (images * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)
-    a = amount.to(images).view(-1, 1, 1, 1)
+    a = _like(amount, images).view(-1, 1, 1, 1)
     return (1 - a) * images + a * grey
 
 
@@ -90,14 +103,6 @@ DEGRADATIONS: Dict[str, Tuple[Callable, Sampler, Tuple[str, ...]]] = {
     "noise": (add_noise, _uniform(0.08, 0.2), ("low quality", "ugly")),
     "desaturate": (desaturate, _uniform(0.7, 1.0), ("dull", "unrealistic")),
 }
-
-
-def to_device(tensor: Tensor, device: torch.device) -> Tensor:
-    """Host -> device without waiting for the GPU: a pageable copy would block until the
-    previous training step has finished, serialising the data work with the GPU's."""
-    if torch.device(device).type != "cuda" or tensor.device.type != "cpu":
-        return tensor.to(device)
-    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def _pick_words(words: Tuple[str, ...], keep: List[bool], forced: int) -> List[str]:
