@@ -220,5 +220,6 @@ def test_prompt_checks(tiny_prior, tmp_path):
     components.tokenizer = word_tokenizer(["a", "red", "cone"], 77)
     closed = DiffusionPrior(components, CPU, name="closed")
     closed.check_prompt("a red cone")
-    with pytest.raises(PromptError, match=r"\['corgi'\] are unknown.*a cone red"):
+    # the content words only: not the article (nor view or negative-prompt words)
+    with pytest.raises(PromptError, match=r"\['corgi'\] are unknown.*made of: cone red \("):
         closed.check_prompt("a red corgi")
