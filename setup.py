@@ -49,9 +49,6 @@ setup(
         # playwright drives the system's Chromium (never `playwright install`).
         "dev": ["pytest>=7", "hypothesis>=6", "playwright>=1.40"],
     },
-    entry_points={"console_scripts": ["nfsd-gs-train=nfsd_gs.train:main",
-                                      "nfsd-gs-view=nfsd_gs.view:main",
-                                      "nfsd-gs-render=nfsd_gs.render.__main__:main",
-                                      "nfsd-gs-export=nfsd_gs.export.__main__:main",
-                                      "nfsd-gs-batch=nfsd_gs.batch.__main__:main"]},
+    entry_points={"console_scripts": [f"nfsd-gs-{name}=nfsd_gs.cli:{name}"
+                                      for name in ("train", "view", "render", "export", "batch")]},
 )

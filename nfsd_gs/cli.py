@@ -82,3 +82,33 @@ def quiet_keyboard_interrupt(message: str = "interrupted: before the run started
             sys.__excepthook__(kind, value, traceback)
 
     sys.excepthook = hook
+
+
+def run_console_script(module: str) -> int:
+    """What an installed console script runs: Ctrl-C while ``module`` (and torch) import
+    ends in one line, as it does for ``python -m``; then the module's ``main()``."""
+    import importlib
+
+    quiet_keyboard_interrupt()
+    return importlib.import_module(module).main()
+
+
+# The console scripts of setup.py (``nfsd-gs-train`` ...): each imports its command lazily.
+def train() -> int:
+    return run_console_script("nfsd_gs.train")
+
+
+def view() -> int:
+    return run_console_script("nfsd_gs.view")
+
+
+def render() -> int:
+    return run_console_script("nfsd_gs.render.__main__")
+
+
+def export() -> int:
+    return run_console_script("nfsd_gs.export.__main__")
+
+
+def batch() -> int:
+    return run_console_script("nfsd_gs.batch.__main__")

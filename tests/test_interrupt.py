@@ -103,3 +103,28 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(tmp_path):
     steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
     assert (run_dir / "model.ply").is_file()
+
+
+def test_ctrl_c_while_a_console_script_imports_is_one_line(tmp_path):
+    """``nfsd-gs-train`` runs ``nfsd_gs.cli.train`` (setup.py): the same one line as ``-m``."""
+    script = ("import sys; from nfsd_gs.cli import train; "
+              "sys.argv = ['nfsd-gs-train', *sys.argv[1:]]; sys.exit(train())")
+    process = subprocess.Popen([sys.executable, "-c", script, "--prompt", "a red cone",
+                                "--no-progress", "--output-root", str(tmp_path)], env=ENV,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(process, has_loaded(process, "libtorch"), "importing torch")
+    process.send_signal(signal.SIGINT)
+    err = finish(process)
+    assert err.strip().splitlines() == ["interrupted: before the run started; nothing was written"]
+    assert process.returncode != 0 and not any(tmp_path.iterdir())
+
+
+def test_every_console_script_names_a_command_of_the_cli():
+    import re
+
+    from nfsd_gs import cli
+
+    setup = (Path(__file__).resolve().parent.parent / "setup.py").read_text()
+    names = re.search(r'for name in \(([^)]*)\)', setup).group(1)
+    for name in re.findall(r'"(\w+)"', names):
+        assert callable(getattr(cli, name)), name
