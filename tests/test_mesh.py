@@ -1,6 +1,9 @@
 """Meshes from Gaussians (export/mesh.py): a known cube, its silhouettes, bad input, the run option."""
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,11 +187,7 @@ def test_the_field_on_cuda_matches_the_cpu():
 # --------------------------------------------------------------------------- python -m nfsd_gs.export --mesh
 
 
-def export_cli(*args) -> "subprocess.CompletedProcess":
-    import subprocess
-    import sys
-    from pathlib import Path
-
+def export_cli(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "nfsd_gs.export", *map(str, args)],
                           cwd=Path(__file__).resolve().parent.parent, capture_output=True,
                           text=True, timeout=300)
