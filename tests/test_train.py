@@ -87,7 +87,12 @@ def test_default_config_runs_on_the_bundled_prior(tmp_path):
     config = load_config(tmp_path / "a_red_cone" / "config.yaml")
     assert config.prior.model == "bundled:shapes" and config.camera.resolution == 64
     scores = score_run(tmp_path / "a_red_cone", views=2)
-    assert len(scores["judged"]) == 2 and 0.0 <= scores["shape_acc"] <= 1.0
+    assert len(scores["judged"]) == 2
+    # judged: "<colour> <shape>[ + <accent>]" per view; the accuracies count the prompt's words.
+    named = [verdict.split(" + ")[0].split() for verdict in scores["judged"]]
+    assert scores["shape_acc"] == sum(shape == "cone" for _, shape in named) / 2
+    assert scores["colour_acc"] == sum(colour == "red" for colour, _ in named) / 2
+    assert scores["both_acc"] == sum(words == ["red", "cone"] for words in named) / 2
 
 
 def test_prompt_outside_the_bundled_vocabulary_lists_what_it_knows(tmp_path, capsys):
