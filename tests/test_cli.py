@@ -63,6 +63,16 @@ def test_bad_thread_count_is_one_line():
     assert result.stderr.strip().splitlines()[-1].endswith("argument --threads: 0 must be at least 1")
 
 
+def test_score_refuses_zero_views_in_one_line(tmp_path, capsys):
+    from nfsd_gs import score
+
+    with pytest.raises(SystemExit) as exit_info:
+        score.main([str(tmp_path), "--views", "0"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "argument --views: 0 must be at least 1")
+
+
 # --------------------------------------------------------------------------- the end of a run
 
 
