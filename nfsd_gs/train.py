@@ -313,9 +313,9 @@ def log_record(run: Run, stats: Dict[str, Tensor], it_per_s: float, elapsed: flo
     }
 
 
-# --------------------------------------------------------------------------- viewer, turntable
-# The browser preview lives in viewer/ (installed as nfsd_gs.viewer) and the
-# video in export/video.py; these three functions are all the loop knows of them.
+# ---------------------------------------------------------------------- viewer, turntable, mesh
+# The browser preview lives in nfsd_gs/viewer/, the video in export/video.py and the
+# mesh in export/mesh.py; the functions below are all the loop knows of them.
 
 
 def open_viewer(run: Run, run_dir: Path, host: Optional[str] = None,
