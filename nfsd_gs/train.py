@@ -539,8 +539,9 @@ def after_interrupt(run_dir: Optional[Path], created: bool) -> str:
 
 
 #: The run folder's main files, in the order the end-of-run report lists them.
-RESULT_FILES = {"model.ply": "model", "mesh.ply": "mesh", "mesh.obj": "mesh (OBJ)",
-                "turntable.mp4": "turntable", "turntable.gif": "turntable (GIF)"}
+RESULT_FILES = {"model.ply": "model", "mesh.glb": "mesh", "mesh.ply": "mesh",
+                "mesh.obj": "mesh (OBJ)", "turntable.mp4": "turntable",
+                "turntable.gif": "turntable (GIF)"}
 #: The prior whose world the bundled judge knows (``nfsd_gs.score``).
 JUDGED_PRIOR = "bundled:shapes"
 

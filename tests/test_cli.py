@@ -102,6 +102,20 @@ def test_no_judge_for_other_priors(tmp_path, capsys):
     assert not any(line.split()[:1] == ["judge"] for line in lines)
 
 
+def test_the_end_of_a_run_lists_its_mesh(tmp_path, capsys):
+    """output.mesh=true writes mesh.glb, which the list left out."""
+    from types import SimpleNamespace
+
+    for name in ("model.ply", "mesh.glb", "turntable.mp4"):
+        (tmp_path / name).write_bytes(b"")
+    run = SimpleNamespace(config=SimpleNamespace(prior=SimpleNamespace(model="random:tiny")))
+    train.report_finished(run, tmp_path, tmp_path / "model.ply", 1.0)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert [line.split()[:2] for line in lines[1:4]] == [
+        ["model", str(tmp_path / "model.ply")], ["mesh", str(tmp_path / "mesh.glb")],
+        ["turntable", str(tmp_path / "turntable.mp4")]]
+
+
 @pytest.mark.parametrize("representation, count_name", [
     ("gaussians", "gaussians"), ("nerf", "occupied_cells")])
 def test_progress_bar_names_its_count(tmp_path, capsys, representation, count_name):
