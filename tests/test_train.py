@@ -58,6 +58,13 @@ def test_bad_input_is_one_line_and_leaves_no_run_folder(tmp_path, capsys, args, 
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_output_root_that_is_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "out").write_text("not a folder")
+    assert run_main(tmp_path, "--prompt", "a red cube") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: cannot make the folder '{tmp_path / 'out'}': File exists"
+
+
 def test_help_runs():
     result = subprocess.run([sys.executable, "-m", "nfsd_gs.train", "--help"],
                             capture_output=True, text=True, check=True)

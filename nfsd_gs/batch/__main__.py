@@ -16,6 +16,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from ..config import config_signature, load_config
 from ..errors import ConfigError, NfsdError
+from ..utils.io import make_folder
 from .catalogue import (MANIFEST_NAME, Defaults, Line, line_config,
                         read_catalogue, request_signature)
 from .manifest import Manifest, Row, summary_table
@@ -132,7 +133,7 @@ def run_catalogue(args: argparse.Namespace) -> int:
         plan = plan_workers(ray.cluster_resources(), args.per_gpu, args.workers, args.gpus)
         print(f"{len(jobs)} of {len(lines)} lines to make with {plan.describe()}; "
               f"writing {defaults.root}", file=sys.stderr, flush=True)
-        defaults.root.mkdir(parents=True, exist_ok=True)
+        make_folder(defaults.root)
         manifest.write()
         stopper, stopper_name = start_stop_broadcast()
         actors = start_workers(plan, stopper_name)

@@ -13,7 +13,7 @@ import torch
 
 from ..cli import add_override_arguments, parse_command_line
 from ..errors import ConfigError, NfsdError
-from ..utils.io import create_run_dir
+from ..utils.io import create_run_dir, make_folder
 from .ground_truth import ALIGN_SCALES, ALIGN_YAWS, scale_grid
 from .prompts import SPLITS, all_prompts, parse_prompt, split_prompts
 from .report import summary_table
@@ -171,7 +171,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.out is None:
             settings = replace(settings, out=create_run_dir(
                 "outputs/eval", time.strftime("%Y%m%d_%H%M%S")))
-        settings.out.mkdir(parents=True, exist_ok=True)
+        make_folder(settings.out)
         meta = {"status": "running", "config": settings.config,
                 "overrides": list(settings.overrides), "steps": settings.steps,
                 "seeds": list(settings.seeds), "split": args.split, "views": settings.views,
