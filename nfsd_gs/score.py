@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 import torch
 
 from .background import fixed_backgrounds
+from .cli import positive_int
 from .config import load_config
 from .errors import NfsdError
 from .eval import (SilhouetteBank, compare_to_truth, eval_cameras, expected_verdicts, load_judge,
@@ -50,7 +51,7 @@ def score_run(run_dir: Path, views: int = 8, resolution: int = 64) -> dict:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nfsd_gs.score", description=__doc__)
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--views", type=int, default=8)
+    parser.add_argument("--views", type=positive_int, default=8, help="views to judge (default 8)")
     args = parser.parse_args(argv)
     try:
         result = score_run(args.run_dir, args.views)

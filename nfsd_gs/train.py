@@ -313,9 +313,9 @@ def log_record(run: Run, stats: Dict[str, Tensor], it_per_s: float, elapsed: flo
     }
 
 
-# --------------------------------------------------------------------------- viewer, turntable
-# The browser preview lives in viewer/ (installed as nfsd_gs.viewer) and the
-# video in export/video.py; these three functions are all the loop knows of them.
+# ---------------------------------------------------------------------- viewer, turntable, mesh
+# The browser preview lives in nfsd_gs/viewer/, the video in export/video.py and the
+# mesh in export/mesh.py; the functions below are all the loop knows of them.
 
 
 def open_viewer(run: Run, run_dir: Path, host: Optional[str] = None,
@@ -539,8 +539,9 @@ def after_interrupt(run_dir: Optional[Path], created: bool) -> str:
 
 
 #: The run folder's main files, in the order the end-of-run report lists them.
-RESULT_FILES = {"model.ply": "model", "mesh.ply": "mesh", "mesh.obj": "mesh (OBJ)",
-                "turntable.mp4": "turntable", "turntable.gif": "turntable (GIF)"}
+RESULT_FILES = {"model.ply": "model", "mesh.glb": "mesh", "mesh.ply": "mesh",
+                "mesh.obj": "mesh (OBJ)", "turntable.mp4": "turntable",
+                "turntable.gif": "turntable (GIF)"}
 #: The prior whose world the bundled judge knows (``nfsd_gs.score``).
 JUDGED_PRIOR = "bundled:shapes"
 

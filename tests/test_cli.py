@@ -63,6 +63,16 @@ def test_bad_thread_count_is_one_line():
     assert result.stderr.strip().splitlines()[-1].endswith("argument --threads: 0 must be at least 1")
 
 
+def test_score_refuses_zero_views_in_one_line(tmp_path, capsys):
+    from nfsd_gs import score
+
+    with pytest.raises(SystemExit) as exit_info:
+        score.main([str(tmp_path), "--views", "0"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "argument --views: 0 must be at least 1")
+
+
 # --------------------------------------------------------------------------- the end of a run
 
 
@@ -90,6 +100,20 @@ def test_no_judge_for_other_priors(tmp_path, capsys):
     lines = capsys.readouterr().err.splitlines()
     assert any(line.startswith("done in ") for line in lines)
     assert not any(line.split()[:1] == ["judge"] for line in lines)
+
+
+def test_the_end_of_a_run_lists_its_mesh(tmp_path, capsys):
+    """output.mesh=true writes mesh.glb, which the list left out."""
+    from types import SimpleNamespace
+
+    for name in ("model.ply", "mesh.glb", "turntable.mp4"):
+        (tmp_path / name).write_bytes(b"")
+    run = SimpleNamespace(config=SimpleNamespace(prior=SimpleNamespace(model="random:tiny")))
+    train.report_finished(run, tmp_path, tmp_path / "model.ply", 1.0)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert [line.split()[:2] for line in lines[1:4]] == [
+        ["model", str(tmp_path / "model.ply")], ["mesh", str(tmp_path / "mesh.glb")],
+        ["turntable", str(tmp_path / "turntable.mp4")]]
 
 
 @pytest.mark.parametrize("representation, count_name", [

@@ -301,7 +301,9 @@ def test_comparison_defaults_and_seed_flags():
     for bad, match in ((["--seeds", "1,x"], "--seeds"), (["--seeds", "1,1"], "distinct"),
                        (["--seed", "1", "--seeds", "2"], "not both"),
                        (["--align-yaws", "12"], "multiple"), (["--split", "marble"], "marble"),
-                       (["--align-scales", "1,2"], "LOW,HIGH,COUNT")):
+                       (["--align-scales", "1,2"], "LOW,HIGH,COUNT"),
+                       (["--align-scales", "2,1,5"], "low <= high"),
+                       (["--align-scales", "0.5,2,0"], "count >= 1")):
         with pytest.raises(ConfigError, match=match):
             settings_from_args(parse_args(bad))
 

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -59,6 +58,13 @@ def test_bad_input_is_one_line_and_leaves_no_run_folder(tmp_path, capsys, args, 
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_output_root_that_is_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "out").write_text("not a folder")
+    assert run_main(tmp_path, "--prompt", "a red cube") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: cannot make the folder '{tmp_path / 'out'}': File exists"
+
+
 def test_help_runs():
     result = subprocess.run([sys.executable, "-m", "nfsd_gs.train", "--help"],
                             capture_output=True, text=True, check=True)
@@ -87,7 +93,12 @@ def test_default_config_runs_on_the_bundled_prior(tmp_path):
     config = load_config(tmp_path / "a_red_cone" / "config.yaml")
     assert config.prior.model == "bundled:shapes" and config.camera.resolution == 64
     scores = score_run(tmp_path / "a_red_cone", views=2)
-    assert len(scores["judged"]) == 2 and 0.0 <= scores["shape_acc"] <= 1.0
+    assert len(scores["judged"]) == 2
+    # judged: "<colour> <shape>[ + <accent>]" per view; the accuracies count the prompt's words.
+    named = [verdict.split(" + ")[0].split() for verdict in scores["judged"]]
+    assert scores["shape_acc"] == sum(shape == "cone" for _, shape in named) / 2
+    assert scores["colour_acc"] == sum(colour == "red" for colour, _ in named) / 2
+    assert scores["both_acc"] == sum(words == ["red", "cone"] for words in named) / 2
 
 
 def test_prompt_outside_the_bundled_vocabulary_lists_what_it_knows(tmp_path, capsys):

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from ..config import load_config
+from ..config import config_signature, load_config
 from ..errors import ConfigError, NfsdError
-from ..config import config_signature
+from ..utils.io import make_folder
 from .catalogue import (MANIFEST_NAME, Defaults, Line, line_config,
                         read_catalogue, request_signature)
 from .manifest import Manifest, Row, summary_table
@@ -79,8 +79,9 @@ def plan_lines(lines: Sequence[Line], defaults: Defaults, earlier: Manifest,
     """The manifest of this invocation and the lines to (re)make.
 
     A line is skipped when an earlier invocation finished it (done, or failed unless
-    ``retry_failed``), it asks for the same thing and (if done) its run folder is still there; a line whose config cannot be
-    resolved (a bad per-line override) fails here, with the config's message."""
+    ``retry_failed``), it asks for the same thing and (if done) its run folder is still
+    there; a line whose config cannot be resolved (a bad per-line override) fails here,
+    with the config's message."""
     manifest, jobs = Manifest(defaults.root / MANIFEST_NAME), []
     for line in lines:
         run_dir = str(defaults.root / line.name)
@@ -132,7 +133,7 @@ def run_catalogue(args: argparse.Namespace) -> int:
         plan = plan_workers(ray.cluster_resources(), args.per_gpu, args.workers, args.gpus)
         print(f"{len(jobs)} of {len(lines)} lines to make with {plan.describe()}; "
               f"writing {defaults.root}", file=sys.stderr, flush=True)
-        defaults.root.mkdir(parents=True, exist_ok=True)
+        make_folder(defaults.root)
         manifest.write()
         stopper, stopper_name = start_stop_broadcast()
         actors = start_workers(plan, stopper_name)

@@ -13,8 +13,8 @@ import torch
 
 from ..cli import add_override_arguments, parse_command_line
 from ..errors import ConfigError, NfsdError
-from ..utils.io import create_run_dir
-from .ground_truth import ALIGN_SCALES, ALIGN_YAWS
+from ..utils.io import create_run_dir, make_folder
+from .ground_truth import ALIGN_SCALES, ALIGN_YAWS, scale_grid
 from .prompts import SPLITS, all_prompts, parse_prompt, split_prompts
 from .report import summary_table
 from .runner import Settings, evaluate, load_judge, run_config
@@ -116,7 +116,9 @@ def _align_scales(text: str) -> Tuple[float, float, int]:
     values = _numbers("--align-scales", text, float)
     if len(values) != 3 or values[2] != int(values[2]):
         raise ConfigError(f"--align-scales '{text}' must be LOW,HIGH,COUNT")
-    return values[0], values[1], int(values[2])
+    scales = values[0], values[1], int(values[2])
+    scale_grid(*scales)  # its ConfigError now, not on every row after each run has trained
+    return scales
 
 
 def select_prompts(args: argparse.Namespace) -> List[str]:
@@ -169,7 +171,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.out is None:
             settings = replace(settings, out=create_run_dir(
                 "outputs/eval", time.strftime("%Y%m%d_%H%M%S")))
-        settings.out.mkdir(parents=True, exist_ok=True)
+        make_folder(settings.out)
         meta = {"status": "running", "config": settings.config,
                 "overrides": list(settings.overrides), "steps": settings.steps,
                 "seeds": list(settings.seeds), "split": args.split, "views": settings.views,

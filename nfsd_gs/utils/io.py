@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Union
 
+from ..errors import NfsdError
+
 PathLike = Union[str, os.PathLike]
 
 
@@ -83,10 +85,20 @@ def slugify(text: str, max_length: int = 48) -> str:
     return slug[:max_length].rstrip("_") or "run"
 
 
+def make_folder(path: PathLike) -> Path:
+    """``path`` and its parents, made if missing; one NfsdError line if that is impossible
+    (a file stands in the way, no permission)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise NfsdError(f"cannot make the folder '{path}': {err.strerror or err}") from None
+    return path
+
+
 def create_run_dir(root: PathLike, name: str) -> Path:
     """A new folder ``root/name``, or ``root/name_001``, ``_002``... never an existing one."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    root = make_folder(root)
     for index in range(10_000):
         candidate = root / (name if index == 0 else f"{name}_{index:03d}")
         try:
