@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..cli import fail
 from ..errors import NfsdError, SplatFormatError
 
 
@@ -117,8 +118,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.mesh is None or args.format is not None or args.out is not None:
             written.append(export(args.source, args.format, args.out))
     except NfsdError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return fail(err)
     for out in written:
         print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)", file=sys.stderr)
     return 0
