@@ -89,6 +89,8 @@ def export(source: Path, name: Optional[str] = None, out: Optional[Path] = None)
     name = format_of(out, name)
     model = model_path(source)
     out = out or default_out(model, name)
+    if out.is_dir():
+        raise SplatFormatError(f"-o {out}: is a folder; name the output file")
     if out.resolve() == model.resolve():
         raise SplatFormatError(f"{out}: the output would overwrite its source; choose another -o")
     return save_splats(out, load_splats(model), name)
