@@ -92,6 +92,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     beside = args.ply.parent / "config.yaml"
     preset = args.config or (beside if beside.is_file() else None)
     out = args.out or args.ply.with_suffix(".mp4")
+    if out.is_dir():
+        return fail(f"--out {out}: is a folder; name the video file")
     try:
         config = load_config(preset, overrides_from_args(args))
         written = render_ply(args.ply, out, config, progress=not args.no_progress)
