@@ -112,12 +112,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .mesh import MeshSettings
 
     args = parse_args(argv)
+    splat_file = args.mesh is None or args.format is not None or args.out is not None
     try:
         written = []
+        if splat_file:  # a bad --format or -o fails before the mesh is made and written
+            format_of(args.out, args.format)
         if args.mesh is not None:
             settings = MeshSettings(args.mesh_resolution, args.mesh_iso, args.mesh_faces)
             written.append(export_mesh_of(args.source, args.mesh, settings))
-        if args.mesh is None or args.format is not None or args.out is not None:
+        if splat_file:
             written.append(export(args.source, args.format, args.out))
     except NfsdError as err:
         return fail(err)
