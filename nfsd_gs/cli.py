@@ -67,6 +67,14 @@ def set_threads(threads: Optional[int]) -> None:
         torch.set_num_threads(threads)
 
 
+def fail(error: object) -> int:
+    """Print ``error: <error>`` (one line, on stderr) and return the exit status 2 of bad input.
+
+    For a command's ``main``: ``except NfsdError as err: return fail(err)``."""
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+
+
 def quiet_keyboard_interrupt(message: str = "interrupted: before the run started; "
                                             "nothing was written") -> None:
     """An uncaught KeyboardInterrupt prints ``message`` (one line) instead of a traceback.

@@ -246,6 +246,7 @@ def test_export_format_from_the_output_suffix(tmp_path):
     ("unknown_format", "unknown format 'gltf'"),
     ("no_such", "no such file or run folder"),
     ("same_file", "overwrite its source"),
+    ("folder_out", "is a folder"),
 ])
 def test_export_bad_input_is_one_line_and_no_file(tmp_path, capsys, case, fragment):
     run = write_run(tmp_path / "run")
@@ -260,13 +261,15 @@ def test_export_bad_input_is_one_line_and_no_file(tmp_path, capsys, case, fragme
             "mesh": [str(mesh), "-o", str(out)],
             "unknown_format": [str(run), "--format", "gltf", "-o", str(out)],
             "no_such": [str(tmp_path / "nothing"), "-o", str(out)],
-            "same_file": [str(run / "model.ply"), "--format", "ply"]}[case]
+            "same_file": [str(run / "model.ply"), "--format", "ply"],
+            "folder_out": [str(run), "--format", "spz", "-o", str(tmp_path / "empty")]}[case]
     before = sorted(p.name for p in run.iterdir())
     assert export_main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and fragment in err and len(err.splitlines()) == 1, err
     assert not out.parent.exists() or not any(out.parent.iterdir())
     assert sorted(p.name for p in run.iterdir()) == before
+    assert not any((tmp_path / "empty").iterdir())
 
 
 def test_a_failing_writer_leaves_no_file(tmp_path, monkeypatch):

@@ -211,6 +211,7 @@ def test_export_cli_writes_a_mesh_from_a_run_folder(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--mesh-iso", "100"], "never exceeds the iso level 100"),
     (["--mesh-resolution", "2"], "option --mesh-resolution: 2 must be >= 8"),
+    (["--format", "gltf"], "unknown format 'gltf'"),  # the splat file's error comes first
 ])
 def test_export_cli_bad_mesh_input_is_one_line_and_no_file(tmp_path, args, message):
     from nfsd_gs.formats.ply import save_ply

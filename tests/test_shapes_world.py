@@ -266,3 +266,14 @@ def test_parse_prompt_names_the_worlds_words_in_one_line(text, named):
     assert "brown, olive, beige, slate" in message and "top or band" in message
     for word in ("gloomy", "low-resolution", "overhead", "unrealistic"):  # not the prior's other words
         assert word not in message
+
+
+def test_samples_command_refuses_a_zero_count_in_one_line(tmp_path, capsys):
+    from nfsd_gs.shapeworld.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["samples", "--count", "0", "--out", str(tmp_path / "grid.png")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "error: argument --count: 0 must be at least 1")
+    assert not any(tmp_path.iterdir())

@@ -110,6 +110,19 @@ def test_render_cli_names_a_missing_file(tmp_path, capsys):
     assert "none.ply" in capsys.readouterr().err
 
 
+def test_render_cli_refuses_a_folder_as_output_before_rendering(tmp_path, capsys):
+    from nfsd_gs.render.__main__ import main
+
+    ply = tmp_path / "blobs.ply"
+    save_ply(ply, red_blue_blobs(per_blob=5))
+    (tmp_path / "videos").mkdir()
+    assert main([str(ply), "--out", str(tmp_path / "videos"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --out {tmp_path / 'videos'}: is a folder; name the video file", err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blobs.ply", "videos"]
+    assert not any((tmp_path / "videos").iterdir())
+
+
 def test_training_run_writes_its_turntable(tmp_path):
     from nfsd_gs.train import main
 

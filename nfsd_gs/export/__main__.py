@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..cli import fail
 from ..errors import NfsdError, SplatFormatError
 
 
@@ -88,6 +89,8 @@ def export(source: Path, name: Optional[str] = None, out: Optional[Path] = None)
     name = format_of(out, name)
     model = model_path(source)
     out = out or default_out(model, name)
+    if out.is_dir():
+        raise SplatFormatError(f"-o {out}: is a folder; name the output file")
     if out.resolve() == model.resolve():
         raise SplatFormatError(f"{out}: the output would overwrite its source; choose another -o")
     return save_splats(out, load_splats(model), name)
@@ -109,16 +112,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .mesh import MeshSettings
 
     args = parse_args(argv)
+    splat_file = args.mesh is None or args.format is not None or args.out is not None
     try:
         written = []
+        if splat_file:  # a bad --format or -o fails before the mesh is made and written
+            format_of(args.out, args.format)
         if args.mesh is not None:
             settings = MeshSettings(args.mesh_resolution, args.mesh_iso, args.mesh_faces)
             written.append(export_mesh_of(args.source, args.mesh, settings))
-        if args.mesh is None or args.format is not None or args.out is not None:
+        if splat_file:
             written.append(export(args.source, args.format, args.out))
     except NfsdError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return fail(err)
     for out in written:
         print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)", file=sys.stderr)
     return 0

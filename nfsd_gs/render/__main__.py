@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from ..cli import add_threads_argument, parse_command_line
+from ..cli import add_threads_argument, fail, parse_command_line
 from ..errors import NfsdError
 
 
@@ -88,17 +88,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     args = parse_args(argv)
     if not args.ply.is_file():
-        print(f"error: no file '{args.ply}'", file=sys.stderr)
-        return 2
+        return fail(f"no file '{args.ply}'")
     beside = args.ply.parent / "config.yaml"
     preset = args.config or (beside if beside.is_file() else None)
     out = args.out or args.ply.with_suffix(".mp4")
+    if out.is_dir():
+        return fail(f"--out {out}: is a folder; name the video file")
     try:
         config = load_config(preset, overrides_from_args(args))
         written = render_ply(args.ply, out, config, progress=not args.no_progress)
     except NfsdError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return fail(err)
     for path in written:
         print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from ..cli import fail, positive_int
 from ..errors import NfsdError
 from . import JUDGE_DIR, SHAPES_PRIOR_DIR
 
@@ -128,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("samples", help="a grid of training images and their captions")
     p.add_argument("--out", type=Path, default=Path("outputs/shapes_samples.png"))
-    p.add_argument("--count", type=int, default=64)
+    p.add_argument("--count", type=positive_int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_samples)
     return parser
@@ -139,8 +140,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         args.run(args)
     except NfsdError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return fail(err)
     return 0
 
 

@@ -177,6 +177,7 @@ def format_table(result: Dict) -> str:
 
 
 def write_result(result: Dict, path: Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(result, indent=2) + "\n")
+    from ..utils.io import write_text
+
+    write_text(path, json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}", file=sys.stderr)

@@ -121,14 +121,15 @@ class Judge:
 
     def save(self, folder: Path | str) -> None:
         """``judge.safetensors`` + ``judge.json`` (info with the class names of every head)."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
-        from ..utils.io import write_text
+        from ..utils.io import write_text, write_with
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        save_file(state, str(folder / "judge.safetensors"))
+        data = save(state)
+        write_with(folder / "judge.safetensors", lambda handle: handle.write(data))
         names = {"shapes": self.shapes, "colours": self.colours}
         if "accent" in self.classes:
             names["accents"] = self.classes["accent"]

@@ -72,6 +72,7 @@ from torch import Tensor
 
 from ..config import NFSD_NEGATIVE_PROMPT
 from ..errors import ConfigError
+from ..utils.io import atomic_write, write_text
 from .captions import vocabulary
 from .dataset import DataConfig, ViewPool, make_batch, render_views
 from .degrade import to_device
@@ -396,7 +397,7 @@ def train_prior(out: Path | str, config: PriorTrainConfig, command: str = "") ->
 
     ema.copy_to()
     _save(out, unet.eval(), text_encoder.eval(), tokenizer, scheduler)
-    with open(out / "loss.csv", "w", newline="") as handle:
+    with atomic_write(out / "loss.csv", "w") as handle:
         writer = csv.DictWriter(handle, fieldnames=["step", "loss", "lr", "elapsed_s",
                                                     "images_per_s"])
         writer.writeheader()
@@ -434,5 +435,5 @@ def train_prior(out: Path | str, config: PriorTrainConfig, command: str = "") ->
         "unet_parameters": sum(p.numel() for p in unet.parameters()),
         "text_encoder_parameters": sum(p.numel() for p in text_encoder.parameters()),
     }
-    (out / "prior_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    write_text(out / "prior_info.json", json.dumps(info, indent=2) + "\n")
     return info

@@ -1,4 +1,5 @@
-"""Serve any 3DGS ``.ply`` (INRIA layout: ours or another tool's) in the viewer.
+"""Serve any splat file (a 3DGS ``.ply``, ours or another tool's; compressed ``.ply``,
+``.splat``, ``.spz``: nfsd_gs.formats) in the viewer.
 
 Behind ``python -m nfsd_gs.view model.ply``.  Our own models sit at the
 origin with z up and are framed by the run's evaluation camera; a scene from

@@ -5,6 +5,7 @@ here looks from +x with z up, so red must appear on the left half of the
 screenshot and blue on the right half.
 """
 
+import base64
 import threading
 import time
 
@@ -149,3 +150,34 @@ def test_static_page_opens_a_dropped_file(page, tmp_path):
         }""", "/files/dropped.ply")
         assert wait_for_spark(page, TIMEOUT_S) == len(splats["means"])
         check_red_left_blue_right(page, tmp_path / "dropped.png")
+
+
+def drop_bytes(page, name: str, data: bytes) -> None:
+    """Drop a file ``name`` holding ``data`` on the page, as a user dragging it in would."""
+    page.evaluate("window.splatCount = undefined")  # the page resets it only once it has the bytes
+    page.evaluate("""([name, encoded]) => {
+        const bytes = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], name));
+        window.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true }));
+    }""", [name, base64.b64encode(data).decode()])
+
+
+def test_a_unit_object_after_a_framed_scene_is_seen_from_our_camera_again(page, tmp_path):
+    """Without ?radius, a scene away from the origin is framed; a unit object dropped after it
+    is shown from the default orbit around the origin, not from the old scene's framing."""
+    from nfsd_gs.viewer.static import serve_page
+
+    require_page()
+    unit, away = tmp_path / "unit.ply", tmp_path / "away.ply"
+    splats = red_blue_blobs(per_blob=300)
+    save_ply(unit, splats)
+    save_ply(away, {**splats, "means": splats["means"] + torch.tensor([0.0, 0.0, 3.0])})
+    with serve_page(unit, port=0) as server:
+        page.goto(server.url.split("?")[0])  # the empty page, no radius
+        page.wait_for_function("document.querySelector('canvas') !== null")
+        drop_bytes(page, "away.ply", away.read_bytes())
+        assert wait_for_spark(page, TIMEOUT_S) == len(splats["means"])
+        drop_bytes(page, "unit.ply", unit.read_bytes())
+        assert wait_for_spark(page, TIMEOUT_S) == len(splats["means"])
+        check_red_left_blue_right(page, tmp_path / "unit_after_away.png")
