@@ -97,7 +97,9 @@ class PriorArchitecture:
 
 @dataclass
 class PriorTrainConfig:
-    """How the prior is trained (defaults: the shipped weights)."""
+    """How the prior is trained. The defaults are the recipe for the next retraining
+    (v-prediction, min-SNR-5: not yet trained on a GPU); the shipped weights' own settings
+    are recorded in their ``prior_info.json``."""
 
     steps: int = 30000
     #: Wall-clock budget for the whole command (building, rendering, training, saving).
