@@ -27,9 +27,11 @@ from .formats.ply import load_ply
 from .representations import GaussianModel
 
 
-def score_run(run_dir: Path, views: int = 8, resolution: int = 64) -> dict:
+def score_run(run_dir: Path, views: int = 8, resolution: int = 64,
+              against_truth: bool = True) -> dict:
     """Judge scores and metrics against the ground truth of the Gaussians in ``run_dir``
-    for its own prompt."""
+    for its own prompt (``against_truth=False``: the judge's alone, without rendering the
+    aligned ground truth)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise NfsdError(f"'{run_dir}' is not a run folder (no config.yaml)")
@@ -41,6 +43,8 @@ def score_run(run_dir: Path, views: int = 8, resolution: int = 64) -> dict:
     images, mask = render_model(model, cameras, background, resolution)
     judge = load_judge(None, torch.device("cpu"))
     scores = score_views(judge, images, mask, expected_verdicts(spec))
+    if not against_truth:
+        return {"run": str(run_dir), "prompt": config.prompt, **scores}
     # A coarser alignment grid than the evaluation's (10 degrees, 15 scales): seconds on a CPU.
     bank = SilhouetteBank(spec, config.camera, views, resolution, yaws=views * max(1, 36 // views),
                           scales=(0.5, 2.5, 15))

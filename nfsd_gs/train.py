@@ -569,7 +569,7 @@ def judge_verdict(run: Run, run_dir: Path) -> Optional[str]:
     from .score import score_run  # the one place the trainer calls the judge
 
     try:
-        scores = score_run(run_dir)
+        scores = score_run(run_dir, against_truth=False)  # the verdict needs no alignment
     except NfsdError as err:
         return f"not judged ({err})"
     judged = scores["judged"]
