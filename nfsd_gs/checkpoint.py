@@ -54,9 +54,14 @@ def restore_rng_state(state: Dict[str, Any], generator: torch.Generator) -> None
 
 
 def save_checkpoint(path: Path, state: Dict[str, Any], keep: Optional[int] = None) -> Path:
-    """Write ``state`` atomically; with ``keep``, delete all but the newest ``keep`` siblings."""
+    """Write ``state`` atomically; with ``keep``, delete all but the newest ``keep`` siblings.
+
+    Temporary files that a killed writer left beside it (SIGKILL mid-write: ``.step_*.tmp*``)
+    are removed too: one run writes its checkpoints one at a time."""
     path = Path(path)
     write_with(path, lambda handle: torch.save({"format_version": FORMAT_VERSION, **state}, handle))
+    for stray in path.parent.glob(".*.tmp*"):
+        stray.unlink(missing_ok=True)
     if keep is not None and keep > 0:
         for old in list_checkpoints(path.parent.parent)[:-keep]:
             old.unlink(missing_ok=True)

@@ -205,3 +205,15 @@ def test_resume_with_more_steps_trains_on(finished_run, capsys):
     capsys.readouterr()
     assert main(["--resume", str(finished_run), "steps=3"]) == 2
     assert "steps=3 is below step 4" in capsys.readouterr().err
+
+
+def test_a_checkpoint_write_removes_what_a_killed_writer_left(tmp_path):
+    """SIGKILL in the middle of a checkpoint leaves its temporary file; the next save clears it."""
+    from nfsd_gs.checkpoint import checkpoint_path, list_checkpoints, save_checkpoint
+
+    stray = tmp_path / "checkpoints" / ".step_000008.abc123.tmp.pt"
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"half a checkpoint")
+    saved = save_checkpoint(checkpoint_path(tmp_path, 12), {"step": 12}, keep=2)
+    assert not stray.exists()
+    assert list_checkpoints(tmp_path) == [saved]
