@@ -10,6 +10,12 @@
 # Usage (on the device, from the repository root):
 #   . .whl/gpu-env.sh && bash scripts/gpu_world.sh OUT_DIR
 # PRIOR_MINUTES (default 6.0) is the prior's whole budget (pool rendering, training, saving).
+# PRIOR_DIR (default: a temporary folder) is where the prior and its train_state.pt go: an
+# ignored folder of the checkout (e.g. .work/prior1) outlives the call on a machine that is
+# still warm, so the next call can continue it with PRIOR_ARGS="--resume .work/prior1 ...".
+# SKIP_JUDGE=1 keeps the shipped judge (no judge training); PROBE=1 first times the prior's
+# training step at batch 256/512/1024 (scripts/prior_throughput.py); CHECK_PER_PROMPT sets
+# the check's samples per prompt (default: 192 images per split).
 # A CPU dry run of the logic (tiny sizes):
 #   DEVICE=cpu PRIOR_ARGS="--steps 2 --batch-size 2 --pool-size 4" \
 #   JUDGE_ARGS="--train-images 32 --test-images 16 --epochs 1" CHECK_ARGS="--steps 1" \
@@ -25,7 +31,11 @@ CHECK_ARGS=${CHECK_ARGS:-}
 # 600 s per call also covers setting up the environment); the weights are packed first.
 DEADLINE_S=${DEADLINE_S:-530}
 WORK=$(mktemp -d /tmp/gpu_world.XXXX)
-mkdir -p "$OUT" "$WORK/prior" "$WORK/judge" "$WORK/checks"
+PRIOR_DIR=${PRIOR_DIR:-$WORK/prior}
+SKIP_JUDGE=${SKIP_JUDGE:-0}
+PROBE=${PROBE:-0}
+CHECK_PER_PROMPT=${CHECK_PER_PROMPT:-}
+mkdir -p "$OUT" "$PRIOR_DIR" "$WORK/judge" "$WORK/checks"
 start=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - start )) s] $*"; }
 
@@ -34,7 +44,7 @@ git rev-parse HEAD >> "$WORK/checks/gpu.txt" 2>/dev/null
 
 # summary.md and checks.tar.gz, rewritten after every part (a run cut short keeps them)
 summarize() {
-  python - "$WORK" > "$OUT/summary.md" <<'EOF'
+  python - "$WORK" "$PRIOR_DIR" > "$OUT/summary.md" <<'EOF'
 import json, sys
 from pathlib import Path
 work = Path(sys.argv[1])
@@ -45,7 +55,7 @@ for path in sorted((work / "checks").glob("check_*.json")):
     acc = lambda h: f"{r[h + '_accuracy']:.1%}" if h + "_accuracy" in r else "-"
     print(f"| {r['split']} | {r['cfg_scale']} | {r['images']} | {acc('shape')} | {acc('colour')} "
           f"| {acc('accent')} | {acc('all')} |")
-info = work / "prior" / "prior_info.json"
+info = Path(sys.argv[2]) / "prior_info.json"
 if info.is_file():
     i = json.loads(info.read_text())
     print(f"\nprior: {i['steps']} steps, final loss {i['final_loss']}, {i['images_per_s']} images/s, "
@@ -59,30 +69,38 @@ EOF
   tar -czf "$OUT/checks.tar.gz" -C "$WORK" checks
 }
 
-stamp "judge (background) and prior ($PRIOR_MINUTES min)"
-timeout 300 python -m nfsd_gs.shapeworld train-judge --out "$WORK/judge" --device "$DEVICE" \
-  $JUDGE_ARGS > "$WORK/checks/judge.log" 2>&1 &
-judge_pid=$!
-timeout 480 python -m nfsd_gs.shapeworld train-prior --out "$WORK/prior" --device "$DEVICE" \
+if [ "$PROBE" = 1 ]; then
+  stamp "training-step throughput"
+  timeout 90 python scripts/prior_throughput.py --device "$DEVICE" 2>&1 | tee "$WORK/checks/throughput.md"
+fi
+judge_pid=""
+if [ "$SKIP_JUDGE" != 1 ]; then
+  stamp "judge (background)"
+  timeout 300 python -m nfsd_gs.shapeworld train-judge --out "$WORK/judge" --device "$DEVICE" \
+    $JUDGE_ARGS > "$WORK/checks/judge.log" 2>&1 &
+  judge_pid=$!
+fi
+stamp "prior ($PRIOR_MINUTES min) into $PRIOR_DIR"
+timeout 540 python -m nfsd_gs.shapeworld train-prior --out "$PRIOR_DIR" --device "$DEVICE" \
   --minutes "$PRIOR_MINUTES" --log-every 100 $PRIOR_ARGS > "$WORK/checks/prior.log" 2>&1
 prior_rc=$?
-wait $judge_pid
-judge_rc=$?
+judge_rc=skipped
+if [ -n "$judge_pid" ]; then wait $judge_pid; judge_rc=$?; fi
 stamp "prior rc=$prior_rc, judge rc=$judge_rc"
 tail -2 "$WORK/checks/prior.log"; tail -1 "$WORK/checks/judge.log"
 
 stamp "packing the weights"
-[ -d "$WORK/prior/unet" ] && tar -cf "$OUT/prior_unet.tar" -C "$WORK/prior" unet
-rest=()
+[ -d "$PRIOR_DIR/unet" ] && tar -cf "$OUT/prior_unet.tar" -C "$PRIOR_DIR" unet
+mkdir -p "$WORK/pack/prior"
 for item in text_encoder tokenizer scheduler prior_info.json loss.csv; do
-  [ -e "$WORK/prior/$item" ] && rest+=("prior/$item")
+  [ -e "$PRIOR_DIR/$item" ] && cp -r "$PRIOR_DIR/$item" "$WORK/pack/prior/"
 done
-[ -f "$WORK/judge/judge.json" ] && rest+=("judge")
-[ ${#rest[@]} -gt 0 ] && tar -czf "$OUT/world_rest.tar.gz" -C "$WORK" "${rest[@]}"
+[ -f "$WORK/judge/judge.json" ] && cp -r "$WORK/judge" "$WORK/pack/"
+[ -n "$(ls "$WORK/pack/prior")" ] && tar -czf "$OUT/world_rest.tar.gz" -C "$WORK/pack" .
 summarize
 JUDGE="$WORK/judge"
 [ -f "$JUDGE/judge.json" ] || JUDGE=nfsd_gs/assets/judge  # fall back to the shipped one
-if [ -d "$WORK/prior/unet" ]; then
+if [ -d "$PRIOR_DIR/unet" ]; then
   for cfg in 7.5 3; do
     for split in solid two-tone; do
       name="check_${split}_cfg${cfg}"
@@ -90,8 +108,9 @@ if [ -d "$WORK/prior/unet" ]; then
       [ "$left" -gt 90 ] && left=90
       if [ "$left" -lt 20 ]; then stamp "$name skipped: the ${DEADLINE_S} s deadline"; continue; fi
       stamp "$name"
-      timeout "$left" python -m nfsd_gs.shapeworld check --prior "$WORK/prior" --judge "$JUDGE" \
+      timeout "$left" python -m nfsd_gs.shapeworld check --prior "$PRIOR_DIR" --judge "$JUDGE" \
         --split "$split" --cfg "$cfg" --device "$DEVICE" --batch-size 192 $CHECK_ARGS \
+        ${CHECK_PER_PROMPT:+--per-prompt $CHECK_PER_PROMPT} \
         --json "$WORK/checks/$name.json" --grid "$WORK/checks/$name.png" \
         > "$WORK/checks/$name.md" 2> "$WORK/checks/$name.log"
       grep "images, CFG" "$WORK/checks/$name.md" || tail -2 "$WORK/checks/$name.log"

@@ -158,3 +158,31 @@ def test_the_v_target_is_the_schedulers_and_the_loader_recovers_epsilon():
     z_t = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise
     # the project's loader: eps = sqrt(a_t) v + sqrt(1 - a_t) z_t
     assert torch.allclose(alpha_bar.sqrt() * v + (1 - alpha_bar).sqrt() * z_t, noise, atol=1e-5)
+
+
+def test_training_resumed_across_calls_equals_one_call(tmp_path):
+    """A training spread over calls (--resume, --schedule steps) gives the weights of one."""
+    def config(steps, resume=None):
+        return PriorTrainConfig(steps=steps, batch_size=4, pool_size=8, device="cpu",
+                                log_every=1, schedule="steps", warmup_steps=2,
+                                resume=None if resume is None else str(resume),
+                                architecture=TINY, data=DataConfig(resolution=16))
+
+    straight, first, second = tmp_path / "straight", tmp_path / "first", tmp_path / "second"
+    train_prior(straight, config(4))
+    # the first call stops at step 2 of a 4-step schedule (as a time budget would stop it)
+    first_config = config(4)
+    first_config.stop_at = 2
+    info = train_prior(first, first_config)
+    assert info["steps"] == 2
+    import torch
+    from safetensors.torch import load_file
+    state = torch.load(first / "train_state.pt", weights_only=False)
+    assert state["step"] == 2
+    info = train_prior(second, config(4, resume=first))
+    assert info["steps"] == 4
+    a = load_file(straight / "unet" / "diffusion_pytorch_model.safetensors")
+    b = load_file(second / "unet" / "diffusion_pytorch_model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key

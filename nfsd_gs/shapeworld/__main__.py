@@ -32,7 +32,10 @@ def _train_prior(args) -> None:
                               batch_size=args.batch_size, learning_rate=args.lr,
                               pool_size=args.pool_size, device=args.device,
                               log_every=args.log_every, min_snr_gamma=args.min_snr_gamma,
-                              prediction_type=args.prediction,
+                              prediction_type=args.prediction, schedule=args.schedule,
+                              resume=None if args.resume is None else str(args.resume),
+                              init_from=None if args.init_from is None else str(args.init_from),
+                              stop_at=args.stop_at,
                               data=DataConfig(caption_dropout=args.caption_dropout))
     info = train_prior(args.out, config, _command_line())
     print(f"saved prior to {args.out}: {info['steps']} steps, final loss {info['final_loss']}, "
@@ -98,6 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="min-SNR loss weighting (0: unweighted epsilon loss)")
     p.add_argument("--caption-dropout", type=float, default=0.13,
                    help="share of clean images' captions left empty (classifier-free guidance)")
+    p.add_argument("--schedule", default="time", choices=("time", "steps"),
+                   help="the learning rate decays over the further along of --steps and "
+                        "--minutes (time) or over --steps alone (steps: a training spread "
+                        "over several --resume calls)")
+    p.add_argument("--resume", type=Path, default=None, metavar="FOLDER",
+                   help="continue the training whose train_state.pt is in FOLDER")
+    p.add_argument("--init-from", type=Path, default=None, metavar="FOLDER",
+                   help="start from the weights of the prior saved in FOLDER (fresh optimizer)")
+    p.add_argument("--stop-at", type=int, default=None, metavar="STEP",
+                   help="stop this call at STEP (the schedule still runs over --steps)")
     p.set_defaults(run=_train_prior)
 
     p = sub.add_parser("train-judge", help="train the shape/colour judge")

@@ -120,6 +120,18 @@ class PriorTrainConfig:
     pool_size: int = 60000
     log_every: int = 50
     device: str = "auto"
+    #: How the learning rate's cosine decay measures progress: "time" (the further along of
+    #: steps and ``minutes``: a time-boxed run completes its schedule) or "steps" (``steps``
+    #: alone: the schedule of a training spread over several resumed calls).
+    schedule: str = "time"
+    #: A folder whose ``train_state.pt`` (written by every run) this run continues from:
+    #: weights, optimizer, EMA, step and random streams (the pool is rendered again).
+    resume: Optional[str] = None
+    #: A saved prior folder (same architecture and vocabulary) whose weights this run starts
+    #: from, with a fresh optimizer: the fallback when no ``train_state.pt`` came back.
+    init_from: Optional[str] = None
+    #: Stop this call after this step (the schedule still runs over ``steps``).
+    stop_at: Optional[int] = None
     architecture: PriorArchitecture = field(default_factory=PriorArchitecture)
     data: DataConfig = field(default_factory=DataConfig)
 
@@ -301,6 +313,51 @@ def _save(out: Path, unet, text_encoder, tokenizer, scheduler) -> None:
     scheduler.save_pretrained(out / "scheduler")
 
 
+TRAIN_STATE = "train_state.pt"
+
+
+def _save_train_state(out: Path, unet, text_encoder, optimizer, ema: "Ema",
+                      generator: torch.Generator, noise_generator: torch.Generator,
+                      step: int) -> None:
+    """Everything a later call needs to continue this training (before the EMA is copied
+    into the weights): ``out/train_state.pt``, written atomically."""
+    state = {"step": step, "unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
+             "optimizer": optimizer.state_dict(), "ema": ema.shadow,
+             "generator": generator.get_state(), "noise_generator": noise_generator.get_state()}
+    with atomic_write(out / TRAIN_STATE, "wb") as handle:
+        torch.save(state, handle)
+
+
+def _load_train_state(folder: Path, unet, text_encoder, optimizer, ema: "Ema",
+                      generator: torch.Generator, noise_generator: torch.Generator,
+                      device: torch.device) -> int:
+    """Load :func:`_save_train_state`'s file into fresh components; returns the step."""
+    path = folder / TRAIN_STATE
+    if not path.is_file():
+        raise ConfigError(f"resume: '{path}' does not exist (a train-prior run writes it)")
+    state = torch.load(path, map_location="cpu", weights_only=False)  # RNG states stay on CPU
+    unet.load_state_dict(state["unet"])
+    text_encoder.load_state_dict(state["text_encoder"])
+    optimizer.load_state_dict(state["optimizer"])
+    ema.shadow = [s.to(device) for s in state["ema"]]
+    generator.set_state(state["generator"])
+    noise_generator.set_state(state["noise_generator"])
+    return int(state["step"])
+
+
+def _load_weights(folder: Path, unet, text_encoder) -> None:
+    """Copy a saved prior's U-Net and text encoder weights (fp16 on disk) into fresh models."""
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    if not (folder / "unet").is_dir():
+        raise ConfigError(f"init_from: '{folder}' holds no prior (no unet/ folder)")
+    unet.load_state_dict(UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
+                         .float().state_dict())
+    text_encoder.load_state_dict(CLIPTextModel.from_pretrained(folder, subfolder="text_encoder")
+                                 .float().state_dict())
+
+
 def train_prior(out: Path | str, config: PriorTrainConfig, command: str = "") -> Dict:
     """Train the prior and write it (plus ``loss.csv`` and ``prior_info.json``) to ``out``.
 
@@ -325,6 +382,8 @@ def train_prior(out: Path | str, config: PriorTrainConfig, command: str = "") ->
     tokenizer = build_tokenizer(arch.max_length)
     text_encoder = build_text_encoder(tokenizer, arch).to(device).train()
     unet = build_unet(arch).to(device).train()
+    if config.init_from is not None:
+        _load_weights(Path(config.init_from), unet, text_encoder)
     if device.type == "cuda":  # bf16 convolutions with few channels run faster in NHWC
         unet.to(memory_format=torch.channels_last)
     if config.prediction_type not in PREDICTION_TYPES:
@@ -336,6 +395,8 @@ def train_prior(out: Path | str, config: PriorTrainConfig, command: str = "") ->
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate,
                                   weight_decay=config.weight_decay, betas=(0.9, 0.99))
     ema = Ema(parameters, config.ema_decay)
+    if config.schedule not in ("time", "steps"):
+        raise ConfigError(f"schedule '{config.schedule}' is not one of time, steps")
 
     pool = None
     if config.pool_size > 0:
@@ -343,19 +404,25 @@ def train_prior(out: Path | str, config: PriorTrainConfig, command: str = "") ->
         pool = ViewPool(config.pool_size, generator, device, config.data,
                         chunk=2048 if device.type == "cuda" else 256, time_limit_s=pool_limit)
         print(f"rendered {len(pool)} views in {pool.render_seconds:.1f} s", file=sys.stderr)
+    step = 0
+    if config.resume is not None:  # after the pool: the same seed renders the same pool
+        step = _load_train_state(Path(config.resume), unet, text_encoder, optimizer, ema,
+                                 generator, noise_generator, device)
+        print(f"resumed from {config.resume} at step {step}", file=sys.stderr)
 
     caption_tokens = CaptionTokens(tokenizer, device)
-    rows, running, step = [], [], 0
+    rows, running, first_step = [], [], step
     train_start = time.perf_counter()
     margin_s = 25.0
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     out.mkdir(parents=True, exist_ok=True)
-    while step < config.steps:
+    last_step = config.steps if config.stop_at is None else min(config.stop_at, config.steps)
+    while step < last_step:
         elapsed = time.perf_counter() - start
         if budget_s is not None and elapsed > budget_s - margin_s:
             break
         progress = step / config.steps
-        if budget_s is not None:
+        if budget_s is not None and config.schedule == "time":
             train_budget = max(budget_s - margin_s - (train_start - start), 1.0)
             progress = max(progress, (time.perf_counter() - train_start) / train_budget)
         lr = _learning_rate(config, step, progress)
@@ -384,7 +451,8 @@ def train_prior(out: Path | str, config: PriorTrainConfig, command: str = "") ->
             seconds = time.perf_counter() - train_start
             rows.append({"step": step, "loss": round(mean_loss, 6), "lr": lr,
                          "elapsed_s": round(time.perf_counter() - start, 2),
-                         "images_per_s": round(step * config.batch_size / seconds, 1)})
+                         "images_per_s": round((step - first_step) * config.batch_size
+                                               / seconds, 1)})
             print(f"step {step} loss {mean_loss:.4f} lr {lr:.2e} "
                   f"{rows[-1]['images_per_s']} img/s", file=sys.stderr)
             if not math.isfinite(mean_loss):
@@ -394,9 +462,10 @@ def train_prior(out: Path | str, config: PriorTrainConfig, command: str = "") ->
     if running:
         rows.append({"step": step, "loss": round(torch.stack(running).mean().item(), 6),
                      "lr": lr, "elapsed_s": round(time.perf_counter() - start, 2),
-                     "images_per_s": round(step * config.batch_size
+                     "images_per_s": round((step - first_step) * config.batch_size
                                            / (time.perf_counter() - train_start), 1)})
 
+    _save_train_state(out, unet, text_encoder, optimizer, ema, generator, noise_generator, step)
     ema.copy_to()
     _save(out, unet.eval(), text_encoder.eval(), tokenizer, scheduler)
     with atomic_write(out / "loss.csv", "w") as handle:

@@ -1,0 +1,60 @@
+"""Images/s of the bundled prior's training step at several batch sizes (one GPU).
+
+    python scripts/prior_throughput.py [--batch-sizes 256 512 1024] [--steps 15]
+
+Times the real ``diffusion_loss`` + backward + AdamW step on random images (bf16 autocast,
+channels-last, as ``train_prior`` runs it) after a warm-up; prints one row per batch size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from nfsd_gs.shapeworld.prior import (PriorArchitecture, build_scheduler, build_text_encoder,
+                                      build_tokenizer, build_unet, diffusion_loss)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 512, 1024])
+    parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument("--device", default="cuda")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = True
+    arch = PriorArchitecture()
+    tokenizer = build_tokenizer(arch.max_length)
+    text_encoder = build_text_encoder(tokenizer, arch).to(device).train()
+    unet = build_unet(arch).to(device).train().to(memory_format=torch.channels_last)
+    alphas = build_scheduler().alphas_cumprod.to(device)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    generator = torch.Generator(device).manual_seed(0)
+    print("| batch | ms/step | images/s | peak GiB |\n|---:|---:|---:|---:|")
+    for batch in args.batch_sizes:
+        images = torch.rand(batch, 3, 64, 64, device=device).contiguous(
+            memory_format=torch.channels_last)
+        ids = torch.randint(3, len(tokenizer), (batch, arch.max_length), device=device)
+        torch.cuda.reset_peak_memory_stats()
+        for i in range(args.steps + 3):
+            if i == 3:
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = diffusion_loss(unet, text_encoder, alphas, images, ids, generator, 5.0,
+                                      "v_prediction")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+        torch.cuda.synchronize()
+        ms = 1000 * (time.perf_counter() - start) / args.steps
+        print(f"| {batch} | {ms:.1f} | {1000 * batch / ms:.0f} | "
+              f"{torch.cuda.max_memory_allocated() / 2**30:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
