@@ -15,7 +15,8 @@
 # still warm, so the next call can continue it with PRIOR_ARGS="--resume .work/prior1 ...".
 # SKIP_JUDGE=1 keeps the shipped judge (no judge training); PROBE=1 first times the prior's
 # training step at batch 256/512/1024 (scripts/prior_throughput.py); CHECK_PER_PROMPT sets
-# the check's samples per prompt (default: 192 images per split).
+# the check's samples per prompt (default: 192 images per split); PRIOR_FALLBACK_ARGS: if
+# the prior's training fails (say --compile), it runs again with these for the time left.
 # A CPU dry run of the logic (tiny sizes):
 #   DEVICE=cpu PRIOR_ARGS="--steps 2 --batch-size 2 --pool-size 4" \
 #   JUDGE_ARGS="--train-images 32 --test-images 16 --epochs 1" CHECK_ARGS="--steps 1" \
@@ -84,6 +85,15 @@ stamp "prior ($PRIOR_MINUTES min) into $PRIOR_DIR"
 timeout 540 python -m nfsd_gs.shapeworld train-prior --out "$PRIOR_DIR" --device "$DEVICE" \
   --minutes "$PRIOR_MINUTES" --log-every 100 $PRIOR_ARGS > "$WORK/checks/prior.log" 2>&1
 prior_rc=$?
+if [ "$prior_rc" != 0 ] && [ -n "${PRIOR_FALLBACK_ARGS:-}" ]; then  # e.g. --compile failed
+  tail -5 "$WORK/checks/prior.log"
+  left_min=$(python -c "print(round($PRIOR_MINUTES - ($(date +%s) - $start) / 60, 2))")
+  stamp "prior failed (rc=$prior_rc): again with PRIOR_FALLBACK_ARGS for $left_min min"
+  mv "$WORK/checks/prior.log" "$WORK/checks/prior_failed.log"
+  timeout 540 python -m nfsd_gs.shapeworld train-prior --out "$PRIOR_DIR" --device "$DEVICE" \
+    --minutes "$left_min" --log-every 100 $PRIOR_FALLBACK_ARGS > "$WORK/checks/prior.log" 2>&1
+  prior_rc=$?
+fi
 judge_rc=skipped
 if [ -n "$judge_pid" ]; then wait $judge_pid; judge_rc=$?; fi
 stamp "prior rc=$prior_rc, judge rc=$judge_rc"

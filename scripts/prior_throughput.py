@@ -22,6 +22,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 512, 1024])
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the U-Net")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True
@@ -29,6 +30,7 @@ def main() -> None:
     tokenizer = build_tokenizer(arch.max_length)
     text_encoder = build_text_encoder(tokenizer, arch).to(device).train()
     unet = build_unet(arch).to(device).train().to(memory_format=torch.channels_last)
+    train_unet = torch.compile(unet) if args.compile else unet
     alphas = build_scheduler().alphas_cumprod.to(device)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     optimizer = torch.optim.AdamW(params, lr=1e-4)
@@ -39,12 +41,13 @@ def main() -> None:
             memory_format=torch.channels_last)
         ids = torch.randint(3, len(tokenizer), (batch, arch.max_length), device=device)
         torch.cuda.reset_peak_memory_stats()
-        for i in range(args.steps + 3):
-            if i == 3:
+        warm = 3
+        for i in range(args.steps + warm):
+            if i == warm:
                 torch.cuda.synchronize()
                 start = time.perf_counter()
             with torch.autocast("cuda", dtype=torch.bfloat16):
-                loss = diffusion_loss(unet, text_encoder, alphas, images, ids, generator, 5.0,
+                loss = diffusion_loss(train_unet, text_encoder, alphas, images, ids, generator, 5.0,
                                       "v_prediction")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -35,7 +35,8 @@ def _train_prior(args) -> None:
                               prediction_type=args.prediction, schedule=args.schedule,
                               resume=None if args.resume is None else str(args.resume),
                               init_from=None if args.init_from is None else str(args.init_from),
-                              stop_at=args.stop_at,
+                              stop_at=args.stop_at, compile=args.compile,
+                              warmup_steps=args.warmup_steps,
                               data=DataConfig(caption_dropout=args.caption_dropout))
     info = train_prior(args.out, config, _command_line())
     print(f"saved prior to {args.out}: {info['steps']} steps, final loss {info['final_loss']}, "
@@ -59,7 +60,7 @@ def _check(args) -> None:
 
     result = check_prior(args.prior, args.judge, args.per_prompt, args.steps, args.cfg,
                          args.seed, args.device, split=args.split, batch_size=args.batch_size,
-                         save_grid=args.grid)
+                         save_grid=args.grid, thresholding=args.thresholding)
     print(format_table(result))
     write_result(result, args.json)
 
@@ -109,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the training whose train_state.pt is in FOLDER")
     p.add_argument("--init-from", type=Path, default=None, metavar="FOLDER",
                    help="start from the weights of the prior saved in FOLDER (fresh optimizer)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the U-Net's training step (CUDA; ~1-2 min to compile)")
+    p.add_argument("--warmup-steps", type=int, default=300, help="linear learning-rate warm-up")
     p.add_argument("--stop-at", type=int, default=None, metavar="STEP",
                    help="stop this call at STEP (the schedule still runs over --steps)")
     p.set_defaults(run=_train_prior)
@@ -136,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=96)
+    p.add_argument("--thresholding", type=float, default=None, metavar="P",
+                   help="dynamic thresholding of x0 at percentile P (Imagen; e.g. 0.995) "
+                        "instead of clipping to [-1, 1]")
     p.add_argument("--json", type=Path, default=Path("outputs/prior_check.json"))
     p.add_argument("--grid", type=Path, default=Path("outputs/prior_check.png"))
     p.set_defaults(run=_check)

@@ -50,13 +50,25 @@ def load_prior(folder: Path | str, device: torch.device) -> PriorModels:
 
 @torch.no_grad()
 def sample(models: PriorModels, prompts: Sequence[str], generator: torch.Generator,
-           steps: int = 50, cfg_scale: float = 7.5, device: torch.device | str = "cpu") -> Tensor:
-    """DDIM samples [B, H, W, 3] in [0, 1], one per prompt, with CFG against the empty prompt."""
+           steps: int = 50, cfg_scale: float = 7.5, device: torch.device | str = "cpu",
+           thresholding: Optional[float] = None) -> Tensor:
+    """DDIM samples [B, H, W, 3] in [0, 1], one per prompt, with CFG against the empty prompt.
+
+    The x0 estimate of every step is clipped to [-1, 1] (the prior's scheduler), or, with
+    ``thresholding`` = p, dynamically thresholded (Imagen, Saharia et al. 2022, sec. 2.3):
+    s = max(1, p-th percentile of |x0|) per image, x0 <- clamp(x0, -s, s) / s, which keeps
+    a strongly guided x0 inside the image range without saturating it.
+    """
     from diffusers import DDIMScheduler
 
     if steps < 1:
         raise ConfigError(f"steps={steps} must be >= 1")
-    scheduler = DDIMScheduler.from_config(models.scheduler.config)
+    if thresholding is not None and not 0.5 <= thresholding < 1:
+        raise ConfigError(f"thresholding={thresholding} must be a percentile in [0.5, 1)")
+    overrides = {} if thresholding is None else dict(
+        thresholding=True, dynamic_thresholding_ratio=thresholding, clip_sample=False,
+        sample_max_value=float("inf"))
+    scheduler = DDIMScheduler.from_config(models.scheduler.config, **overrides)
     scheduler.set_timesteps(steps)
     B = len(prompts)
     size = models.unet.config.sample_size
@@ -87,7 +99,8 @@ def check_views(count: int, seed: int) -> List[str]:
 def check_prior(prior: Path | str, judge_folder: Optional[Path | str] = None,
                 per_prompt: Optional[int] = None, steps: int = 50, cfg_scale: float = 7.5,
                 seed: int = 0, device: str = "auto", split: str = "solid",
-                batch_size: int = 96, save_grid: Optional[Path] = None) -> Dict:
+                batch_size: int = 96, save_grid: Optional[Path] = None,
+                thresholding: Optional[float] = None) -> Dict:
     """Sample ``per_prompt`` images for every prompt of ``split`` (default: 192 images in
     all), each with a view suffix drawn like the training views, and let the judge score them.
 
@@ -108,7 +121,7 @@ def check_prior(prior: Path | str, judge_folder: Optional[Path | str] = None,
     for first in range(0, len(items), batch_size):
         chunk = items[first:first + batch_size]
         images.append(sample(models, [p for _, p in chunk], generator, steps, cfg_scale,
-                             torch_device))
+                             torch_device, thresholding))
     images_t = torch.cat(images)  # [N, H, W, 3]
     verdict = judge.verdict(images_t)
     heads = judge.heads
@@ -127,6 +140,9 @@ def check_prior(prior: Path | str, judge_folder: Optional[Path | str] = None,
     n = len(items)
     result = {
         "prior": str(prior), "split": split, "cfg_scale": cfg_scale, "ddim_steps": steps,
+        "sampler": ("DDIM, x0 clipped to [-1, 1]" if thresholding is None else
+                    f"DDIM, dynamic thresholding at the {thresholding} percentile"),
+        "thresholding": thresholding,
         "seed": seed, "per_prompt": per_prompt, "images": n, "heads": list(heads),
         **{f"{h}_accuracy": sum(r[f"{h}_hits"] for r in rows.values()) / n
            for h in heads + ("all",)},
