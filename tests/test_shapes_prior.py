@@ -186,3 +186,32 @@ def test_training_resumed_across_calls_equals_one_call(tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_weightings_are_weights_on_the_x0_error():
+    """Each weighting times the eps or v error equals w(SNR) times the x0 error of the same
+    prediction: min(SNR, 5) for min-snr, min(SNR + 1, 5) for min-snr-floor."""
+    from nfsd_gs.shapeworld.prior import build_scheduler, min_snr_weights, velocity
+
+    alphas = build_scheduler(beta_schedule="scaled_linear").alphas_cumprod
+    t = torch.tensor([5, 300, 700, 999])
+    a = alphas[t].view(-1, 1, 1, 1)
+    snr = (a / (1 - a)).flatten()
+    g = torch.Generator().manual_seed(1)
+    x0, noise = torch.rand(4, 3, 4, 4, generator=g) * 2 - 1, torch.randn(4, 3, 4, 4, generator=g)
+    z_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    x0_hat = x0 + 0.1 * torch.randn(4, 3, 4, 4, generator=g)  # some prediction's x0
+    eps_hat = (z_t - a.sqrt() * x0_hat) / (1 - a).sqrt()
+    v_hat = velocity(x0_hat, eps_hat, a)
+    x0_err = (x0_hat - x0).pow(2).mean(dim=(1, 2, 3))
+    for weighting, w in (("min-snr", snr.clamp(max=5)), ("min-snr-floor", (snr + 1).clamp(max=5))):
+        eps_loss = min_snr_weights(alphas, t, 5.0, "epsilon", weighting) * (
+            eps_hat - noise).pow(2).mean(dim=(1, 2, 3))
+        v_loss = min_snr_weights(alphas, t, 5.0, "v_prediction", weighting) * (
+            v_hat - velocity(x0, noise, a)).pow(2).mean(dim=(1, 2, 3))
+        assert torch.allclose(eps_loss, w * x0_err, rtol=1e-3), weighting
+        assert torch.allclose(v_loss, w * x0_err, rtol=1e-3), weighting
+    # at the noisiest step min-snr all but ignores x0 while the floor keeps it at 1
+    assert min_snr_weights(alphas, t, 5.0, "v_prediction", "min-snr")[-1] < 0.01
+    assert min_snr_weights(alphas, t, 5.0, "v_prediction", "min-snr-floor")[-1] > 0.99
+    assert build_scheduler(beta_schedule="scaled_linear").config.beta_end == 0.012

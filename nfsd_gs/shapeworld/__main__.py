@@ -36,7 +36,8 @@ def _train_prior(args) -> None:
                               resume=None if args.resume is None else str(args.resume),
                               init_from=None if args.init_from is None else str(args.init_from),
                               stop_at=args.stop_at, compile=args.compile,
-                              warmup_steps=args.warmup_steps,
+                              warmup_steps=args.warmup_steps, weighting=args.weighting,
+                              beta_schedule=args.beta_schedule,
                               data=DataConfig(caption_dropout=args.caption_dropout))
     info = train_prior(args.out, config, _command_line())
     print(f"saved prior to {args.out}: {info['steps']} steps, final loss {info['final_loss']}, "
@@ -110,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the training whose train_state.pt is in FOLDER")
     p.add_argument("--init-from", type=Path, default=None, metavar="FOLDER",
                    help="start from the weights of the prior saved in FOLDER (fresh optimizer)")
+    p.add_argument("--weighting", default="min-snr", choices=("min-snr", "min-snr-floor"),
+                   help="loss weight on the x0 error: min(SNR, gamma) or min(SNR + 1, gamma)")
+    p.add_argument("--beta-schedule", default="linear", choices=("linear", "scaled_linear"),
+                   help="noise schedule: DDPM's linear or Stable Diffusion's scaled_linear")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the U-Net's training step (CUDA; ~1-2 min to compile)")
     p.add_argument("--warmup-steps", type=int, default=300, help="linear learning-rate warm-up")

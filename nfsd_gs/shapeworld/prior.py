@@ -113,6 +113,16 @@ class PriorTrainConfig:
     #: Min-SNR-gamma loss weights (Hang et al. 2023); 0 = DDPM's unweighted epsilon loss.
     #: (Min-SNR down-weights small t, which left low-t noise that CFG 7.5 amplified.)
     min_snr_gamma: float = 5.0
+    #: How the loss weighs noise levels, as a weight on the x0 error (every choice below is
+    #: ``weight(SNR) * ||x0_hat - x0||^2``): "min-snr" = min(SNR, gamma) (Hang et al. 2023;
+    #: vanishes at high noise, where a pixel-space model decides the object's shape),
+    #: "min-snr-floor" = min(SNR + 1, gamma) (the plain v loss, SNR + 1, capped at gamma:
+    #: at least the x0 error itself at every noise level).
+    weighting: str = "min-snr"
+    #: The DDPM noise schedule: "linear" (1e-4..0.02, DDPM's pixel-space schedule) or
+    #: "scaled_linear" (0.00085..0.012, Stable Diffusion's: the noise levels NFSD's
+    #: t < 200 rule and its t range were written for).
+    beta_schedule: str = "linear"
     #: What the U-Net predicts: "v_prediction" (default) or "epsilon".
     prediction_type: str = "v_prediction"
     grad_clip: float = 1.0
@@ -180,12 +190,20 @@ def build_unet(arch: PriorArchitecture):
         norm_num_groups=arch.norm_num_groups)
 
 
-def build_scheduler(prediction_type: str = "v_prediction"):
-    """DDPM, 1000 steps, linear betas 1e-4..0.02, samples clipped to [-1, 1]."""
+#: (beta_start, beta_end) of each noise schedule the prior can be trained with.
+BETA_SCHEDULES = {"linear": (1e-4, 0.02), "scaled_linear": (0.00085, 0.012)}
+
+
+def build_scheduler(prediction_type: str = "v_prediction", beta_schedule: str = "linear"):
+    """DDPM, 1000 steps, ``beta_schedule`` (:data:`BETA_SCHEDULES`), samples clipped to [-1, 1]."""
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4,
-                         beta_end=0.02, prediction_type=prediction_type, clip_sample=True)
+    if beta_schedule not in BETA_SCHEDULES:
+        raise ConfigError(f"beta_schedule '{beta_schedule}' is not one of "
+                          f"{', '.join(BETA_SCHEDULES)}")
+    start, end = BETA_SCHEDULES[beta_schedule]
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule=beta_schedule, beta_start=start,
+                         beta_end=end, prediction_type=prediction_type, clip_sample=True)
 
 
 def encode_prompts(tokenizer, text_encoder, prompts: Sequence[str], device) -> Tensor:
@@ -227,14 +245,24 @@ def resolve_device(name: str) -> torch.device:
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
+WEIGHTINGS = ("min-snr", "min-snr-floor")
+
+
 def min_snr_weights(alphas_cumprod: Tensor, t: Tensor, gamma: float,
-                    prediction_type: str = "epsilon") -> Tensor:
-    """Per-sample loss weights [B], min-SNR-gamma (Hang et al. 2023): min(SNR, gamma) / SNR
-    for the epsilon loss, min(SNR, gamma) / (SNR + 1) for the v loss (both = the x0 loss
-    weighted by min(SNR, gamma))."""
+                    prediction_type: str = "epsilon", weighting: str = "min-snr") -> Tensor:
+    """Per-sample weights [B] of the epsilon or v loss that make it ``w(SNR) ||x0_hat - x0||^2``.
+
+    The epsilon error is sqrt(SNR) times the x0 error and the v error 1 / sqrt(1 - a_t) =
+    sqrt(SNR + 1) times, so the loss weight is w / SNR (epsilon) or w / (SNR + 1) (v), with
+    w = min(SNR, gamma) for "min-snr" (Hang et al. 2023) and min(SNR + 1, gamma) for
+    "min-snr-floor" (:attr:`PriorTrainConfig.weighting`).
+    """
+    if weighting not in WEIGHTINGS:
+        raise ConfigError(f"weighting '{weighting}' is not one of {', '.join(WEIGHTINGS)}")
     alpha_bar = alphas_cumprod[t]
     snr = alpha_bar / (1 - alpha_bar)
-    return snr.clamp(max=gamma) / (snr + 1 if prediction_type == "v_prediction" else snr)
+    x0_weight = (snr if weighting == "min-snr" else snr + 1).clamp(max=gamma)
+    return x0_weight / (snr + 1 if prediction_type == "v_prediction" else snr)
 
 
 def velocity(x0: Tensor, noise: Tensor, alpha_bar: Tensor) -> Tensor:
@@ -245,7 +273,7 @@ def velocity(x0: Tensor, noise: Tensor, alpha_bar: Tensor) -> Tensor:
 
 def diffusion_loss(unet, text_encoder, alphas_cumprod: Tensor, images: Tensor,
                    input_ids: Tensor, generator: torch.Generator, min_snr_gamma: float,
-                   prediction_type: str = "epsilon") -> Tensor:
+                   prediction_type: str = "epsilon", weighting: str = "min-snr") -> Tensor:
     """Weighted denoising loss of one batch; images [B, 3, H, W] in [0, 1], the captions'
     token ids [B, L]. The U-Net predicts the noise (``epsilon``) or the velocity
     ``v = sqrt(a_t) eps - sqrt(1 - a_t) x0`` (``v_prediction``, Salimans & Ho 2022).
@@ -265,7 +293,7 @@ def diffusion_loss(unet, text_encoder, alphas_cumprod: Tensor, images: Tensor,
     per_sample = F.mse_loss(prediction.float(), target, reduction="none").mean(dim=(1, 2, 3))  # [B]
     if min_snr_gamma <= 0:  # DDPM's "simple" loss
         return per_sample.mean()
-    return (min_snr_weights(alphas_cumprod, t, min_snr_gamma, prediction_type)
+    return (min_snr_weights(alphas_cumprod, t, min_snr_gamma, prediction_type, weighting)
             * per_sample).mean()
 
 
@@ -392,7 +420,7 @@ def train_prior(out: Path | str, config: PriorTrainConfig, command: str = "") ->
     if config.prediction_type not in PREDICTION_TYPES:
         raise ConfigError(f"prediction_type '{config.prediction_type}' is not one of "
                           f"{', '.join(PREDICTION_TYPES)}")
-    scheduler = build_scheduler(config.prediction_type)
+    scheduler = build_scheduler(config.prediction_type, config.beta_schedule)
     alphas_cumprod = scheduler.alphas_cumprod.to(device)
     parameters = list(unet.parameters()) + list(text_encoder.parameters())
     # the compiled module shares the parameters; saving and the EMA use the plain one
@@ -442,7 +470,8 @@ def train_prior(out: Path | str, config: PriorTrainConfig, command: str = "") ->
         with autocast:
             loss = diffusion_loss(train_unet, text_encoder, alphas_cumprod, images,
                                   caption_tokens(batch.captions), noise_generator,
-                                  config.min_snr_gamma, config.prediction_type)
+                                  config.min_snr_gamma, config.prediction_type,
+                                  config.weighting)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
