@@ -3,9 +3,11 @@
 One path for the Gaussians and the NeRF field::
 
     field on a grid -> marching cubes (PyMCubes; Lorensen & Cline 1987)
-      -> the main connected component (trimesh) -> optional decimation to a face
-      budget (fast-simplification's quadric decimation, through trimesh)
-      -> vertex colours -> .glb / .obj / .ply (trimesh), written atomically
+      -> the main connected component (trimesh) -> decimation to a face budget
+      (fast-simplification's quadric decimation, through trimesh; by default the budget
+      comes from the object: :func:`face_budget`) -> vertex colours
+      -> optionally a UV atlas and a texture baked from the Gaussians' renders (texture.py)
+      -> .glb / .obj / .ply (trimesh), written atomically
 
 The Gaussians' field is DreamGaussian's stage-2 opacity field (Tang et al.,
 ICLR 2024, Sec. 3.3 "Mesh Extraction"): with opacities o_i, means mu_i and
@@ -25,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Mapping, Tuple
+from typing import Callable, Dict, Iterator, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -36,6 +38,8 @@ from ..errors import ConfigError, NfsdError
 from ..render.reference import quats_to_rotmats
 from ..render.sh import SH_C0, rgb_to_sh0
 from ..utils.io import write_with
+from ..utils.timing import NO_TIMER
+from .texture import bake_texture, check_texture_size
 
 #: What ``save_mesh`` writes, chosen by the file's suffix.
 MESH_SUFFIXES = (".glb", ".obj", ".ply")
@@ -46,6 +50,13 @@ SIGMAS = 3.0
 #: Grid blocks (samples per side) the Gaussians are culled against: small blocks keep
 #: the work near (samples x Gaussians that reach them); 8 measured fastest on CPU.
 GAUSSIAN_BLOCK = 8
+#: The face budget from the object (:func:`face_budget`) stays within these bounds.
+MIN_AUTO_FACES, MAX_AUTO_FACES = 2_000, 200_000
+#: A field without a scale of its own (the NeRF's) gets triangle edges of this many grid cells.
+AUTO_EDGE_CELLS = 2.0
+#: The bake's visibility test: a view sees a texel where the Gaussians' depth is within this
+#: many Gaussian scales (or AUTO_EDGE_CELLS cells, if more) of the texel's depth.
+DEPTH_TOLERANCE_SCALES = 3.0
 
 
 class EmptyMeshError(NfsdError):
@@ -63,12 +74,15 @@ class MeshSettings:
     resolution: int = OutputConfig.mesh_resolution
     #: Iso level of the field (opacity for Gaussians).
     iso: float = OutputConfig.mesh_iso
-    #: Decimate to at most this many faces; 0 keeps every face.
-    faces: int = OutputConfig.mesh_faces
+    #: Decimate to at most this many faces; 0 keeps every face; None: :func:`face_budget`.
+    faces: Optional[int] = OutputConfig.mesh_faces
+    #: Texture size in texels (texture.py); 0: vertex colours.
+    texture: int = OutputConfig.mesh_texture
 
     @classmethod
     def from_output(cls, output) -> "MeshSettings":
-        settings = cls(output.mesh_resolution, output.mesh_iso, output.mesh_faces)
+        settings = cls(output.mesh_resolution, output.mesh_iso, output.mesh_faces,
+                       output.mesh_texture)
         settings.check()
         return settings
 
@@ -76,10 +90,12 @@ class MeshSettings:
         """Bad values are a :class:`ConfigError` naming the key (``where`` formatted with the field)."""
         problems = [("resolution", self.resolution >= 8, "must be >= 8"),
                     ("iso", math.isfinite(self.iso) and self.iso > 0, "must be > 0"),
-                    ("faces", self.faces == 0 or self.faces >= 4, "must be 0 (keep all) or >= 4")]
+                    ("faces", self.faces is None or self.faces == 0 or self.faces >= 4,
+                     "must be 0 (keep all), >= 4, or left out (a budget from the object)")]
         for name, ok, requirement in problems:
             if not ok:
                 raise ConfigError(f"{where.format(name)}: {getattr(self, name)!r} {requirement}")
+        check_texture_size(self.texture, where.format("texture"))
 
 
 def check_output_config(output) -> None:
@@ -88,11 +104,37 @@ def check_output_config(output) -> None:
         MeshSettings.from_output(output)
 
 
-def check_mesh_path(path: Path) -> Path:
-    if Path(path).suffix.lower() not in MESH_SUFFIXES:
+def check_mesh_path(path: Path, texture: int = 0) -> Path:
+    suffix = Path(path).suffix.lower()
+    if suffix not in MESH_SUFFIXES:
         raise NfsdError(f"'{path}': a mesh is written as {', '.join(MESH_SUFFIXES)}, "
                         f"not '{Path(path).suffix or 'no suffix'}'")
+    if texture and suffix != ".glb":
+        raise NfsdError(f"'{path}': a textured mesh is written as .glb (the texture inside), "
+                        f"not {suffix}; or use vertex colours (texture size 0)")
     return Path(path)
+
+
+def face_count(text: str) -> Optional[int]:
+    """A face budget option: ``auto`` (None: :func:`face_budget`) or a whole number."""
+    import argparse
+
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor 'auto'") from None
+
+
+def face_budget(area: float, edge: float) -> int:
+    """Faces of a mesh of ``area`` whose triangles are equilateral with side ``edge``
+    (area / (sqrt(3)/4 edge^2)), within [MIN_AUTO_FACES, MAX_AUTO_FACES].
+
+    With ``edge`` the Gaussians' typical scale (:attr:`GaussianField.scale`), triangles are
+    as fine as the finest detail the Gaussians hold and no finer."""
+    faces = area / (math.sqrt(3.0) / 4.0 * edge * edge)
+    return int(min(max(faces, MIN_AUTO_FACES), MAX_AUTO_FACES))
 
 
 # --------------------------------------------------------------------------- grids
@@ -172,12 +214,15 @@ def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
     return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
 
 
-def surface_mesh(volume: np.ndarray, grid: Grid, iso: float, max_faces: int,
-                 colors_at: Callable[[np.ndarray], np.ndarray], what: str = "field"):
-    """The main component of {volume = iso}, decimated to ``max_faces`` (0: all), coloured.
+def surface_mesh(volume: np.ndarray, grid: Grid, iso: float, max_faces: Optional[int],
+                 colors_at: Callable[[np.ndarray], np.ndarray], what: str = "field",
+                 edge: Optional[float] = None, timer=NO_TIMER):
+    """The main component of {volume = iso}, decimated to ``max_faces`` (0: all; None:
+    :func:`face_budget` with triangle sides ``edge``, default AUTO_EDGE_CELLS cells), coloured.
 
     ``colors_at(vertices [V, 3] world) -> [V, 3] uint8``.  Returns a ``trimesh.Trimesh``
-    in world units; nothing above ``iso`` is an :class:`EmptyMeshError`.
+    in world units; nothing above ``iso`` is an :class:`EmptyMeshError`.  ``timer`` (a
+    ``PhaseTimer``) gets the phases ``marching_cubes``, ``simplify`` and ``bake`` (the colours).
     """
     import trimesh
 
@@ -185,11 +230,17 @@ def surface_mesh(volume: np.ndarray, grid: Grid, iso: float, max_faces: int,
     if not peak > iso:
         raise EmptyMeshError(f"the {what} never exceeds the iso level {iso:g} (its maximum is "
                              f"{peak:.3g}): no surface; lower the iso level")
-    vertices, faces = marching_cubes(volume, iso)
-    mesh = main_component(trimesh.Trimesh(grid.origin + vertices * grid.cell, faces, process=True))
-    if 0 < max_faces < len(mesh.faces):
-        mesh = main_component(decimate(mesh, max_faces))  # collapses can pinch off slivers
-    mesh.visual.vertex_colors = colors_at(np.asarray(mesh.vertices))
+    with timer.phase("marching_cubes"):
+        vertices, faces = marching_cubes(volume, iso)
+        mesh = main_component(trimesh.Trimesh(grid.origin + vertices * grid.cell, faces,
+                                              process=True))
+    with timer.phase("simplify"):
+        if max_faces is None:
+            max_faces = face_budget(float(mesh.area), edge or AUTO_EDGE_CELLS * grid.cell)
+        if 0 < max_faces < len(mesh.faces):
+            mesh = main_component(decimate(mesh, max_faces))  # collapses can pinch off slivers
+    with timer.phase("bake"):
+        mesh.visual.vertex_colors = colors_at(np.asarray(mesh.vertices))
     return mesh
 
 
@@ -213,11 +264,17 @@ def decimate(mesh, max_faces: int):
 
 
 def save_mesh(path: Path, mesh) -> Path:
-    """Write ``mesh`` (vertex colours included) as .glb, .obj or .ply, by suffix, atomically."""
-    path = check_mesh_path(path)
+    """Write ``mesh`` (its vertex colours, or its texture in a .glb) as .glb, .obj or .ply,
+    by suffix, atomically."""
+    path = check_mesh_path(path, textured(mesh))
     data = mesh.export(file_type=path.suffix.lower()[1:])
     write_with(path, lambda handle: handle.write(data.encode() if isinstance(data, str) else data))
     return path
+
+
+def textured(mesh) -> bool:
+    """Whether ``mesh`` carries a UV texture (texture.py) rather than vertex colours."""
+    return getattr(mesh.visual, "kind", None) == "texture"
 
 
 # --------------------------------------------------------------------------- Gaussians
@@ -232,6 +289,9 @@ class GaussianField:
     reach: Tensor  # [N, 3] half-size of the axis-aligned 3-sigma box
     opacities: Tensor  # [N] in (0, 1)
     rgb: Tensor  # [N, 3] base colour (SH DC) in [0, 1]
+    #: Typical size: the median over Gaussians of the middle of their three scales (a
+    #: surface's Gaussians are flat: their middle axis is their smaller extent along it).
+    scale: float
 
     @classmethod
     def from_splats(cls, splats: Mapping[str, Tensor], device: torch.device) -> "GaussianField":
@@ -242,9 +302,10 @@ class GaussianField:
         inverse = rotations @ torch.diag_embed(scales.pow(-2)) @ rotations.transpose(1, 2)
         variances = (rotations.square() * scales.square()[:, None, :]).sum(-1)  # diag Sigma [N, 3]
         sh0 = splats["sh0"].detach().float().to(device)[keep]  # [N, 1, 3]
+        scale = float(scales.sort(-1).values[:, 1].median()) if len(scales) else 0.0
         return cls(splats["means"].detach().float().to(device)[keep], inverse,
                    SIGMAS * variances.sqrt(), opacities[keep],
-                   (sh0[:, 0, :] * SH_C0 + 0.5).clamp(0.0, 1.0))
+                   (sh0[:, 0, :] * SH_C0 + 0.5).clamp(0.0, 1.0), scale)
 
     def __len__(self) -> int:
         return len(self.means)
@@ -308,33 +369,46 @@ class GaussianField:
 
     def to(self, device) -> "GaussianField":
         return GaussianField(*(t.to(device) for t in (self.means, self.inverse_covariances,
-                                                      self.reach, self.opacities, self.rgb)))
+                                                      self.reach, self.opacities, self.rgb)),
+                             self.scale)
 
 
 def gaussians_mesh(splats: Mapping[str, Tensor], settings: MeshSettings = MeshSettings(),
-                   device: torch.device | str | None = None):
+                   device: torch.device | str | None = None, timer=NO_TIMER, **bake):
     """The surface {d = iso} of Gaussians in gsplat's layout (means [N, 3], scales [N, 3] log,
-    quats [N, 4] wxyz, opacities [N] logit, sh0 [N, 1, 3]) as a coloured ``trimesh.Trimesh``.
+    quats [N, 4] wxyz, opacities [N] logit, sh0 [N, 1, 3], shN [N, K-1, 3]) as a
+    ``trimesh.Trimesh`` with vertex colours, or with a baked texture when ``settings.texture``.
 
-    ``device``: where the field is evaluated (default: CUDA when there is one).
+    ``device``: where the field is evaluated and the texture baked (default: CUDA when there
+    is one); ``timer``: a ``PhaseTimer`` for the phases ``field``, ``marching_cubes``,
+    ``simplify``, ``unwrap`` and ``bake``; ``bake``: ``views``/``resolution`` of
+    :func:`~nfsd_gs.export.texture.bake_texture`.
     """
     settings.check()
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    field = GaussianField.from_splats(splats, device)
-    if len(field) == 0:
-        raise EmptyMeshError(f"no Gaussian is more opaque than {MIN_OPACITY:.3g}: no surface")
-    grid = Grid.box(*field.bounds(), settings.resolution)
-    return surface_mesh(field.volume(grid), grid, settings.iso, settings.faces, field.colors_at,
-                        what="Gaussians' opacity field")
+    with timer.phase("field"):
+        field = GaussianField.from_splats(splats, device)
+        if len(field) == 0:
+            raise EmptyMeshError(f"no Gaussian is more opaque than {MIN_OPACITY:.3g}: no surface")
+        grid = Grid.box(*field.bounds(), settings.resolution)
+        volume = field.volume(grid)
+    mesh = surface_mesh(volume, grid, settings.iso, settings.faces, field.colors_at,
+                        what="Gaussians' opacity field", edge=field.scale, timer=timer)
+    if not settings.texture:
+        return mesh
+    tolerance = max(DEPTH_TOLERANCE_SCALES * field.scale, AUTO_EDGE_CELLS * grid.cell)
+    on_device = {key: value.detach().to(device) for key, value in splats.items()}
+    return bake_texture(mesh, on_device, settings.texture, tolerance, timer=timer, **bake)
 
 
 def export_mesh(splats: Mapping[str, Tensor], path: Path, settings: MeshSettings = MeshSettings(),
-                device: torch.device | str | None = None):
-    """Write the Gaussians' mesh (:func:`gaussians_mesh`) to ``path`` (.glb, .obj or .ply);
-    returns the mesh.  Nothing is written when there is no surface."""
-    check_mesh_path(path)
-    mesh = gaussians_mesh(splats, settings, device)
-    save_mesh(path, mesh)
+                device: torch.device | str | None = None, timer=NO_TIMER, **bake):
+    """Write the Gaussians' mesh (:func:`gaussians_mesh`) to ``path`` (.glb, .obj or .ply;
+    .glb only when textured); returns the mesh.  Nothing is written when there is no surface."""
+    check_mesh_path(path, settings.texture)
+    mesh = gaussians_mesh(splats, settings, device, timer, **bake)
+    with timer.phase("write"):
+        save_mesh(path, mesh)
     return mesh
 
 
@@ -343,7 +417,7 @@ def export_model_mesh(model, path: Path, settings: MeshSettings):
 
     Gaussians: their opacity field at ``settings.iso``; the NeRF field: its density at
     ``nerf.mesh_threshold`` in its bounding cube."""
-    check_mesh_path(path)
+    check_mesh_path(path, settings.texture)
     mesh = model.mesh(settings)
     save_mesh(path, mesh)
     return mesh
@@ -352,7 +426,8 @@ def export_model_mesh(model, path: Path, settings: MeshSettings):
 # --------------------------------------------------------------------------- NeRF
 
 
-def extract_mesh(field, resolution: int, threshold: float, bound: float, max_faces: int = 0):
+def extract_mesh(field, resolution: int, threshold: float, bound: float,
+                 max_faces: Optional[int] = 0):
     """Mesh of {sigma = threshold} of ``field`` (``density``/``color`` methods) in [-bound, bound]^3,
     as a coloured ``trimesh.Trimesh`` (scene units)."""
     if resolution < 8:
