@@ -15,8 +15,9 @@ covariances Sigma_i = R_i S_i S_i^T R_i^T (3DGS, Kerbl et al. 2023, eq. 6),
 
     d(x) = sum_i o_i exp(-1/2 (x - mu_i)^T Sigma_i^-1 (x - mu_i)),
 
-evaluated block by block of the grid; only Gaussians whose 3-sigma box meets a
-block contribute to it.  Vertex colours are the Gaussians' base colour (SH DC
+splatted onto the grid: each Gaussian adds its term to the samples inside its
+3-sigma box, (Gaussian, sample) pairs enumerated in fixed-size chunks (one
+vectorised pass each, on the GPU when there is one).  Vertex colours are the Gaussians' base colour (SH DC
 -> RGB) of the nearest Gaussians, each weighted by its term of d at the vertex.
 The NeRF's field is its density sigma(x) and its colours are ``field.color``.
 The grid is padded with empty cells, so every surface is closed.
@@ -47,9 +48,9 @@ MESH_SUFFIXES = (".glb", ".obj", ".ply")
 MIN_OPACITY = 1.0 / 255.0
 #: A Gaussian reaches this many standard deviations (the 3-sigma box).
 SIGMAS = 3.0
-#: Grid blocks (samples per side) the Gaussians are culled against: small blocks keep
-#: the work near (samples x Gaussians that reach them); 8 measured fastest on CPU.
-GAUSSIAN_BLOCK = 8
+#: (Gaussian, grid sample) pairs evaluated at once when splatting the field: bounds the
+#: memory (about 100 bytes a pair) and keeps the kernel launches few.
+SPLAT_CHUNK = {"cuda": 1 << 24, "cpu": 1 << 21}
 #: The face budget from the object (:func:`face_budget`) stays within these bounds.
 MIN_AUTO_FACES, MAX_AUTO_FACES = 2_000, 200_000
 #: A field without a scale of its own (the NeRF's) gets triangle edges of this many grid cells.
@@ -310,42 +311,67 @@ class GaussianField:
     def __len__(self) -> int:
         return len(self.means)
 
-    def volume(self, grid: Grid) -> np.ndarray:  # [nx, ny, nz]
-        """The field on every sample of ``grid``."""
-        return grid.sample(self.density, self.means.device, GAUSSIAN_BLOCK)
+    def volume(self, grid: Grid, chunk: Optional[int] = None) -> np.ndarray:  # [nx, ny, nz]
+        """d on every sample of ``grid`` (module docstring): each Gaussian adds
+        o_i exp(-1/2 (x - mu_i)^T Sigma_i^-1 (x - mu_i)) to the samples x inside its 3-sigma box.
+
+        Gaussians are taken in order of box volume, a group at a time; a group's boxes are
+        padded to the group's largest sides (the padding adds zeros), so the quadratic form is
+        a sum of broadcast products over a dense [G, bx, by, bz] block and the sums go into
+        the grid by one ``index_add_``.  A group holds at most ``chunk`` samples (memory).
+        Beyond its box a Gaussian is left out: at most exp(-4.5) of its opacity.
+        """
+        device = self.means.device
+        chunk = chunk or SPLAT_CHUNK["cuda" if device.type == "cuda" else "cpu"]
+        origin = torch.as_tensor(grid.origin, dtype=torch.float32, device=device)
+        sides = torch.tensor(grid.shape, device=device)
+        first = ((self.means - self.reach - origin) / grid.cell).ceil().long().clamp(min=0)  # [N, 3]
+        last = torch.minimum(((self.means + self.reach - origin) / grid.cell).floor().long(), sides - 1)
+        box = (last - first + 1).clamp(min=0)  # [N, 3] samples per side of each 3-sigma box
+        order = torch.argsort(box.prod(-1))
+        order = order[box[order].prod(-1) > 0]  # boxes outside the grid add nothing
+        a = self.inverse_covariances
+        quadratic = torch.stack([a[:, 0, 0], a[:, 1, 1], a[:, 2, 2],
+                                 2 * a[:, 0, 1], 2 * a[:, 0, 2], 2 * a[:, 1, 2]], -1)  # [N, 6]
+        volume = torch.zeros(math.prod(grid.shape), device=device)
+        with torch.no_grad():
+            for group in padded_groups(box[order], chunk):
+                self._splat(volume, grid, order[group], first, box, quadratic, origin)
+        return volume.view(grid.shape).cpu().numpy()
+
+    def _splat(self, volume: Tensor, grid: Grid, group: Tensor, first: Tensor, box: Tensor,
+               quadratic: Tensor, origin: Tensor) -> None:
+        """Add the terms of the Gaussians ``group`` [G] over their boxes to ``volume`` [nx*ny*nz]."""
+        shape = box[group].amax(0).tolist()  # the group's padded box
+        axes = []  # per axis: grid index [G, n] and offset from the mean [G, n]; 0 outside the box
+        for axis, n in enumerate(shape):
+            step = torch.arange(n, device=volume.device)
+            index = first[group, axis, None] + step  # [G, n]
+            offset = origin[axis] + index * grid.cell - self.means[group, axis, None]
+            inside = step < box[group, axis, None]
+            axes.append((index.clamp(max=grid.shape[axis] - 1), offset, inside))
+        (ix, x, in_x), (iy, y, in_y), (iz, z, in_z) = axes
+        q = quadratic[group]  # [G, 6]
+        qx = q[:, 0, None] * x * x  # [G, nx] the terms in x alone, and so on
+        qy = q[:, 1, None] * y * y
+        qz = q[:, 2, None] * z * z
+        xy = (q[:, 3, None] * x)[:, :, None] * y[:, None, :]  # [G, nx, ny]
+        xz = (q[:, 4, None] * x)[:, :, None, None] * z[:, None, None, :]  # [G, nx, 1, nz]
+        yz = (q[:, 5, None] * y)[:, :, None] * z[:, None, :]  # [G, ny, nz]
+        plane = (qx[:, :, None] + qy[:, None, :] + xy)[..., None]  # [G, nx, ny, 1]
+        mahalanobis = plane + (qz[:, None, :] + yz)[:, None] + xz  # [G, nx, ny, nz]
+        weight = (self.opacities[group, None, None] * (in_x[:, :, None] & in_y[:, None, :]))
+        values = torch.exp(mahalanobis.clamp_(min=0).mul_(-0.5)).mul_(weight[..., None])
+        values.mul_(in_z[:, None, None, :])
+        flat = ((ix * grid.shape[1])[:, :, None] + iy[:, None, :]) * grid.shape[2]  # [G, nx, ny]
+        flat = flat[..., None] + iz[:, None, None, :]  # [G, nx, ny, nz]
+        volume.index_add_(0, flat.view(-1), values.view(-1))
 
     def bounds(self) -> Tuple[np.ndarray, np.ndarray]:  # 2x [3]
         """The box holding every Gaussian's 3-sigma box."""
         lo = (self.means - self.reach).amin(0).double().cpu().numpy()
         hi = (self.means + self.reach).amax(0).double().cpu().numpy()
         return lo, hi
-
-    def density(self, points: Tensor, batch: int = 4096) -> Tensor:  # [P, 3] -> [P]
-        """d(x) at ``points`` (module docstring) from the Gaussians whose 3-sigma box meets theirs.
-
-        The quadratic form is one matrix product per batch of Gaussians:
-        (x - mu)^T A (x - mu) = [x x^T terms, x, 1] . [A entries, -2 A mu, mu^T A mu],
-        with x and mu taken relative to the points' centre (small numbers, little cancellation).
-        """
-        lo, hi = points.amin(0), points.amax(0)
-        near = ((self.means + self.reach >= lo) & (self.means - self.reach <= hi)).all(-1)
-        index = near.nonzero()[:, 0]
-        total = torch.zeros(len(points), device=points.device)
-        if len(index) == 0:
-            return total
-        centre = (lo + hi) / 2
-        x = points - centre  # [P, 3]
-        features = torch.cat([x.square(), x[:, [0, 0, 1]] * x[:, [1, 2, 2]], x,
-                              torch.ones_like(x[:, :1])], dim=1)  # [P, 10]
-        for chunk in index.split(batch):
-            a = self.inverse_covariances[chunk]  # [M, 3, 3]
-            mu = self.means[chunk] - centre  # [M, 3]
-            a_mu = (a @ mu[:, :, None])[:, :, 0]  # [M, 3]
-            coefficients = torch.cat([a[:, [0, 1, 2], [0, 1, 2]], 2 * a[:, [0, 0, 1], [1, 2, 2]],
-                                      -2 * a_mu, (mu * a_mu).sum(-1, keepdim=True)], dim=1)  # [M, 10]
-            mahalanobis = (features @ coefficients.T).clamp(min=0)  # [P, M]
-            total += torch.exp(-0.5 * mahalanobis) @ self.opacities[chunk]
-        return total
 
     def colors_at(self, vertices: np.ndarray, neighbours: int = 16,
                   chunk: int = 65536) -> np.ndarray:  # [V, 3] world -> [V, 3] uint8
@@ -371,6 +397,18 @@ class GaussianField:
         return GaussianField(*(t.to(device) for t in (self.means, self.inverse_covariances,
                                                       self.reach, self.opacities, self.rgb)),
                              self.scale)
+
+
+def padded_groups(box: Tensor, chunk: int) -> Iterator[slice]:
+    """Consecutive slices of ``box`` [N, 3] (boxes in order of volume) whose count times
+    their largest sides stays within ``chunk`` samples (a single box may exceed it)."""
+    start, count = 0, len(box)
+    while start < count:
+        size = max(1, chunk // max(1, int(box[start].prod())))
+        while size > 1 and size * math.prod(box[start:start + size].amax(0).tolist()) > chunk:
+            size = (size + 1) // 2
+        yield slice(start, min(start + size, count))
+        start += size
 
 
 def gaussians_mesh(splats: Mapping[str, Tensor], settings: MeshSettings = MeshSettings(),
