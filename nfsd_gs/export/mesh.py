@@ -467,7 +467,8 @@ def export_model_mesh(model, path: Path, settings: MeshSettings):
 def extract_mesh(field, resolution: int, threshold: float, bound: float,
                  max_faces: Optional[int] = 0):
     """Mesh of {sigma = threshold} of ``field`` (``density``/``color`` methods) in [-bound, bound]^3,
-    as a coloured ``trimesh.Trimesh`` (scene units)."""
+    as a coloured ``trimesh.Trimesh`` (scene units); ``max_faces``: 0 keeps all, None a
+    :func:`face_budget` with triangles AUTO_EDGE_CELLS cells wide."""
     if resolution < 8:
         raise ConfigError(f"config key 'nerf.mesh_resolution': {resolution!r} must be >= 8")
     device = next(field.parameters()).device
