@@ -315,6 +315,31 @@ def test_the_colour_check_notices_a_broken_bake(textured_cube, broken):
     assert max(errors) > MAX_VIEW_DELTA_E, errors
 
 
+def test_a_texel_hidden_behind_another_part_takes_nothing_from_that_view():
+    """Two plates of Gaussians, red at x = +0.3 and blue at x = -0.3, seen from +x: the red
+    plate's front takes red from the view; the blue plate's front, behind the red plate,
+    takes nothing (the Gaussians' depth at its pixel is the red plate's, far in front)."""
+    from nfsd_gs.export.texture import gather_views, render_views
+
+    axis = torch.linspace(-0.3, 0.3, 13)
+    y, z = (t.reshape(-1) for t in torch.meshgrid(axis, axis, indexing="ij"))
+    plates = []
+    for x, rgb in ((0.3, (0.9, 0.1, 0.1)), (-0.3, (0.1, 0.1, 0.9))):
+        plate = cube_of_gaussians(per_side=1, rgb=rgb)
+        plates.append({k: v.expand(len(y), *v.shape[1:]).clone() for k, v in plate.items()})
+        plates[-1]["means"] = torch.stack([torch.full_like(y, x), y, z], -1)
+        plates[-1]["scales"][:] = math.log(0.03)
+    splats = {key: torch.cat([plates[0][key], plates[1][key]]) for key in plates[0]}
+    cameras = orbit_cameras(torch.zeros(1), torch.zeros(1), torch.full((1,), 2.75),
+                            torch.full((1,), 40.0))
+    images = render_views(splats, cameras, 64)
+    points = torch.tensor([[0.33, 0.0, 0.0], [-0.27, 0.0, 0.0]])  # the plates' fronts
+    colour, weight = gather_views(points, torch.tensor([[1.0, 0.0, 0.0]] * 2), images, cameras,
+                                  depth_tolerance=0.09)
+    assert weight[0] > 0.9 and weight[1] == 0, weight
+    assert torch.allclose(colour[0] / weight[0], torch.tensor([0.9, 0.1, 0.1]), atol=0.05)
+
+
 def test_texture_seams_are_padded():
     """Texels off every chart but next to one take a chart's colour (bilinear filtering and
     mip-maps read them); the rest of the atlas is filled too (no black)."""

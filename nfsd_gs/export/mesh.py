@@ -55,8 +55,8 @@ SPLAT_CHUNK = {"cuda": 1 << 24, "cpu": 1 << 21}
 MIN_AUTO_FACES, MAX_AUTO_FACES = 2_000, 200_000
 #: A field without a scale of its own (the NeRF's) gets triangle edges of this many grid cells.
 AUTO_EDGE_CELLS = 2.0
-#: The bake's visibility test: a view sees a texel where the Gaussians' depth is within this
-#: many Gaussian scales (or AUTO_EDGE_CELLS cells, if more) of the texel's depth.
+#: The bake's visibility test: a view sees a texel unless the Gaussians' depth there is in
+#: front of the texel's by more than this many Gaussian scales (or AUTO_EDGE_CELLS cells).
 DEPTH_TOLERANCE_SCALES = 3.0
 
 

@@ -8,8 +8,9 @@ The path (``MeshSettings.texture`` > 0; export/mesh.py makes the surface first):
       -> render the Gaussians from ``views`` cameras on a Fibonacci sphere around the object
          (gsplat on CUDA, the reference rasterizer on the CPU): colour, alpha, depth
       -> each texel gathers from every view that sees it: projected into the view, kept where
-         the Gaussians cover the pixel (alpha > 1/2) and their depth there is the texel's
-         (within ``depth_tolerance``: not hidden behind another part), weighted by cos^2 of
+         the Gaussians cover the pixel (alpha > 1/2) and their depth there is not in front of
+         the texel's by more than ``depth_tolerance`` (no other part hides it; a depth behind
+         it is translucent Gaussians seen through the surface), weighted by cos^2 of
          the angle between its normal and the ray to the camera (cos > ``MIN_VIEW_COS``)
       -> texels no view saw keep the mesh's vertex colours, interpolated
       -> seams padded: the charts grow by ``padding`` texels (bilinear filtering and mip-maps
@@ -244,7 +245,10 @@ def gather_views(points: Tensor, normals: Tensor, images: Tensor, cameras: Camer
 
     A view's weight is cos^2 of the angle between the normal and the ray to the camera where
     that cos exceeds MIN_VIEW_COS, the Gaussians cover the pixel (alpha > 1/2) and their
-    alpha-weighted depth there is within ``depth_tolerance`` of the texel's camera depth;
+    alpha-weighted depth there is at most ``depth_tolerance`` in front of the texel's
+    camera depth (the expected depth of partly transparent Gaussians lies behind the
+    surface: measured on a cone trained 100 steps, 0.03 behind at the median, 0.08 at the
+    95th percentile, for Gaussians 0.02 across);
     0 elsewhere.  Colours and depths are sampled bilinearly (pixel centres at +0.5).
     """
     height, width = images.shape[-2:]
@@ -266,7 +270,7 @@ def gather_views(points: Tensor, normals: Tensor, images: Tensor, cameras: Camer
         towards = F.normalize(cameras.positions[view] - points, dim=-1)
         cos = (normals * towards).sum(-1)
         visible = ((camera[:, 2] > 0) & (alpha > 0.5) & (cos > MIN_VIEW_COS)
-                   & ((seen_depth - camera[:, 2]).abs() < depth_tolerance))
+                   & (seen_depth > camera[:, 2] - depth_tolerance))
         weight = torch.where(visible, cos.square(), torch.zeros_like(cos))
         colour += weight[:, None] * sample[:3].T / alpha.clamp(min=1e-6)[:, None]
         total += weight
