@@ -16,9 +16,10 @@ covariances Sigma_i = R_i S_i S_i^T R_i^T (3DGS, Kerbl et al. 2023, eq. 6),
     d(x) = sum_i o_i exp(-1/2 (x - mu_i)^T Sigma_i^-1 (x - mu_i)),
 
 splatted onto the grid: each Gaussian adds its term to the samples inside its
-3-sigma box, (Gaussian, sample) pairs enumerated in fixed-size chunks (one
-vectorised pass each, on the GPU when there is one).  Vertex colours are the Gaussians' base colour (SH DC
--> RGB) of the nearest Gaussians, each weighted by its term of d at the vertex.
+3-sigma box, Gaussians of similar box size a group at a time (one vectorised
+pass a group, on the GPU when there is one).  Vertex colours are the Gaussians'
+base colour (SH DC -> RGB) of the nearest Gaussians, each weighted by its term
+of d at the vertex.
 The NeRF's field is its density sigma(x) and its colours are ``field.color``.
 The grid is padded with empty cells, so every surface is closed.
 """
@@ -48,8 +49,8 @@ MESH_SUFFIXES = (".glb", ".obj", ".ply")
 MIN_OPACITY = 1.0 / 255.0
 #: A Gaussian reaches this many standard deviations (the 3-sigma box).
 SIGMAS = 3.0
-#: (Gaussian, grid sample) pairs evaluated at once when splatting the field: bounds the
-#: memory (about 100 bytes a pair) and keeps the kernel launches few.
+#: Grid samples (Gaussians x their padded boxes) evaluated at once when splatting the field:
+#: bounds the memory (a few tens of bytes a sample) and keeps the kernel launches few.
 SPLAT_CHUNK = {"cuda": 1 << 24, "cpu": 1 << 21}
 #: The face budget from the object (:func:`face_budget`) stays within these bounds.
 MIN_AUTO_FACES, MAX_AUTO_FACES = 2_000, 200_000
