@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..cameras import Cameras, look_at_origin
-from ..errors import NfsdError
+from ..errors import ConfigError, NfsdError
 from ..render.rasterize import rasterize_gaussians
 from ..utils.timing import NO_TIMER
 
@@ -67,8 +67,6 @@ FALLBACK_WEIGHT = 1e-4
 
 def check_texture_size(size: int, where: str = "config key 'output.mesh_texture'") -> None:
     """0 (vertex colours) or a power of two in [MIN_TEXTURE, MAX_TEXTURE]; else ConfigError."""
-    from ..errors import ConfigError
-
     if size != 0 and not (MIN_TEXTURE <= size <= MAX_TEXTURE and size & (size - 1) == 0):
         raise ConfigError(f"{where}: {size!r} must be 0 (vertex colours) or a power of two "
                           f"from {MIN_TEXTURE} to {MAX_TEXTURE}")
