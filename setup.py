@@ -42,12 +42,14 @@ setup(
         "trimesh>=4.0",
         "PyMCubes>=0.1.4",  # marching cubes: meshes from the Gaussians and from the NeRF
         "fast-simplification>=0.1",  # quadric decimation of those meshes (through trimesh)
+        "xatlas>=0.0.11",  # UV atlas of the textured .glb (nfsd_gs/export/texture.py)
         "viser>=1.1,<2",  # --viewer and nfsd_gs.view; imported only when used
         "ray[client]>=2.60,<3",  # python -m nfsd_gs.batch: the catalogue (client: --address ray://)
     ],
     extras_require={
         # playwright drives the system's Chromium (never `playwright install`).
-        "dev": ["pytest>=7", "hypothesis>=6", "playwright>=1.40"],
+        # embreex: trimesh's ray casting (Embree) renders the textured mesh in tests/test_mesh.py.
+        "dev": ["pytest>=7", "hypothesis>=6", "playwright>=1.40", "embreex>=4"],
     },
     entry_points={"console_scripts": [f"nfsd-gs-{name}=nfsd_gs.cli:{name}"
                                       for name in ("train", "view", "render", "export", "batch")]},

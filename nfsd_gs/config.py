@@ -457,8 +457,12 @@ class OutputConfig:
     mesh_resolution: int = 128
     #: Iso level of the opacity field (the NeRF uses ``nerf.mesh_threshold``).
     mesh_iso: float = 0.5
-    #: Decimate the mesh to at most this many faces; 0 keeps all.
-    mesh_faces: int = 100_000
+    #: Decimate the mesh to at most this many faces; 0 keeps all; null: a budget from the
+    #: object (triangle edges about one Gaussian scale: README, "A mesh from the Gaussians").
+    mesh_faces: Optional[int] = None
+    #: Base-colour texture size in texels (a power of two, 64 to 4096): unwrap with xatlas
+    #: and bake from renders of the Gaussians (export/texture.py); 0: vertex colours.
+    mesh_texture: int = 0
 
     def validate(self) -> None:
         _check_at_least("output", dict(snapshot_every=self.snapshot_every,
@@ -516,6 +520,9 @@ class Config:
         for section in (self.guidance, self.camera, self.background, self.init, self.gaussians,
                         self.nerf, self.densify, self.output):
             section.validate()
+        _check(not (self.output.mesh_texture and self.representation != "gaussians"),
+               "output.mesh_texture", self.output.mesh_texture,
+               "needs representation=gaussians (the texture is baked from the Gaussians' renders)")
 
 
 def _describe(err: OmegaConfBaseException) -> str:

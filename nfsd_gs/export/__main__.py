@@ -8,7 +8,9 @@ compressed ``.ply``, ``.splat``, ``.spz``).  Formats and their sizes: README,
 "Sharing a small file"; the code: nfsd_gs/formats.
 
 ``--mesh out.glb`` (or ``.obj``, ``.ply``) writes a mesh of the Gaussians
-instead: marching cubes on their opacity field (nfsd_gs/export/mesh.py).
+instead: marching cubes on their opacity field (nfsd_gs/export/mesh.py), with
+vertex colours, or with ``--texture 1024`` a UV atlas and a texture baked from
+renders of the Gaussians (nfsd_gs/export/texture.py; .glb only).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help=f"one of {', '.join(FORMATS)} (default: from -o's suffix, else ply)")
     parser.add_argument("-o", "--out", type=Path, default=None,
                         help="output file (default: beside the source, named for the format)")
-    from .mesh import MeshSettings
+    from .mesh import MeshSettings, face_count
 
     mesh = parser.add_argument_group("mesh (instead of a splat file, unless --format or -o is given too)")
     mesh.add_argument("--mesh", type=Path, default=None, metavar="OUT",
@@ -41,8 +43,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                       help="grid samples along the longest side (default %(default)s)")
     mesh.add_argument("--mesh-iso", type=float, default=MeshSettings.iso,
                       help="iso level of the opacity field (default %(default)s)")
-    mesh.add_argument("--mesh-faces", type=int, default=MeshSettings.faces,
-                      help="decimate to at most this many faces, 0 keeps all (default %(default)s)")
+    mesh.add_argument("--mesh-faces", type=face_count, default=MeshSettings.faces, metavar="N|auto",
+                      help="decimate to at most N faces, 0 keeps all; auto (the default): a "
+                           "budget from the object, triangles about one Gaussian scale across")
+    mesh.add_argument("--texture", "--mesh-texture", dest="texture", type=int,
+                      default=MeshSettings.texture, metavar="SIZE",
+                      help="bake a SIZE x SIZE texture (a power of two, e.g. 1024) on a UV atlas "
+                           "into the .glb; 0 (the default): vertex colours")
     return parser.parse_args(argv)
 
 
@@ -102,9 +109,14 @@ def export_mesh_of(source: Path, out: Path, settings) -> Path:
     from .mesh import check_mesh_path, export_mesh
 
     settings.check("option --mesh-{}")
-    check_mesh_path(out)
+    check_mesh_path(out, settings.texture)
     mesh = export_mesh(load_splats(model_path(source)), out, settings)
-    print(f"mesh: {len(mesh.faces):,} faces, {len(mesh.vertices):,} vertices", file=sys.stderr)
+    colour = (f"a {settings.texture}x{settings.texture} texture (xatlas atlas, baked from "
+              f"{mesh.metadata['bake_views']} views of the Gaussians; "
+              f"{mesh.metadata['texture_coverage']:.0%} of its texels seen)"
+              if settings.texture else "vertex colours")
+    print(f"mesh: {len(mesh.faces):,} faces, {len(mesh.vertices):,} vertices, {colour}",
+          file=sys.stderr)
     return out
 
 
@@ -118,7 +130,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if splat_file:  # a bad --format or -o fails before the mesh is made and written
             format_of(args.out, args.format)
         if args.mesh is not None:
-            settings = MeshSettings(args.mesh_resolution, args.mesh_iso, args.mesh_faces)
+            settings = MeshSettings(args.mesh_resolution, args.mesh_iso, args.mesh_faces,
+                                    args.texture)
             written.append(export_mesh_of(args.source, args.mesh, settings))
         if splat_file:
             written.append(export(args.source, args.format, args.out))

@@ -3,9 +3,11 @@
 One path for the Gaussians and the NeRF field::
 
     field on a grid -> marching cubes (PyMCubes; Lorensen & Cline 1987)
-      -> the main connected component (trimesh) -> optional decimation to a face
-      budget (fast-simplification's quadric decimation, through trimesh)
-      -> vertex colours -> .glb / .obj / .ply (trimesh), written atomically
+      -> the main connected component (trimesh) -> decimation to a face budget
+      (fast-simplification's quadric decimation, through trimesh; by default the budget
+      comes from the object: :func:`face_budget`) -> vertex colours
+      -> optionally a UV atlas and a texture baked from the Gaussians' renders (texture.py)
+      -> .glb / .obj / .ply (trimesh), written atomically
 
 The Gaussians' field is DreamGaussian's stage-2 opacity field (Tang et al.,
 ICLR 2024, Sec. 3.3 "Mesh Extraction"): with opacities o_i, means mu_i and
@@ -13,9 +15,11 @@ covariances Sigma_i = R_i S_i S_i^T R_i^T (3DGS, Kerbl et al. 2023, eq. 6),
 
     d(x) = sum_i o_i exp(-1/2 (x - mu_i)^T Sigma_i^-1 (x - mu_i)),
 
-evaluated block by block of the grid; only Gaussians whose 3-sigma box meets a
-block contribute to it.  Vertex colours are the Gaussians' base colour (SH DC
--> RGB) of the nearest Gaussians, each weighted by its term of d at the vertex.
+splatted onto the grid: each Gaussian adds its term to the samples inside its
+3-sigma box, Gaussians of similar box size a group at a time (one vectorised
+pass a group, on the GPU when there is one).  Vertex colours are the Gaussians'
+base colour (SH DC -> RGB) of the nearest Gaussians, each weighted by its term
+of d at the vertex.
 The NeRF's field is its density sigma(x) and its colours are ``field.color``.
 The grid is padded with empty cells, so every surface is closed.
 """
@@ -25,7 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Mapping, Tuple
+from typing import Callable, Dict, Iterator, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -36,6 +40,8 @@ from ..errors import ConfigError, NfsdError
 from ..render.reference import quats_to_rotmats
 from ..render.sh import SH_C0, rgb_to_sh0
 from ..utils.io import write_with
+from ..utils.timing import NO_TIMER
+from .texture import bake_texture, check_texture_size
 
 #: What ``save_mesh`` writes, chosen by the file's suffix.
 MESH_SUFFIXES = (".glb", ".obj", ".ply")
@@ -43,9 +49,16 @@ MESH_SUFFIXES = (".glb", ".obj", ".ply")
 MIN_OPACITY = 1.0 / 255.0
 #: A Gaussian reaches this many standard deviations (the 3-sigma box).
 SIGMAS = 3.0
-#: Grid blocks (samples per side) the Gaussians are culled against: small blocks keep
-#: the work near (samples x Gaussians that reach them); 8 measured fastest on CPU.
-GAUSSIAN_BLOCK = 8
+#: Grid samples (Gaussians x their padded boxes) evaluated at once when splatting the field:
+#: bounds the memory (a few tens of bytes a sample) and keeps the kernel launches few.
+SPLAT_CHUNK = {"cuda": 1 << 24, "cpu": 1 << 21}
+#: The face budget from the object (:func:`face_budget`) stays within these bounds.
+MIN_AUTO_FACES, MAX_AUTO_FACES = 2_000, 200_000
+#: A field without a scale of its own (the NeRF's) gets triangle edges of this many grid cells.
+AUTO_EDGE_CELLS = 2.0
+#: The bake's visibility test: a view sees a texel unless the Gaussians' depth there is in
+#: front of the texel's by more than this many Gaussian scales (or AUTO_EDGE_CELLS cells).
+DEPTH_TOLERANCE_SCALES = 3.0
 
 
 class EmptyMeshError(NfsdError):
@@ -63,12 +76,15 @@ class MeshSettings:
     resolution: int = OutputConfig.mesh_resolution
     #: Iso level of the field (opacity for Gaussians).
     iso: float = OutputConfig.mesh_iso
-    #: Decimate to at most this many faces; 0 keeps every face.
-    faces: int = OutputConfig.mesh_faces
+    #: Decimate to at most this many faces; 0 keeps every face; None: :func:`face_budget`.
+    faces: Optional[int] = OutputConfig.mesh_faces
+    #: Texture size in texels (texture.py); 0: vertex colours.
+    texture: int = OutputConfig.mesh_texture
 
     @classmethod
     def from_output(cls, output) -> "MeshSettings":
-        settings = cls(output.mesh_resolution, output.mesh_iso, output.mesh_faces)
+        settings = cls(output.mesh_resolution, output.mesh_iso, output.mesh_faces,
+                       output.mesh_texture)
         settings.check()
         return settings
 
@@ -76,10 +92,12 @@ class MeshSettings:
         """Bad values are a :class:`ConfigError` naming the key (``where`` formatted with the field)."""
         problems = [("resolution", self.resolution >= 8, "must be >= 8"),
                     ("iso", math.isfinite(self.iso) and self.iso > 0, "must be > 0"),
-                    ("faces", self.faces == 0 or self.faces >= 4, "must be 0 (keep all) or >= 4")]
+                    ("faces", self.faces is None or self.faces == 0 or self.faces >= 4,
+                     "must be 0 (keep all), >= 4, or left out (a budget from the object)")]
         for name, ok, requirement in problems:
             if not ok:
                 raise ConfigError(f"{where.format(name)}: {getattr(self, name)!r} {requirement}")
+        check_texture_size(self.texture, where.format("texture"))
 
 
 def check_output_config(output) -> None:
@@ -88,11 +106,37 @@ def check_output_config(output) -> None:
         MeshSettings.from_output(output)
 
 
-def check_mesh_path(path: Path) -> Path:
-    if Path(path).suffix.lower() not in MESH_SUFFIXES:
+def check_mesh_path(path: Path, texture: int = 0) -> Path:
+    suffix = Path(path).suffix.lower()
+    if suffix not in MESH_SUFFIXES:
         raise NfsdError(f"'{path}': a mesh is written as {', '.join(MESH_SUFFIXES)}, "
                         f"not '{Path(path).suffix or 'no suffix'}'")
+    if texture and suffix != ".glb":
+        raise NfsdError(f"'{path}': a textured mesh is written as .glb (the texture inside), "
+                        f"not {suffix}; or use vertex colours (texture size 0)")
     return Path(path)
+
+
+def face_count(text: str) -> Optional[int]:
+    """A face budget option: ``auto`` (None: :func:`face_budget`) or a whole number."""
+    import argparse
+
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor 'auto'") from None
+
+
+def face_budget(area: float, edge: float) -> int:
+    """Faces of a mesh of ``area`` whose triangles are equilateral with side ``edge``
+    (area / (sqrt(3)/4 edge^2)), within [MIN_AUTO_FACES, MAX_AUTO_FACES].
+
+    With ``edge`` the Gaussians' typical scale (:attr:`GaussianField.scale`), triangles are
+    as fine as the finest detail the Gaussians hold and no finer."""
+    faces = area / (math.sqrt(3.0) / 4.0 * edge * edge)
+    return int(min(max(faces, MIN_AUTO_FACES), MAX_AUTO_FACES))
 
 
 # --------------------------------------------------------------------------- grids
@@ -172,12 +216,15 @@ def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
     return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
 
 
-def surface_mesh(volume: np.ndarray, grid: Grid, iso: float, max_faces: int,
-                 colors_at: Callable[[np.ndarray], np.ndarray], what: str = "field"):
-    """The main component of {volume = iso}, decimated to ``max_faces`` (0: all), coloured.
+def surface_mesh(volume: np.ndarray, grid: Grid, iso: float, max_faces: Optional[int],
+                 colors_at: Callable[[np.ndarray], np.ndarray], what: str = "field",
+                 edge: Optional[float] = None, timer=NO_TIMER):
+    """The main component of {volume = iso}, decimated to ``max_faces`` (0: all; None:
+    :func:`face_budget` with triangle sides ``edge``, default AUTO_EDGE_CELLS cells), coloured.
 
     ``colors_at(vertices [V, 3] world) -> [V, 3] uint8``.  Returns a ``trimesh.Trimesh``
-    in world units; nothing above ``iso`` is an :class:`EmptyMeshError`.
+    in world units; nothing above ``iso`` is an :class:`EmptyMeshError`.  ``timer`` (a
+    ``PhaseTimer``) gets the phases ``marching_cubes``, ``simplify`` and ``bake`` (the colours).
     """
     import trimesh
 
@@ -185,11 +232,17 @@ def surface_mesh(volume: np.ndarray, grid: Grid, iso: float, max_faces: int,
     if not peak > iso:
         raise EmptyMeshError(f"the {what} never exceeds the iso level {iso:g} (its maximum is "
                              f"{peak:.3g}): no surface; lower the iso level")
-    vertices, faces = marching_cubes(volume, iso)
-    mesh = main_component(trimesh.Trimesh(grid.origin + vertices * grid.cell, faces, process=True))
-    if 0 < max_faces < len(mesh.faces):
-        mesh = main_component(decimate(mesh, max_faces))  # collapses can pinch off slivers
-    mesh.visual.vertex_colors = colors_at(np.asarray(mesh.vertices))
+    with timer.phase("marching_cubes"):
+        vertices, faces = marching_cubes(volume, iso)
+        mesh = main_component(trimesh.Trimesh(grid.origin + vertices * grid.cell, faces,
+                                              process=True))
+    with timer.phase("simplify"):
+        if max_faces is None:
+            max_faces = face_budget(float(mesh.area), edge or AUTO_EDGE_CELLS * grid.cell)
+        if 0 < max_faces < len(mesh.faces):
+            mesh = main_component(decimate(mesh, max_faces))  # collapses can pinch off slivers
+    with timer.phase("bake"):
+        mesh.visual.vertex_colors = colors_at(np.asarray(mesh.vertices))
     return mesh
 
 
@@ -213,11 +266,17 @@ def decimate(mesh, max_faces: int):
 
 
 def save_mesh(path: Path, mesh) -> Path:
-    """Write ``mesh`` (vertex colours included) as .glb, .obj or .ply, by suffix, atomically."""
-    path = check_mesh_path(path)
+    """Write ``mesh`` (its vertex colours, or its texture in a .glb) as .glb, .obj or .ply,
+    by suffix, atomically."""
+    path = check_mesh_path(path, textured(mesh))
     data = mesh.export(file_type=path.suffix.lower()[1:])
     write_with(path, lambda handle: handle.write(data.encode() if isinstance(data, str) else data))
     return path
+
+
+def textured(mesh) -> bool:
+    """Whether ``mesh`` carries a UV texture (texture.py) rather than vertex colours."""
+    return getattr(mesh.visual, "kind", None) == "texture"
 
 
 # --------------------------------------------------------------------------- Gaussians
@@ -232,6 +291,9 @@ class GaussianField:
     reach: Tensor  # [N, 3] half-size of the axis-aligned 3-sigma box
     opacities: Tensor  # [N] in (0, 1)
     rgb: Tensor  # [N, 3] base colour (SH DC) in [0, 1]
+    #: Typical size: the median over Gaussians of the middle of their three scales (a
+    #: surface's Gaussians are flat: their middle axis is their smaller extent along it).
+    scale: float
 
     @classmethod
     def from_splats(cls, splats: Mapping[str, Tensor], device: torch.device) -> "GaussianField":
@@ -242,49 +304,75 @@ class GaussianField:
         inverse = rotations @ torch.diag_embed(scales.pow(-2)) @ rotations.transpose(1, 2)
         variances = (rotations.square() * scales.square()[:, None, :]).sum(-1)  # diag Sigma [N, 3]
         sh0 = splats["sh0"].detach().float().to(device)[keep]  # [N, 1, 3]
+        scale = float(scales.sort(-1).values[:, 1].median()) if len(scales) else 0.0
         return cls(splats["means"].detach().float().to(device)[keep], inverse,
                    SIGMAS * variances.sqrt(), opacities[keep],
-                   (sh0[:, 0, :] * SH_C0 + 0.5).clamp(0.0, 1.0))
+                   (sh0[:, 0, :] * SH_C0 + 0.5).clamp(0.0, 1.0), scale)
 
     def __len__(self) -> int:
         return len(self.means)
 
-    def volume(self, grid: Grid) -> np.ndarray:  # [nx, ny, nz]
-        """The field on every sample of ``grid``."""
-        return grid.sample(self.density, self.means.device, GAUSSIAN_BLOCK)
+    def volume(self, grid: Grid, chunk: Optional[int] = None) -> np.ndarray:  # [nx, ny, nz]
+        """d on every sample of ``grid`` (module docstring): each Gaussian adds
+        o_i exp(-1/2 (x - mu_i)^T Sigma_i^-1 (x - mu_i)) to the samples x inside its 3-sigma box.
+
+        Gaussians are taken in order of box volume, a group at a time; a group's boxes are
+        padded to the group's largest sides (the padding adds zeros), so the quadratic form is
+        a sum of broadcast products over a dense [G, bx, by, bz] block and the sums go into
+        the grid by one ``index_add_``.  A group holds at most ``chunk`` samples (memory).
+        Beyond its box a Gaussian is left out: at most exp(-4.5) of its opacity.
+        """
+        device = self.means.device
+        chunk = chunk or SPLAT_CHUNK["cuda" if device.type == "cuda" else "cpu"]
+        origin = torch.as_tensor(grid.origin, dtype=torch.float32, device=device)
+        sides = torch.tensor(grid.shape, device=device)
+        first = ((self.means - self.reach - origin) / grid.cell).ceil().long().clamp(min=0)  # [N, 3]
+        last = torch.minimum(((self.means + self.reach - origin) / grid.cell).floor().long(), sides - 1)
+        box = (last - first + 1).clamp(min=0)  # [N, 3] samples per side of each 3-sigma box
+        order = torch.argsort(box.prod(-1))
+        order = order[box[order].prod(-1) > 0]  # boxes outside the grid add nothing
+        a = self.inverse_covariances
+        quadratic = torch.stack([a[:, 0, 0], a[:, 1, 1], a[:, 2, 2],
+                                 2 * a[:, 0, 1], 2 * a[:, 0, 2], 2 * a[:, 1, 2]], -1)  # [N, 6]
+        volume = torch.zeros(math.prod(grid.shape), device=device)
+        with torch.no_grad():
+            for group in padded_groups(box[order], chunk):
+                self._splat(volume, grid, order[group], first, box, quadratic, origin)
+        return volume.view(grid.shape).cpu().numpy()
+
+    def _splat(self, volume: Tensor, grid: Grid, group: Tensor, first: Tensor, box: Tensor,
+               quadratic: Tensor, origin: Tensor) -> None:
+        """Add the terms of the Gaussians ``group`` [G] over their boxes to ``volume`` [nx*ny*nz]."""
+        shape = box[group].amax(0).tolist()  # the group's padded box
+        axes = []  # per axis: grid index [G, n] and offset from the mean [G, n]; 0 outside the box
+        for axis, n in enumerate(shape):
+            step = torch.arange(n, device=volume.device)
+            index = first[group, axis, None] + step  # [G, n]
+            offset = origin[axis] + index * grid.cell - self.means[group, axis, None]
+            inside = step < box[group, axis, None]
+            axes.append((index.clamp(max=grid.shape[axis] - 1), offset, inside))
+        (ix, x, in_x), (iy, y, in_y), (iz, z, in_z) = axes
+        q = quadratic[group]  # [G, 6]
+        qx = q[:, 0, None] * x * x  # [G, nx] the terms in x alone, and so on
+        qy = q[:, 1, None] * y * y
+        qz = q[:, 2, None] * z * z
+        xy = (q[:, 3, None] * x)[:, :, None] * y[:, None, :]  # [G, nx, ny]
+        xz = (q[:, 4, None] * x)[:, :, None, None] * z[:, None, None, :]  # [G, nx, 1, nz]
+        yz = (q[:, 5, None] * y)[:, :, None] * z[:, None, :]  # [G, ny, nz]
+        plane = (qx[:, :, None] + qy[:, None, :] + xy)[..., None]  # [G, nx, ny, 1]
+        mahalanobis = plane + (qz[:, None, :] + yz)[:, None] + xz  # [G, nx, ny, nz]
+        weight = (self.opacities[group, None, None] * (in_x[:, :, None] & in_y[:, None, :]))
+        values = torch.exp(mahalanobis.clamp_(min=0).mul_(-0.5)).mul_(weight[..., None])
+        values.mul_(in_z[:, None, None, :])
+        flat = ((ix * grid.shape[1])[:, :, None] + iy[:, None, :]) * grid.shape[2]  # [G, nx, ny]
+        flat = flat[..., None] + iz[:, None, None, :]  # [G, nx, ny, nz]
+        volume.index_add_(0, flat.view(-1), values.view(-1))
 
     def bounds(self) -> Tuple[np.ndarray, np.ndarray]:  # 2x [3]
         """The box holding every Gaussian's 3-sigma box."""
         lo = (self.means - self.reach).amin(0).double().cpu().numpy()
         hi = (self.means + self.reach).amax(0).double().cpu().numpy()
         return lo, hi
-
-    def density(self, points: Tensor, batch: int = 4096) -> Tensor:  # [P, 3] -> [P]
-        """d(x) at ``points`` (module docstring) from the Gaussians whose 3-sigma box meets theirs.
-
-        The quadratic form is one matrix product per batch of Gaussians:
-        (x - mu)^T A (x - mu) = [x x^T terms, x, 1] . [A entries, -2 A mu, mu^T A mu],
-        with x and mu taken relative to the points' centre (small numbers, little cancellation).
-        """
-        lo, hi = points.amin(0), points.amax(0)
-        near = ((self.means + self.reach >= lo) & (self.means - self.reach <= hi)).all(-1)
-        index = near.nonzero()[:, 0]
-        total = torch.zeros(len(points), device=points.device)
-        if len(index) == 0:
-            return total
-        centre = (lo + hi) / 2
-        x = points - centre  # [P, 3]
-        features = torch.cat([x.square(), x[:, [0, 0, 1]] * x[:, [1, 2, 2]], x,
-                              torch.ones_like(x[:, :1])], dim=1)  # [P, 10]
-        for chunk in index.split(batch):
-            a = self.inverse_covariances[chunk]  # [M, 3, 3]
-            mu = self.means[chunk] - centre  # [M, 3]
-            a_mu = (a @ mu[:, :, None])[:, :, 0]  # [M, 3]
-            coefficients = torch.cat([a[:, [0, 1, 2], [0, 1, 2]], 2 * a[:, [0, 0, 1], [1, 2, 2]],
-                                      -2 * a_mu, (mu * a_mu).sum(-1, keepdim=True)], dim=1)  # [M, 10]
-            mahalanobis = (features @ coefficients.T).clamp(min=0)  # [P, M]
-            total += torch.exp(-0.5 * mahalanobis) @ self.opacities[chunk]
-        return total
 
     def colors_at(self, vertices: np.ndarray, neighbours: int = 16,
                   chunk: int = 65536) -> np.ndarray:  # [V, 3] world -> [V, 3] uint8
@@ -308,33 +396,58 @@ class GaussianField:
 
     def to(self, device) -> "GaussianField":
         return GaussianField(*(t.to(device) for t in (self.means, self.inverse_covariances,
-                                                      self.reach, self.opacities, self.rgb)))
+                                                      self.reach, self.opacities, self.rgb)),
+                             self.scale)
+
+
+def padded_groups(box: Tensor, chunk: int) -> Iterator[slice]:
+    """Consecutive slices of ``box`` [N, 3] (boxes in order of volume) whose count times
+    their largest sides stays within ``chunk`` samples (a single box may exceed it)."""
+    start, count = 0, len(box)
+    while start < count:
+        size = max(1, chunk // max(1, int(box[start].prod())))
+        while size > 1 and size * math.prod(box[start:start + size].amax(0).tolist()) > chunk:
+            size = (size + 1) // 2
+        yield slice(start, min(start + size, count))
+        start += size
 
 
 def gaussians_mesh(splats: Mapping[str, Tensor], settings: MeshSettings = MeshSettings(),
-                   device: torch.device | str | None = None):
+                   device: torch.device | str | None = None, timer=NO_TIMER, **bake):
     """The surface {d = iso} of Gaussians in gsplat's layout (means [N, 3], scales [N, 3] log,
-    quats [N, 4] wxyz, opacities [N] logit, sh0 [N, 1, 3]) as a coloured ``trimesh.Trimesh``.
+    quats [N, 4] wxyz, opacities [N] logit, sh0 [N, 1, 3], shN [N, K-1, 3]) as a
+    ``trimesh.Trimesh`` with vertex colours, or with a baked texture when ``settings.texture``.
 
-    ``device``: where the field is evaluated (default: CUDA when there is one).
+    ``device``: where the field is evaluated and the texture baked (default: CUDA when there
+    is one); ``timer``: a ``PhaseTimer`` for the phases ``field``, ``marching_cubes``,
+    ``simplify``, ``unwrap`` and ``bake``; ``bake``: ``views``/``resolution`` of
+    :func:`~nfsd_gs.export.texture.bake_texture`.
     """
     settings.check()
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    field = GaussianField.from_splats(splats, device)
-    if len(field) == 0:
-        raise EmptyMeshError(f"no Gaussian is more opaque than {MIN_OPACITY:.3g}: no surface")
-    grid = Grid.box(*field.bounds(), settings.resolution)
-    return surface_mesh(field.volume(grid), grid, settings.iso, settings.faces, field.colors_at,
-                        what="Gaussians' opacity field")
+    with timer.phase("field"):
+        field = GaussianField.from_splats(splats, device)
+        if len(field) == 0:
+            raise EmptyMeshError(f"no Gaussian is more opaque than {MIN_OPACITY:.3g}: no surface")
+        grid = Grid.box(*field.bounds(), settings.resolution)
+        volume = field.volume(grid)
+    mesh = surface_mesh(volume, grid, settings.iso, settings.faces, field.colors_at,
+                        what="Gaussians' opacity field", edge=field.scale, timer=timer)
+    if not settings.texture:
+        return mesh
+    tolerance = max(DEPTH_TOLERANCE_SCALES * field.scale, AUTO_EDGE_CELLS * grid.cell)
+    on_device = {key: value.detach().to(device) for key, value in splats.items()}
+    return bake_texture(mesh, on_device, settings.texture, tolerance, timer=timer, **bake)
 
 
 def export_mesh(splats: Mapping[str, Tensor], path: Path, settings: MeshSettings = MeshSettings(),
-                device: torch.device | str | None = None):
-    """Write the Gaussians' mesh (:func:`gaussians_mesh`) to ``path`` (.glb, .obj or .ply);
-    returns the mesh.  Nothing is written when there is no surface."""
-    check_mesh_path(path)
-    mesh = gaussians_mesh(splats, settings, device)
-    save_mesh(path, mesh)
+                device: torch.device | str | None = None, timer=NO_TIMER, **bake):
+    """Write the Gaussians' mesh (:func:`gaussians_mesh`) to ``path`` (.glb, .obj or .ply;
+    .glb only when textured); returns the mesh.  Nothing is written when there is no surface."""
+    check_mesh_path(path, settings.texture)
+    mesh = gaussians_mesh(splats, settings, device, timer, **bake)
+    with timer.phase("write"):
+        save_mesh(path, mesh)
     return mesh
 
 
@@ -343,7 +456,7 @@ def export_model_mesh(model, path: Path, settings: MeshSettings):
 
     Gaussians: their opacity field at ``settings.iso``; the NeRF field: its density at
     ``nerf.mesh_threshold`` in its bounding cube."""
-    check_mesh_path(path)
+    check_mesh_path(path, settings.texture)
     mesh = model.mesh(settings)
     save_mesh(path, mesh)
     return mesh
@@ -352,9 +465,11 @@ def export_model_mesh(model, path: Path, settings: MeshSettings):
 # --------------------------------------------------------------------------- NeRF
 
 
-def extract_mesh(field, resolution: int, threshold: float, bound: float, max_faces: int = 0):
+def extract_mesh(field, resolution: int, threshold: float, bound: float,
+                 max_faces: Optional[int] = 0):
     """Mesh of {sigma = threshold} of ``field`` (``density``/``color`` methods) in [-bound, bound]^3,
-    as a coloured ``trimesh.Trimesh`` (scene units)."""
+    as a coloured ``trimesh.Trimesh`` (scene units); ``max_faces``: 0 keeps all, None a
+    :func:`face_budget` with triangles AUTO_EDGE_CELLS cells wide."""
     if resolution < 8:
         raise ConfigError(f"config key 'nerf.mesh_resolution': {resolution!r} must be >= 8")
     device = next(field.parameters()).device
