@@ -103,11 +103,11 @@ def run_console_script(module: str) -> int:
 
 # The console scripts of setup.py (``nfsd-gs-train`` ...): each imports its command lazily.
 def train() -> int:
-    return run_console_script("nfsd_gs.train")
+    return run_console_script("nfsd_gs.train.__main__")
 
 
 def view() -> int:
-    return run_console_script("nfsd_gs.view")
+    return run_console_script("nfsd_gs.view.__main__")
 
 
 def render() -> int:

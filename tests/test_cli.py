@@ -6,7 +6,8 @@ import sys
 import pytest
 import torch
 
-from nfsd_gs import bench, train
+from nfsd_gs.bench import __main__ as bench
+from nfsd_gs.train import __main__ as train
 from nfsd_gs.eval import __main__ as evaluation
 from nfsd_gs.render import __main__ as render_cli
 
@@ -64,7 +65,7 @@ def test_bad_thread_count_is_one_line():
 
 
 def test_score_refuses_zero_views_in_one_line(tmp_path, capsys):
-    from nfsd_gs import score
+    from nfsd_gs.score import __main__ as score
 
     with pytest.raises(SystemExit) as exit_info:
         score.main([str(tmp_path), "--views", "0"])

@@ -163,7 +163,7 @@ def test_an_unknown_mesh_format_is_refused_before_any_work(tmp_path):
 def test_a_run_with_output_mesh_writes_mesh_glb(tmp_path):
     import trimesh
 
-    from nfsd_gs.train import main
+    from nfsd_gs.train.__main__ import main
 
     assert main(["--config", "tiny_test", "--no-progress", "--output-root", str(tmp_path),
                  "--prompt", "a red cube", "steps=2", "output.turntable=false",

@@ -9,7 +9,9 @@ import torch
 
 from nfsd_gs.config import CONFIG_DIR, load_config
 from nfsd_gs.formats.ply import load_ply
-from nfsd_gs.train import build_run, main, training_step
+from nfsd_gs.train.__main__ import main
+from nfsd_gs.train.run import build_run
+from nfsd_gs.train.step import training_step
 
 TINY = ["--config", "tiny_test", "--no-progress"]
 

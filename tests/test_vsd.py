@@ -16,7 +16,7 @@ from nfsd_gs.errors import ConfigError
 from nfsd_gs.guidance import DiffusionPrior, ScoreDistillation
 from nfsd_gs.guidance.architectures import random_components
 from nfsd_gs.guidance.vsd import ADAPTER_NAME, CameraLora, camera_features
-from nfsd_gs.train import main
+from nfsd_gs.train.__main__ import main
 
 CPU = torch.device("cpu")
 PROMPT = "a cone"

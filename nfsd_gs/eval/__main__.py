@@ -11,13 +11,14 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
-from ..cli import add_override_arguments, parse_command_line
+from ..cli import add_override_arguments, fail, parse_command_line
 from ..errors import ConfigError, NfsdError
+from ..score import ALIGN_SCALES, ALIGN_YAWS, WorldJudge, load_judge, scale_grid
+from ..utils.device import resolve_device
 from ..utils.io import create_run_dir, make_folder
-from .ground_truth import ALIGN_SCALES, ALIGN_YAWS, scale_grid
 from .prompts import SPLITS, all_prompts, parse_prompt, split_prompts
 from .report import summary_table
-from .runner import Settings, evaluate, load_judge, run_config
+from .runner import Settings, evaluate, run_config
 from .variants import (COMPARISON_VARIANTS, DEFAULT_VARIANTS, VARIANTS, Variant,
                        select_variants)
 
@@ -159,15 +160,13 @@ def settings_from_args(args: argparse.Namespace) -> Tuple[Settings, List[Variant
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from ..train import resolve_device
-
     args = parse_args(argv)
     try:
         settings, variants, prompts = settings_from_args(args)
         probe = run_config(settings, variants[0], prompts[0], settings.seeds[0],
                            settings.out / "runs")
         device = resolve_device(probe.device)
-        judge = load_judge(args.judge, device)
+        judge = WorldJudge(load_judge(args.judge, device), settings.judging, device)
         if args.out is None:
             settings = replace(settings, out=create_run_dir(
                 "outputs/eval", time.strftime("%Y%m%d_%H%M%S")))
@@ -184,8 +183,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         warmup = device.type == "cuda" if args.warmup is None else args.warmup
         result = evaluate(settings, variants, prompts, judge, warmup, meta)
     except NfsdError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return fail(err)
     print(summary_table(result["summary"]))
     print(f"\nwrote {settings.out / 'results.md'} and results.json "
           f"({result['meta']['status']})", file=sys.stderr)

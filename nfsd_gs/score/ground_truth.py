@@ -26,10 +26,12 @@ from torch import Tensor
 from ..cameras import Cameras, OrbitSampler, orbit_cameras
 from ..config import CameraConfig, Config
 from ..errors import ConfigError
-from .metrics import colour_error, silhouette_iou
 from ..shapeworld import ObjectSpec, render_spec
+from .metrics import colour_error, silhouette_iou
 
-#: Default search grid: yaw in 5 degree steps, scale geometric over [0.4, 2.5] (~6 % steps).
+#: The alignment grid, one for every judge of the package (the end of a run, the catalogue,
+#: the evaluation, ``nfsd_gs.score``): yaw in 5 degree steps, scale geometric over
+#: [0.4, 2.5] (~6 % steps).
 ALIGN_YAWS = 72
 ALIGN_SCALES: Tuple[float, float, int] = (0.4, 2.5, 33)
 
