@@ -46,8 +46,11 @@ class AssetTrainer:
     """The actor. :meth:`make` trains one line and returns a result dict (never raises for
     a bad line: the error is in the result); the process dying is Ray's to report."""
 
-    def __init__(self, stopper_name: Optional[str] = None):
+    def __init__(self, stopper_name: Optional[str] = None, judging=None):
+        from ..score import JudgeSettings
+
         self.priors = PriorCache()  # each prior is loaded once per process
+        self.judging = judging or JudgeSettings()  # the evaluation's, unless a test asks
         self.judges: Dict[str, object] = {}  # one WorldJudge per device (its caches)
         self.training = False
         self.stop_requested = False
@@ -122,7 +125,9 @@ class AssetTrainer:
 
         if not judges(config):
             return None
-        judge = self.judges.setdefault(str(device), WorldJudge(device=device))
+        if str(device) not in self.judges:
+            self.judges[str(device)] = WorldJudge(settings=self.judging, device=device)
+        judge = self.judges[str(device)]
         try:
             return judge.score(model, config).numbers()
         except NfsdError as err:  # the asset is made; only its verdict is missing

@@ -13,7 +13,7 @@ import torch
 
 from ..cli import add_override_arguments, fail, parse_command_line
 from ..errors import ConfigError, NfsdError
-from ..score import ALIGN_SCALES, ALIGN_YAWS, WorldJudge, load_judge, scale_grid
+from ..score import ALIGN_SCALES, ALIGN_YAWS, WorldJudge, load_judge, parse_scales
 from ..utils.device import resolve_device
 from ..utils.io import create_run_dir, make_folder
 from .prompts import SPLITS, all_prompts, parse_prompt, split_prompts
@@ -113,15 +113,6 @@ def _seeds(args: argparse.Namespace) -> Tuple[int, ...]:
     return COMPARISON_SEEDS if args.comparison else (0,)
 
 
-def _align_scales(text: str) -> Tuple[float, float, int]:
-    values = _numbers("--align-scales", text, float)
-    if len(values) != 3 or values[2] != int(values[2]):
-        raise ConfigError(f"--align-scales '{text}' must be LOW,HIGH,COUNT")
-    scales = values[0], values[1], int(values[2])
-    scale_grid(*scales)  # its ConfigError now, not on every row after each run has trained
-    return scales
-
-
 def select_prompts(args: argparse.Namespace) -> List[str]:
     """The prompts of the command line, the split's fixed set by default."""
     prompts = _comma_list(args.prompts) or ["default"]
@@ -155,7 +146,7 @@ def settings_from_args(args: argparse.Namespace) -> Tuple[Settings, List[Variant
                         seeds=_seeds(args), views=args.views, resolution=args.resolution,
                         out=Path(args.out) if args.out else Path("outputs/eval"),
                         progress=args.progress, keep_checkpoints=args.keep_checkpoints,
-                        align_yaws=args.align_yaws, align_scales=_align_scales(args.align_scales))
+                        align_yaws=args.align_yaws, align_scales=parse_scales(args.align_scales))
     return settings, variants, prompts
 
 

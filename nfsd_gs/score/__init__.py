@@ -7,8 +7,8 @@ memory, and :func:`score_run` for a run folder), ``__main__`` (the command line)
 """
 
 from .ground_truth import (ALIGN_SCALES, ALIGN_YAWS, Alignment, SilhouetteBank,
-                           compare_to_truth, eval_cameras, render_ground_truth, render_model,
-                           scale_grid)
+                           compare_to_truth, eval_cameras, parse_scales, render_ground_truth,
+                           render_model, scale_grid)
 from .judging import (JUDGED_PRIOR, JudgeSettings, Judged, WorldJudge, expected_verdicts,
                       judges, load_judge, score_run)
 from .metrics import (colour_error, coverage, delta_e76, laplacian_variance, mean_saturation,
@@ -17,5 +17,6 @@ from .metrics import (colour_error, coverage, delta_e76, laplacian_variance, mea
 __all__ = ["ALIGN_SCALES", "ALIGN_YAWS", "Alignment", "JUDGED_PRIOR", "JudgeSettings", "Judged",
            "SilhouetteBank", "WorldJudge", "colour_error", "compare_to_truth", "coverage",
            "delta_e76", "eval_cameras", "expected_verdicts", "judges", "laplacian_variance",
-           "load_judge", "mean_saturation", "render_ground_truth", "render_model", "scale_grid",
+           "load_judge", "mean_saturation", "parse_scales", "render_ground_truth", "render_model",
+           "scale_grid",
            "score_run", "score_views", "silhouette_iou", "speckle_fraction", "srgb_to_lab"]

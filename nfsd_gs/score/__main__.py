@@ -20,10 +20,19 @@ from ..errors import NfsdError
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    from .ground_truth import ALIGN_SCALES, ALIGN_YAWS
+
     parser = argparse.ArgumentParser(prog="python -m nfsd_gs.score", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--views", type=positive_int, default=8, help="views to judge (default 8)")
+    parser.add_argument("--align-yaws", type=positive_int, default=ALIGN_YAWS,
+                        help=f"yaws tried when aligning the ground truth, a multiple of --views "
+                             f"(default {ALIGN_YAWS}, the evaluation's; a minute or two on a CPU)")
+    parser.add_argument("--align-scales", default=",".join(map(str, ALIGN_SCALES)),
+                        metavar="LOW,HIGH,COUNT",
+                        help=f"geometric grid of ground-truth scales (default "
+                             f"{','.join(map(str, ALIGN_SCALES))}, the evaluation's)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, auto (default cpu)")
     add_threads_argument(parser)
     return parse_command_line(parser, argv)
@@ -31,11 +40,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from ..utils.device import resolve_device
-    from .judging import score_run
+    from .ground_truth import parse_scales
+    from .judging import JudgeSettings, score_run
 
     args = parse_args(argv)
     try:
-        result = score_run(args.run_dir, args.views, device=resolve_device(args.device))
+        settings = JudgeSettings(args.views, align_yaws=args.align_yaws,
+                                 align_scales=parse_scales(args.align_scales))
+        result = score_run(args.run_dir, settings, device=resolve_device(args.device))
     except NfsdError as err:
         return fail(err)
     print(json.dumps(result, indent=2))

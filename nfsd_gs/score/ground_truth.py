@@ -72,6 +72,20 @@ class Alignment:
     iou: float
 
 
+def parse_scales(text: str, where: str = "--align-scales") -> Tuple[float, float, int]:
+    """``"LOW,HIGH,COUNT"`` (a command line's alignment scales) -> (low, high, count); a
+    ConfigError naming ``where`` if it is not a valid grid."""
+    try:
+        values = [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        values = []
+    if len(values) != 3 or values[2] != int(values[2]):
+        raise ConfigError(f"{where} '{text}' must be LOW,HIGH,COUNT")
+    scales = values[0], values[1], int(values[2])
+    scale_grid(*scales)
+    return scales
+
+
 def scale_grid(low: float, high: float, count: int) -> Tensor:  # [count]
     """Geometric grid of scales (equal ratios between neighbours)."""
     if not 0 < low <= high or count < 1:

@@ -152,8 +152,8 @@ class WorldJudge:
                            list(config.background.color)])
 
 
-def score_run(run_dir: Path, views: int = 8, against_truth: bool = True,
-              device: torch.device | str = "cpu") -> Dict:
+def score_run(run_dir: Path, settings: JudgeSettings = JudgeSettings(),
+              against_truth: bool = True, device: torch.device | str = "cpu") -> Dict:
     """The one judge on a finished run folder: its ``config.yaml`` and its model, read back
     through the representation protocol (``representations.load_result``)."""
     run_dir = Path(run_dir)
@@ -162,13 +162,6 @@ def score_run(run_dir: Path, views: int = 8, against_truth: bool = True,
     config = load_config(run_dir / "config.yaml")
     parse_prompt(config.prompt)  # a prompt outside the world: its one line, before loading
     model = load_result(config, run_dir, torch.device(device))
-    judge = WorldJudge(settings=JudgeSettings(views=views, align_yaws=_yaws_for(views)),
-                       device=device)
-    judged = judge.score(model, config, against_truth)
+    judged = WorldJudge(settings=settings, device=device).score(model, config, against_truth)
     return {"run": str(run_dir), "prompt": config.prompt, **judged.scores,
             **(judged.alignment or {})}
-
-
-def _yaws_for(views: int) -> int:
-    """The alignment grid's yaws, rounded up to a multiple of ``views`` (they share azimuths)."""
-    return -(-ALIGN_YAWS // views) * views
