@@ -6,10 +6,12 @@ import sys
 import pytest
 import torch
 
+from nfsd_gs.batch import __main__ as batch_cli
 from nfsd_gs.bench import __main__ as bench
 from nfsd_gs.train import __main__ as train
 from nfsd_gs.eval import __main__ as evaluation
 from nfsd_gs.render import __main__ as render_cli
+from nfsd_gs.score import __main__ as score_cli
 
 #: Every command that takes KEY=VALUE overrides, with one of its own flags.
 OVERRIDE_COMMANDS = {
@@ -50,7 +52,9 @@ def test_the_issue_command_line_trains(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("parse_args", [train.parse_args, evaluation.parse_args, bench.parse_args,
-                                        lambda argv: render_cli.parse_args(["model.ply", *argv])])
+                                        lambda argv: render_cli.parse_args(["model.ply", *argv]),
+                                        lambda argv: batch_cli.parse_args(["prompts.txt", *argv]),
+                                        lambda argv: score_cli.parse_args(["run", *argv])])
 def test_threads_flag_sets_torch_threads(parse_args, restore_threads):
     torch.set_num_threads(2)
     parse_args(["--threads", "1"])

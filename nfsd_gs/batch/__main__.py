@@ -139,7 +139,7 @@ def run_catalogue(args: argparse.Namespace) -> int:
         make_folder(defaults.root)
         manifest.write()
         stopper, stopper_name = start_stop_broadcast()
-        actors = start_workers(plan, stopper_name)
+        actors = start_workers(plan, stopper_name, args.threads)
         start = time.perf_counter()
         with StopSignals() as stop, tqdm(total=len(jobs), desc="catalogue", unit="asset",
                                          dynamic_ncols=True, disable=args.no_progress) as bar:

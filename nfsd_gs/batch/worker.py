@@ -46,9 +46,12 @@ class AssetTrainer:
     """The actor. :meth:`make` trains one line and returns a result dict (never raises for
     a bad line: the error is in the result); the process dying is Ray's to report."""
 
-    def __init__(self, stopper_name: Optional[str] = None, judging=None):
+    def __init__(self, stopper_name: Optional[str] = None, judging=None,
+                 threads: Optional[int] = None):
         from ..score import JudgeSettings
 
+        if threads is not None:  # the catalogue's --threads, in each worker process
+            torch.set_num_threads(threads)
         self.priors = PriorCache()  # each prior is loaded once per process
         self.judging = judging or JudgeSettings()  # the evaluation's, unless a test asks
         self.judges: Dict[str, object] = {}  # one WorldJudge per device (its caches)
