@@ -101,22 +101,32 @@ def run_console_script(module: str) -> int:
     return importlib.import_module(module).main()
 
 
-# The console scripts of setup.py (``nfsd-gs-train`` ...): each imports its command lazily.
+#: The console scripts of setup.py (``nfsd-gs-<name>``) and the command module each runs.
+CONSOLE_SCRIPTS = {
+    "train": "nfsd_gs.train.__main__",
+    "view": "nfsd_gs.view.__main__",
+    "render": "nfsd_gs.render.__main__",
+    "export": "nfsd_gs.export.__main__",
+    "batch": "nfsd_gs.batch.__main__",
+}
+
+
+# Each imports its command lazily (torch takes seconds): Ctrl-C before then is one line.
 def train() -> int:
-    return run_console_script("nfsd_gs.train")
+    return run_console_script(CONSOLE_SCRIPTS["train"])
 
 
 def view() -> int:
-    return run_console_script("nfsd_gs.view")
+    return run_console_script(CONSOLE_SCRIPTS["view"])
 
 
 def render() -> int:
-    return run_console_script("nfsd_gs.render.__main__")
+    return run_console_script(CONSOLE_SCRIPTS["render"])
 
 
 def export() -> int:
-    return run_console_script("nfsd_gs.export.__main__")
+    return run_console_script(CONSOLE_SCRIPTS["export"])
 
 
 def batch() -> int:
-    return run_console_script("nfsd_gs.batch.__main__")
+    return run_console_script(CONSOLE_SCRIPTS["batch"])

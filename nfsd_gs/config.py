@@ -17,7 +17,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Union
 
 from gsplat.strategy import DefaultStrategy, MCMCStrategy
 from omegaconf import OmegaConf
@@ -545,9 +545,11 @@ def resolve_config_path(name_or_path: Union[str, Path]) -> Path:
 
 
 def load_config(
-    path: Optional[Union[str, Path]] = None, overrides: Sequence[str] = ()
+    path: Optional[Union[str, Path]] = None, overrides: Sequence[str] = (),
+    values: Optional[Mapping[str, Any]] = None,
 ) -> Config:
-    """Schema defaults <- YAML preset (which may name a ``base:`` preset) <- overrides."""
+    """Schema defaults <- YAML preset (which may name a ``base:`` preset) <- overrides
+    <- ``values`` (a nested mapping of typed values, e.g. ``{"prompt": "a red cone"}``)."""
     try:
         merged = OmegaConf.structured(Config)
         if path is not None:
@@ -557,11 +559,29 @@ def load_config(
         if bad:
             raise ConfigError(f"override '{bad[0]}' is not of the form key=value")
         merged = _merge_overrides(merged, overrides)
+        if values:
+            merged = OmegaConf.merge(merged, OmegaConf.create(dict(values)))
         config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         raise ConfigError(_describe(err)) from None
     config.validate()
     return config
+
+
+def resolve_config(preset: Optional[Union[str, Path]] = None, prompt: Optional[str] = None,
+                   overrides: Sequence[str] = (), *, seed: Optional[int] = None,
+                   output_root: Optional[Union[str, Path]] = None,
+                   name: Optional[str] = None) -> Config:
+    """What one run asks for, as every command and the catalogue resolve it: the preset
+    (default ``default``), the dotted ``overrides``, then the values given here, which win
+    over overrides of the same keys (``prompt``, ``seed``, ``output.root``, ``output.name``).
+    A bad key or value is one :class:`ConfigError` naming it."""
+    output = {key: str(value) for key, value in (("root", output_root), ("name", name))
+              if value is not None}
+    values = {key: value for key, value in (("prompt", prompt), ("seed", seed)) if value is not None}
+    if output:
+        values["output"] = output
+    return load_config(preset or "default", overrides, values)
 
 
 def _merge_overrides(merged: Any, overrides: Sequence[str]) -> Any:

@@ -72,7 +72,9 @@ class Densifier:
         least_opaque = torch.topk(self.params["opacities"], excess, largest=False).indices
         mask = torch.zeros_like(self.params["opacities"], dtype=torch.bool)
         mask[least_opaque] = True
-        strategy_ops.remove(self.params, self.optimizers, self.state, mask)
+        # MCMC's state is a binomial table, not per Gaussian: nothing of it to remove
+        per_gaussian = {} if self.config.strategy == "mcmc" else self.state
+        strategy_ops.remove(self.params, self.optimizers, per_gaussian, mask)
         return excess
 
     def state_dict(self) -> Dict[str, Any]:

@@ -9,22 +9,31 @@
 # start-up (Python, Ray, the workers' prior loads), as a user would see it.
 # Usage (on the device): . .whl/gpu-env.sh && scripts/gpu_batch.sh OUT_DIR
 # Writes OUT_DIR/results.md, results.json, logs.tgz; prints the table last.
-set -u
+# DRY_RUN=1: the logic on the CPU, each kind of part once, tiny: the shell loop and the
+# catalogue on the tiny random prior (2 lines, 2 steps), the evaluation on the bundled
+# prior with a small alignment grid, the SD-shaped catalogue on random:tiny-latent.
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
 OUT=${1:?output folder}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-WORK=/tmp/gpu_batch
-rm -rf "$WORK" && mkdir -p "$WORK"
+WORK=$(mktemp -d /tmp/gpu_batch.XXXX)
 export RAY_USAGE_STATS_ENABLED=0 OMP_NUM_THREADS=1
 BUDGET_S=${BUDGET_S:-380}
 START=$(date +%s)
-# No turntable (no ffmpeg on the device): the same work in every mode. EXTRA and SD_PRIOR
-# exist to check this script's logic on a CPU with tiny runs (EXTRA="steps=3", SD_PRIOR=random:tiny-latent).
+# No turntable (no ffmpeg on the device): the same work in every mode.
 COMMON=(output.turntable=false ${EXTRA:-})
 SD_PRIOR=${SD_PRIOR:-random:sd21-base}
+BUNDLED=(); EVAL_ARGS=(); CHECK_GPU=${CHECK_GPU:-1}
+if [ "$DRY_RUN" = 1 ]; then
+  SD_PRIOR=random:tiny-latent; BUDGET_S=100000  # no Ray probe: the catalogue starts Ray
+  COMMON+=(steps=2 camera.batch_size=1 init.num_points=50 output.snapshot_every=100)
+  BUNDLED=(--config tiny_test --workers 1)  # no judge: its ground truth takes minutes on a CPU
+  EVAL_ARGS=(--align-yaws 8 --align-scales 0.65,1.3,3 --no-warmup)
+fi
 left() { echo $(( BUDGET_S - ($(date +%s) - START) )); }
 
-python3 - "${CHECK_GPU:-1}" <<'PY' > "$WORK/check.log" 2>&1 || { cat "$WORK/check.log"; echo "ray does not work here"; exit 1; }
+[ "$DRY_RUN" = 1 ] || python3 - "$CHECK_GPU" <<'PY' > "$WORK/check.log" 2>&1 || { cat "$WORK/check.log"; echo "ray does not work here"; exit 1; }
 import sys
 import ray, torch
 ray.init(address="local", include_dashboard=False, log_to_driver=False)
@@ -36,8 +45,9 @@ class Probe:
 if sys.argv[1] == "1":
     print([ray.get(Probe.remote().device.remote()) for _ in range(2)])
 PY
-cat "$WORK/check.log" | grep -v WARNING
-python3 -c "from nfsd_gs.eval import all_prompts; print('\n'.join(all_prompts()))" > "$WORK/world.txt"
+grep -v WARNING "$WORK/check.log" 2>/dev/null || true
+python3 -c "from nfsd_gs.eval import all_prompts; print('\n'.join(all_prompts('solid')))" > "$WORK/world.txt"
+[ -s "$WORK/world.txt" ] || { echo "no prompts in the world"; exit 1; }
 
 # part NAME NEED_S CMD...: run CMD with a timeout of what is left, if NEED_S still fits
 part() {
@@ -45,8 +55,7 @@ part() {
   local budget; budget=$(left)
   if (( budget < need )); then echo "skip $name: ${budget}s left, needs ~${need}s" | tee -a "$WORK/skipped.log"; return; fi
   local t0; t0=$(date +%s.%N)
-  timeout "$budget" "$@" > "$WORK/$name.log" 2>&1
-  local rc=$?
+  tolerate timeout "$budget" "$@" > "$WORK/$name.log" 2>&1
   echo "{\"part\": \"$name\", \"rc\": $rc, \"wall_s\": $(awk "BEGIN {print $(date +%s.%N) - $t0}")}" >> "$WORK/parts.jsonl"
   echo "$name: rc=$rc $(tail -1 "$WORK/$name.log")"
 }
@@ -59,26 +68,37 @@ loop() {  # the shell loop: one process per prompt
 }
 export -f loop  # run by `timeout` through bash -c
 
-head -n 3 "$WORK/world.txt" > "$WORK/loop3.txt"
-part loop_bundled 40 bash -c 'loop "$@"' loop "$WORK/loop3.txt" "$WORK/loop" "${COMMON[@]}"
-for kn in 1:8 4:16 8:24; do
+LOOP=3; BUNDLED_KN="1:8 4:16 8:24"; SD_KS="1 2"; SD_LINES=2; SD=(steps=300)
+# a dry run: one line of the SD-shaped catalogue only if asked (DRY_RUN_SD=1; Ray start-up is
+# most of its time)
+[ "$DRY_RUN" = 1 ] && { LOOP=1; BUNDLED_KN=1:2; SD_KS=${DRY_RUN_SD:+1}; SD_LINES=1
+                        SD=(steps=2 camera.resolution=32); }
+head -n "$LOOP" "$WORK/world.txt" > "$WORK/loop3.txt"
+part loop_bundled 40 bash -c 'loop "$@"' loop "$WORK/loop3.txt" "$WORK/loop" "${BUNDLED[@]:0:2}" \
+  "${COMMON[@]}"
+for kn in $BUNDLED_KN; do
   k=${kn%:*}; n=${kn#*:}
   head -n "$n" "$WORK/world.txt" > "$WORK/bundled_$n.txt"
   part "batch_bundled_k$k" 45 python -m nfsd_gs.batch "$WORK/bundled_$n.txt" --per-gpu "$k" --no-progress \
-    --output-root "$WORK/bundled_k$k" "${COMMON[@]}"
+    --output-root "$WORK/bundled_k$k" "${BUNDLED[@]}" "${COMMON[@]}"
 done
 # the judge: the eval of the catalogue's first 3 prompts (same config and seed 0)
 part eval_bundled 45 python -m nfsd_gs.eval --variants nfsd@7.5 --prompts "$(paste -sd, "$WORK/loop3.txt")" \
-  --out "$WORK/eval" "${COMMON[@]}"
-part batch_bundled_k16 70 python -m nfsd_gs.batch "$WORK/world.txt" --per-gpu 16 --no-progress \
-  --output-root "$WORK/bundled_k16" "${COMMON[@]}"
-for k in 1 2; do
-  printf 'a DSLR photo of a corgi\na ceramic teapot\n' > "$WORK/sd.txt"
+  --out "$WORK/eval" "${EVAL_ARGS[@]}" "${COMMON[@]}"
+if [ "$DRY_RUN" != 1 ]; then
+  part batch_bundled_k16 70 python -m nfsd_gs.batch "$WORK/world.txt" --per-gpu 16 --no-progress \
+    --output-root "$WORK/bundled_k16" "${COMMON[@]}"
+fi
+printf 'a DSLR photo of a corgi\na ceramic teapot\n' | head -n "$SD_LINES" > "$WORK/sd.txt"
+for k in $SD_KS; do
   part "batch_sd_k$k" 100 python -m nfsd_gs.batch "$WORK/sd.txt" --per-gpu "$k" --no-progress \
-    --config nfsd_gs --output-root "$WORK/sd_k$k" prior.model="$SD_PRIOR" steps=300 "${COMMON[@]}"
+    --config nfsd_gs --output-root "$WORK/sd_k$k" "${BUNDLED[@]:2}" prior.model="$SD_PRIOR" \
+    "${COMMON[@]}" "${SD[@]}"
 done
-part batch_bundled_k2 45 python -m nfsd_gs.batch "$WORK/bundled_8.txt" --per-gpu 2 --no-progress \
-  --output-root "$WORK/bundled_k2" "${COMMON[@]}"
+if [ "$DRY_RUN" != 1 ]; then
+  part batch_bundled_k2 45 python -m nfsd_gs.batch "$WORK/bundled_8.txt" --per-gpu 2 --no-progress \
+    --output-root "$WORK/bundled_k2" "${COMMON[@]}"
+fi
 
 python3 - "$WORK" "$OUT" <<'PY'
 import json, sys
@@ -139,6 +159,7 @@ if skipped.exists():
 (out / "results.md").write_text("\n".join(lines) + "\n")
 (out / "results.json").write_text(json.dumps({"rows": rows, "judge": judge}, indent=1))
 PY
-tar czf "$OUT/logs.tgz" -C "$WORK" --exclude='*.pt' --exclude='*.ply' --exclude='*.png' . 2>/dev/null
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
+tar czf "$OUT/logs.tgz" -C "$WORK" --exclude='*.pt' --exclude='*.ply' --exclude='*.png' .
+device_info
 cat "$OUT/results.md"
+rm -rf "$WORK"

@@ -14,6 +14,7 @@
 # Writes OUT_DIR/{gpu.txt, log.txt, mesh_red_cone.json, mesh_synthetic.json, summary.md,
 # red_cone_tex1024.glb}; the .ply files and other meshes stay in OUT_DIR/work (removed at the end).
 set -euo pipefail
+. "$(dirname "$0")/common.sh"
 OUT=${1:?usage: scripts/gpu_mesh.sh OUT_DIR}
 cd "$(dirname "$0")/.."
 mkdir -p "$OUT"
@@ -21,7 +22,7 @@ WORK="$OUT/work"
 LOG="$OUT/log.txt"
 : > "$LOG"
 
-if [ "${DRY_RUN:-0}" = 1 ]; then
+if [ "$DRY_RUN" = 1 ]; then
   DEVICE=cpu SYNTHETIC=3000 TEXTURE=64 RESOLUTIONS=(24 32)
   TRAIN=(--config tiny_test steps=2) BAKE=(--views 4)
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}

@@ -8,17 +8,25 @@
 # Usage (on the device, after `. .whl/gpu-env.sh`, whose .whl/ must hold the peft wheel and
 # its accelerate/psutil dependencies): scripts/gpu_vsd.sh OUT_DIR
 # OUT_DIR gets: summary.md, bench.md, bench.json, eval.md, eval.json, logs.tar.gz.
-# A CPU dry run of the script's logic (tiny sizes, extra arguments appended; the last wins):
-#   BENCH_EXTRA="--prior random:tiny --resolution 32 --views 2 --gaussians 200 --steps 2
-#   --warmup 1 --timed-steps 1 --floor-repeats 1" EVAL_EXTRA="--steps 2 --views 2"
-#   scripts/gpu_vsd.sh /tmp/dry
-set -u
-BENCH_EXTRA=${BENCH_EXTRA:-}; EVAL_EXTRA=${EVAL_EXTRA:-}
+# DRY_RUN=1: the script's logic on the CPU (tiny sizes; the gpu test only collected; the
+# NFSD evaluation and one VSD half, one prompt each). BENCH_EXTRA and EVAL_EXTRA are
+# appended to the bench's and the evaluations' arguments (the last wins).
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+BENCH_EXTRA=(${BENCH_EXTRA:-}); EVAL_EXTRA=(${EVAL_EXTRA:-}); COLLECT=(); PROMPTS_PER_HALF=6
+if [ "$DRY_RUN" = 1 ]; then
+  BENCH_EXTRA=(--prior random:tiny --resolution 32 --views 1 --gaussians 100 --methods vsd
+               --steps 1 --warmup 1 --timed-steps 1 --floor-repeats 1 "${BENCH_EXTRA[@]}")
+  EVAL_EXTRA=(--steps 1 --no-warmup --device cpu --align-yaws 8 --align-scales 0.65,1.3,3
+              camera.batch_size=1 init.num_points=50 "${EVAL_EXTRA[@]}")
+  COLLECT=(--collect-only); PROMPTS_PER_HALF=1
+fi
 OUT=${1:?output folder}
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/gpu_vsd.XXXX)
 LOGS="$WORK/logs"; mkdir -p "$LOGS"
 finish() {  # whatever ran, its results come back
+  set +e  # a part that wrote nothing leaves its line empty
   tar -czf "$OUT/logs.tar.gz" -C "$WORK" logs eval 2>/dev/null
   {
     echo "# gpu_vsd summary"; echo; cat "$LOGS/gpu.txt" 2>/dev/null; echo
@@ -30,38 +38,47 @@ finish() {  # whatever ran, its results come back
 }
 trap finish EXIT
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$LOGS/gpu.txt" 2>&1
+device_info > "$LOGS/gpu.txt"
 python -c "import torch, diffusers, transformers, peft, gsplat; print('torch', torch.__version__, 'diffusers', diffusers.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'gsplat', gsplat.__version__)" >> "$LOGS/gpu.txt" 2>&1 \
   || { echo "peft (or another library) is missing: put its wheel in .whl/"; exit 1; }
 
 echo "== gpu test"; date
-timeout 90 python -m pytest -q -m gpu tests/test_vsd.py -p no:cacheprovider > "$LOGS/gpu_test.txt" 2>&1
+tolerate timeout 90 python -m pytest -q -m gpu "${COLLECT[@]}" tests/test_vsd.py -p no:cacheprovider \
+  > "$LOGS/gpu_test.txt" 2>&1
 tail -2 "$LOGS/gpu_test.txt"
 
 echo "== bench: nfsd sds vsd, 512x512, 4 views, 100k Gaussians, random:sd21-base"; date
-timeout 150 python -m nfsd_gs.bench --views 4 --gaussians 100000 --methods nfsd sds vsd \
-  --json "$OUT/bench.json" $BENCH_EXTRA > "$OUT/bench.md" 2> "$LOGS/bench.log"
-echo "bench rc=$?"; cat "$OUT/bench.md"
+tolerate timeout 150 python -m nfsd_gs.bench --views 4 --gaussians 100000 --methods nfsd sds vsd \
+  --json "$OUT/bench.json" "${BENCH_EXTRA[@]}" > "$OUT/bench.md" 2> "$LOGS/bench.log"
+echo "bench rc=$rc"; cat "$OUT/bench.md"
 
 echo "== evaluation: bundled prior, 12 prompts, nfsd@7.5 | vsd@7.5 (2 halves) | sds@100"; date
 VSD='vsd@7.5=guidance.method=vsd,guidance.cfg_scale=7.5'
-PROMPTS=$(python -c "from nfsd_gs.eval import default_prompts; print(','.join(default_prompts()))")
-FIRST=$(echo "$PROMPTS" | cut -d, -f1-6); SECOND=$(echo "$PROMPTS" | cut -d, -f7-12)
+PROMPTS=$(python -c "from nfsd_gs.eval import split_prompts; print(','.join(split_prompts('solid')))")
+FIRST=$(echo "$PROMPTS" | cut -d, -f1-$PROMPTS_PER_HALF)
+SECOND=$(echo "$PROMPTS" | cut -d, -f$((PROMPTS_PER_HALF + 1))-$((2 * PROMPTS_PER_HALF)))
 run_eval() {  # name, eval arguments...
   local name=$1; shift
-  timeout 200 python -m nfsd_gs.eval --out "$WORK/eval/$name" "$@" $EVAL_EXTRA \
+  timeout 200 python -m nfsd_gs.eval --out "$WORK/eval/$name" "$@" "${EVAL_EXTRA[@]}" \
     > "$LOGS/eval_$name.txt" 2>&1
-  echo "eval $name rc=$?" >> "$LOGS/eval_rc.txt"
 }
-run_eval nfsd --variants nfsd@7.5 &
-run_eval vsd_a --variants none --variant "$VSD" --prompts "$FIRST" &
-run_eval vsd_b --variants none --variant "$VSD" --prompts "$SECOND" &
-run_eval sds --variants sds@100 &
-wait
+pids=(); names=()
+if [ "$DRY_RUN" = 1 ]; then  # one prompt of NFSD and of the first VSD half
+  run_eval nfsd --variants nfsd@7.5 --prompts "$FIRST" & pids+=($!); names+=(nfsd)
+  run_eval vsd_a --variants none --variant "$VSD" --prompts "$FIRST" & pids+=($!); names+=(vsd_a)
+else
+  run_eval nfsd --variants nfsd@7.5 & pids+=($!); names+=(nfsd)
+  run_eval vsd_a --variants none --variant "$VSD" --prompts "$FIRST" & pids+=($!); names+=(vsd_a)
+  run_eval vsd_b --variants none --variant "$VSD" --prompts "$SECOND" & pids+=($!); names+=(vsd_b)
+  run_eval sds --variants sds@100 & pids+=($!); names+=(sds)
+fi
+for i in "${!pids[@]}"; do
+  tolerate wait "${pids[$i]}"; echo "eval ${names[$i]} rc=$rc" >> "$LOGS/eval_rc.txt"
+done
 cat "$LOGS/eval_rc.txt"
-sources=$(for d in nfsd vsd_a vsd_b sds; do [ -f "$WORK/eval/$d/results.json" ] && echo "$WORK/eval/$d"; done)
+sources=$(for d in nfsd vsd_a vsd_b sds; do if [ -f "$WORK/eval/$d/results.json" ]; then echo "$WORK/eval/$d"; fi; done)
 if [ -n "$sources" ]; then
-  python scripts/merge_eval.py "$WORK/eval/merged" $sources > "$LOGS/eval_summary.md" 2>> "$LOGS/eval_rc.txt"
+  tolerate python scripts/merge_eval.py "$WORK/eval/merged" $sources > "$LOGS/eval_summary.md" 2>> "$LOGS/eval_rc.txt"
   cp "$WORK/eval/merged/results.md" "$OUT/eval.md"; cp "$WORK/eval/merged/results.json" "$OUT/eval.json"
 fi
 date

@@ -17,17 +17,26 @@
 # training step at batch 256/512/1024 (scripts/prior_throughput.py); CHECK_PER_PROMPT sets
 # the check's samples per prompt (default: 192 images per split); PRIOR_FALLBACK_ARGS: if
 # the prior's training fails (say --compile), it runs again with these for the time left.
-# A CPU dry run of the logic (tiny sizes):
+# A CPU dry run of the logic (tiny sizes; one check, CFG 7.5 on the solid split, one image
+# per prompt): DRY_RUN=1 bash scripts/gpu_world.sh /tmp/world_dry, which is
 #   DEVICE=cpu PRIOR_ARGS="--steps 2 --batch-size 2 --pool-size 4" \
 #   JUDGE_ARGS="--train-images 32 --test-images 16 --epochs 1" CHECK_ARGS="--steps 1" \
-#   bash scripts/gpu_world.sh /tmp/world_dry
-set -u
+#   CHECK_PER_PROMPT=1 CHECK_CFGS=7.5 CHECK_SPLITS=solid bash scripts/gpu_world.sh /tmp/world_dry
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+if [ "$DRY_RUN" = 1 ]; then
+  DEVICE=cpu PRIOR_ARGS="--steps 2 --batch-size 2 --pool-size 4"
+  JUDGE_ARGS="--train-images 32 --test-images 16 --epochs 1" CHECK_ARGS="--steps 1"
+  CHECK_PER_PROMPT=1 CHECK_CFGS=7.5 CHECK_SPLITS=solid
+fi
 OUT=${1:?output folder}
 PRIOR_MINUTES=${PRIOR_MINUTES:-6.0}
 DEVICE=${DEVICE:-cuda}
 PRIOR_ARGS=${PRIOR_ARGS:-}
 JUDGE_ARGS=${JUDGE_ARGS:---train-images 40000 --test-images 4000 --epochs 8 --width 24}
 CHECK_ARGS=${CHECK_ARGS:-}
+CHECK_CFGS=${CHECK_CFGS:-7.5 3}
+CHECK_SPLITS=${CHECK_SPLITS:-solid two-tone}
 # Checks are skipped past this many seconds after the script's start (the device's
 # 600 s per call also covers setting up the environment); the weights are packed first.
 DEADLINE_S=${DEADLINE_S:-530}
@@ -40,8 +49,8 @@ mkdir -p "$OUT" "$PRIOR_DIR" "$WORK/judge" "$WORK/checks"
 start=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - start )) s] $*"; }
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$WORK/checks/gpu.txt" 2>&1
-git rev-parse HEAD >> "$WORK/checks/gpu.txt" 2>/dev/null
+device_info > "$WORK/checks/gpu.txt"
+git rev-parse HEAD >> "$WORK/checks/gpu.txt" 2>/dev/null || true
 
 # summary.md and checks.tar.gz, rewritten after every part (a run cut short keeps them)
 summarize() {
@@ -72,7 +81,7 @@ EOF
 
 if [ "$PROBE" = 1 ]; then
   stamp "training-step throughput"
-  timeout 90 python scripts/prior_throughput.py --device "$DEVICE" 2>&1 | tee "$WORK/checks/throughput.md"
+  tolerate timeout 90 python scripts/prior_throughput.py --device "$DEVICE" 2>&1 | tee "$WORK/checks/throughput.md"
 fi
 judge_pid=""
 if [ "$SKIP_JUDGE" != 1 ]; then
@@ -82,22 +91,23 @@ if [ "$SKIP_JUDGE" != 1 ]; then
   judge_pid=$!
 fi
 stamp "prior ($PRIOR_MINUTES min) into $PRIOR_DIR"
-timeout 540 python -m nfsd_gs.shapeworld train-prior --out "$PRIOR_DIR" --device "$DEVICE" \
+tolerate timeout 540 python -m nfsd_gs.shapeworld train-prior --out "$PRIOR_DIR" --device "$DEVICE" \
   --minutes "$PRIOR_MINUTES" --log-every 100 $PRIOR_ARGS > "$WORK/checks/prior.log" 2>&1
-prior_rc=$?
+prior_rc=$rc
 if [ "$prior_rc" != 0 ] && [ -n "${PRIOR_FALLBACK_ARGS:-}" ]; then  # e.g. --compile failed
   tail -5 "$WORK/checks/prior.log"
   left_min=$(python -c "print(round($PRIOR_MINUTES - ($(date +%s) - $start) / 60, 2))")
   stamp "prior failed (rc=$prior_rc): again with PRIOR_FALLBACK_ARGS for $left_min min"
   mv "$WORK/checks/prior.log" "$WORK/checks/prior_failed.log"
-  timeout 540 python -m nfsd_gs.shapeworld train-prior --out "$PRIOR_DIR" --device "$DEVICE" \
-    --minutes "$left_min" --log-every 100 $PRIOR_FALLBACK_ARGS > "$WORK/checks/prior.log" 2>&1
-  prior_rc=$?
+  tolerate timeout 540 python -m nfsd_gs.shapeworld train-prior --out "$PRIOR_DIR" \
+    --device "$DEVICE" --minutes "$left_min" --log-every 100 $PRIOR_FALLBACK_ARGS \
+    > "$WORK/checks/prior.log" 2>&1
+  prior_rc=$rc
 fi
 judge_rc=skipped
-if [ -n "$judge_pid" ]; then wait $judge_pid; judge_rc=$?; fi
+if [ -n "$judge_pid" ]; then tolerate wait $judge_pid; judge_rc=$rc; fi
 stamp "prior rc=$prior_rc, judge rc=$judge_rc"
-tail -2 "$WORK/checks/prior.log"; tail -1 "$WORK/checks/judge.log"
+tail -2 "$WORK/checks/prior.log"; tail -1 "$WORK/checks/judge.log" 2>/dev/null || true
 
 stamp "packing the weights"
 [ -d "$PRIOR_DIR/unet" ] && tar -cf "$OUT/prior_unet.tar" -C "$PRIOR_DIR" unet
@@ -111,14 +121,14 @@ summarize
 JUDGE="$WORK/judge"
 [ -f "$JUDGE/judge.json" ] || JUDGE=nfsd_gs/assets/judge  # fall back to the shipped one
 if [ -d "$PRIOR_DIR/unet" ]; then
-  for cfg in 7.5 3; do
-    for split in solid two-tone; do
+  for cfg in $CHECK_CFGS; do
+    for split in $CHECK_SPLITS; do
       name="check_${split}_cfg${cfg}"
       left=$(( DEADLINE_S - ($(date +%s) - start) - 15 ))
       [ "$left" -gt 90 ] && left=90
       if [ "$left" -lt 20 ]; then stamp "$name skipped: the ${DEADLINE_S} s deadline"; continue; fi
       stamp "$name"
-      timeout "$left" python -m nfsd_gs.shapeworld check --prior "$PRIOR_DIR" --judge "$JUDGE" \
+      tolerate timeout "$left" python -m nfsd_gs.shapeworld check --prior "$PRIOR_DIR" --judge "$JUDGE" \
         --split "$split" --cfg "$cfg" --device "$DEVICE" --batch-size 192 $CHECK_ARGS \
         ${CHECK_PER_PROMPT:+--per-prompt $CHECK_PER_PROMPT} \
         --json "$WORK/checks/$name.json" --grid "$WORK/checks/$name.png" \

@@ -22,8 +22,9 @@ from PIL import Image
 
 from nfsd_gs.background import fixed_backgrounds
 from nfsd_gs.config import load_config
-from nfsd_gs.eval import (SilhouetteBank, compare_to_truth, eval_cameras, parse_prompt,
-                          silhouette_iou, speckle_fraction)
+from nfsd_gs.score import (ALIGN_SCALES, ALIGN_YAWS, SilhouetteBank, compare_to_truth,
+                           eval_cameras, silhouette_iou, speckle_fraction)
+from nfsd_gs.shapeworld import parse_prompt
 
 
 def read_strip(path: Path, resolution: int):  # -> ours, truth [V, R, R, 3]
@@ -38,7 +39,12 @@ def main(argv) -> int:
     parser.add_argument("strips", type=Path)
     parser.add_argument("--config", default="default")
     parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--align-yaws", type=int, default=ALIGN_YAWS,
+                        help=f"yaws of the alignment grid (default {ALIGN_YAWS}, the judge's)")
+    parser.add_argument("--align-scales", type=float, nargs=3, default=ALIGN_SCALES,
+                        metavar=("LOW", "HIGH", "COUNT"), help="scales of the alignment grid")
     args = parser.parse_args(argv)
+    scales = (args.align_scales[0], args.align_scales[1], int(args.align_scales[2]))
     config = load_config(args.config)
     background = fixed_backgrounds(config.background, 1)[0]
     mask_of = lambda v: (v - background).abs().amax(-1) > 0.15  # noqa: E731
@@ -50,7 +56,8 @@ def main(argv) -> int:
         views = len(ours)
         cameras = eval_cameras(config, views)
         if spec not in banks:
-            banks[spec] = SilhouetteBank(spec, config.camera, views, args.resolution)
+            banks[spec] = SilhouetteBank(spec, config.camera, views, args.resolution,
+                                         args.align_yaws, scales)
         mask = mask_of(ours)
         aligned, _ = compare_to_truth(spec, ours, mask, cameras, background.expand(views, 3),
                                       banks[spec])

@@ -162,7 +162,7 @@ def test_planning_skips_finished_lines_and_remakes_changed_ones(tmp_path):
 # ----------------------------------------------------------------------------- on Ray
 
 LONG = 24  # steps of the runs that get interrupted: long enough to be caught mid-way
-RAY_ARGS = ("--config", "tiny_test", "--workers", "2", "--no-progress",
+RAY_ARGS = ("--config", "tiny_test", "--workers", "2", "--no-progress", "--threads", "1",
             "output.snapshot_every=1000", "output.log_every=1", "output.checkpoint_every=4")
 
 

@@ -6,7 +6,8 @@ import json
 
 import torch
 
-from nfsd_gs.bench import main, process_age_s
+from nfsd_gs.bench.__main__ import main
+from nfsd_gs.bench.measure import process_age_s
 
 
 def test_process_age_is_the_time_since_the_process_started():

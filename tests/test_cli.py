@@ -6,9 +6,12 @@ import sys
 import pytest
 import torch
 
-from nfsd_gs import bench, train
+from nfsd_gs.batch import __main__ as batch_cli
+from nfsd_gs.bench import __main__ as bench
+from nfsd_gs.train import __main__ as train
 from nfsd_gs.eval import __main__ as evaluation
 from nfsd_gs.render import __main__ as render_cli
+from nfsd_gs.score import __main__ as score_cli
 
 #: Every command that takes KEY=VALUE overrides, with one of its own flags.
 OVERRIDE_COMMANDS = {
@@ -49,7 +52,9 @@ def test_the_issue_command_line_trains(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("parse_args", [train.parse_args, evaluation.parse_args, bench.parse_args,
-                                        lambda argv: render_cli.parse_args(["model.ply", *argv])])
+                                        lambda argv: render_cli.parse_args(["model.ply", *argv]),
+                                        lambda argv: batch_cli.parse_args(["prompts.txt", *argv]),
+                                        lambda argv: score_cli.parse_args(["run", *argv])])
 def test_threads_flag_sets_torch_threads(parse_args, restore_threads):
     torch.set_num_threads(2)
     parse_args(["--threads", "1"])
@@ -64,7 +69,7 @@ def test_bad_thread_count_is_one_line():
 
 
 def test_score_refuses_zero_views_in_one_line(tmp_path, capsys):
-    from nfsd_gs import score
+    from nfsd_gs.score import __main__ as score
 
     with pytest.raises(SystemExit) as exit_info:
         score.main([str(tmp_path), "--views", "0"])

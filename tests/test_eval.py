@@ -14,13 +14,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nfsd_gs import eval as ev
+from nfsd_gs import score as sc
 from nfsd_gs.config import load_config
 from nfsd_gs.errors import ConfigError, NfsdError
-from nfsd_gs.eval import ground_truth, metrics, report, runner, variants
+from nfsd_gs.eval import report, runner, variants
 from nfsd_gs.eval.__main__ import main, parse_args, settings_from_args
 from nfsd_gs.eval.prompts import ObjectSpec, parse_prompt, split_prompts
 from nfsd_gs.guidance.nfsd import nfsd_direction
+from nfsd_gs.score import ground_truth, metrics
 from nfsd_gs.shapeworld.judge import Judge, JudgeNet
 from nfsd_gs.shapeworld.world import COLOUR_NAMES, SHAPES
 
@@ -210,14 +211,14 @@ def test_judge_scores_count_each_head_both_and_all():
 
 def test_ground_truth_renders_and_scores_with_the_world_colours(judge_dir):
     config = load_config("tiny_test")
-    cameras = ev.eval_cameras(config, 8)
+    cameras = sc.eval_cameras(config, 8)
     assert cameras.azimuth_deg.tolist() == [0, 45, 90, 135, -180, -135, -90, -45]
-    rgb, mask = ev.render_ground_truth(ObjectSpec("cone", "red"), cameras, torch.ones(8, 3), 32)
+    rgb, mask = sc.render_ground_truth(ObjectSpec("cone", "red"), cameras, torch.ones(8, 3), 32)
     assert rgb.shape == (8, 32, 32, 3) and mask.shape == (8, 32, 32) and mask.dtype == torch.bool
-    assert 0.02 < ev.coverage(mask).mean() < 0.9
+    assert 0.02 < sc.coverage(mask).mean() < 0.9
     assert (rgb[:, 0, 0] == 1).all()  # the white background in the corners
-    scores = ev.score_views(ev.load_judge(str(judge_dir), torch.device("cpu")), rgb, mask,
-                            ev.expected_verdicts(ObjectSpec("cone", "red")))
+    scores = sc.score_views(sc.load_judge(str(judge_dir), torch.device("cpu")), rgb, mask,
+                            sc.expected_verdicts(ObjectSpec("cone", "red")))
     assert scores["shape_acc"] == sum(j.endswith(" cone") for j in scores["judged"]) / 8
     assert scores["saturation"] > 0.5  # a red object is saturated
     assert scores["sharpness"] > 0
@@ -234,7 +235,7 @@ def test_prompt_set_covers_the_world():
     assert {s.shape for s in parsed} == set(SHAPES)
     assert len({s.colour for s in parsed}) == 8
     assert parse_prompt("a red cone") == ObjectSpec("cone", "red")
-    assert ev.expected_verdicts(parse_prompt("a red cone")) == \
+    assert sc.expected_verdicts(parse_prompt("a red cone")) == \
         {"shape": "cone", "colour": "red", "accent": "none"}
     with pytest.raises(NfsdError, match="a shiny teapot"):
         parse_prompt("a shiny teapot")
@@ -243,7 +244,7 @@ def test_prompt_set_covers_the_world():
     two_tone = split_prompts("two-tone")
     assert len(two_tone) == 12 and split_prompts("all") == prompts + two_tone
     spec = parse_prompt(two_tone[0])
-    assert spec.accent is not None and ev.expected_verdicts(spec)["accent"] == spec.accent_label
+    assert spec.accent is not None and sc.expected_verdicts(spec)["accent"] == spec.accent_label
 
 
 def test_variants_and_placeholders():

@@ -7,7 +7,8 @@ import torch
 
 from nfsd_gs.config import PriorConfig, load_config
 from nfsd_gs.guidance import DiffusionPrior
-from nfsd_gs.train import build_run, training_step
+from nfsd_gs.train.run import build_run
+from nfsd_gs.train.step import training_step
 
 pytestmark = pytest.mark.gpu
 CUDA = torch.device("cuda")

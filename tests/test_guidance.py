@@ -214,7 +214,7 @@ def test_prompt_checks(tiny_prior, tmp_path):
     with pytest.raises(PromptError, match="empty"):
         tiny_prior.check_prompt("   ")
     tiny_prior.check_prompt("a DSLR photo of a corgi")  # random priors take any ASCII prompt
-    from nfsd_gs.guidance.tokenizer import word_tokenizer
+    from nfsd_gs.utils.tokenizer import word_tokenizer
 
     components = random_components("tiny")
     components.tokenizer = word_tokenizer(["a", "red", "cone"], 77)

@@ -364,7 +364,7 @@ def tiny_shap_e_pipeline():
     from diffusers.pipelines.shap_e import ShapERenderer
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
-    from nfsd_gs.guidance.tokenizer import word_tokenizer
+    from nfsd_gs.utils.tokenizer import word_tokenizer
 
     torch.manual_seed(0)
     text_encoder = CLIPTextModelWithProjection(CLIPTextConfig(

@@ -260,7 +260,7 @@ def test_mesh_export_of_a_fitted_sphere(tmp_path):
 
 
 def test_tiny_run_with_the_nerf_backend(tmp_path):
-    from nfsd_gs.train import main
+    from nfsd_gs.train.__main__ import main
 
     args = ["--config", "tiny_test", "--prompt", "a red cube", "--no-progress",
             "--output-root", str(tmp_path), "representation=nerf", "steps=3",

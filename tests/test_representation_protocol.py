@@ -15,7 +15,10 @@ import torch
 from nfsd_gs import representations
 from nfsd_gs.config import load_config
 from nfsd_gs.representations import GaussianModel, Representation, RenderOutput
-from nfsd_gs.train import main, resume_run, start_run, train
+from nfsd_gs.train.__main__ import main
+from nfsd_gs.train.loop import train
+from nfsd_gs.train.resume import resume_run
+from nfsd_gs.train.run import start_run
 
 
 class FlatDisc(torch.nn.Module):

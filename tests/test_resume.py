@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from nfsd_gs.guidance import ScoreDistillation
-from nfsd_gs.train import main
+from nfsd_gs.train.__main__ import main
 
 STEPS = 12
 RUN_ARGS = ["--config", "tiny_test", "--prompt", "a red cube", "--no-progress",
@@ -209,11 +209,14 @@ def test_resume_with_more_steps_trains_on(finished_run, capsys):
 
 def test_a_checkpoint_write_removes_what_a_killed_writer_left(tmp_path):
     """SIGKILL in the middle of a checkpoint leaves its temporary file; the next save clears it."""
-    from nfsd_gs.checkpoint import checkpoint_path, list_checkpoints, save_checkpoint
+    from nfsd_gs.checkpoint import Checkpoint, checkpoint_path, list_checkpoints
 
     stray = tmp_path / "checkpoints" / ".step_000008.abc123.tmp.pt"
     stray.parent.mkdir(parents=True)
     stray.write_bytes(b"half a checkpoint")
-    saved = save_checkpoint(checkpoint_path(tmp_path, 12), {"step": 12}, keep=2)
+    state = Checkpoint(step=12, config={}, representation="gaussians", model={}, optimizers={},
+                       densifier=None, rng={})
+    saved = state.save(checkpoint_path(tmp_path, 12), keep=2)
     assert not stray.exists()
     assert list_checkpoints(tmp_path) == [saved]
+    assert Checkpoint.load(saved) == state

@@ -8,14 +8,14 @@ import torch
 
 from nfsd_gs.shapeworld import SHAPES_PRIOR_DIR
 from nfsd_gs.shapeworld.__main__ import main
-from nfsd_gs.shapeworld.check import (check_prior, format_table, load_prior, sample,
-                                         save_image_grid)
+from nfsd_gs.shapeworld.check import check_prior, format_table, load_prior, sample
 from nfsd_gs.shapeworld.dataset import DataConfig
 from nfsd_gs.shapeworld.judge import Judge, JudgeNet
 from nfsd_gs.shapeworld.prior import (PriorArchitecture, PriorTrainConfig, build_text_encoder,
                                          build_tokenizer, build_unet, encode_prompts, train_prior)
 from nfsd_gs.shapeworld.vocabulary import SPLITS, split_prompts
 from nfsd_gs.shapeworld.world import COLOUR_NAMES, SHAPES, SOLID_COLOURS
+from nfsd_gs.utils.images import save_image_grid
 
 TINY = PriorArchitecture(sample_size=16, block_out_channels=(8, 8, 16, 16), norm_num_groups=4,
                          text_hidden_size=16, text_layers=1, text_heads=2)
@@ -74,7 +74,7 @@ def test_sampling_and_check(tiny_prior, tmp_path):
     two_tone = check_prior(out, tmp_path / "judge", steps=1, device="cpu", split="two-tone")
     assert two_tone["images"] == len(split_prompts("two-tone")) and two_tone["per_prompt"] == 1
     assert 0 <= two_tone["accent_accuracy"] <= 1 and "with a" in format_table(two_tone)
-    save_image_grid(images, tmp_path / "g.png", columns=2)
+    save_image_grid(tmp_path / "g.png", images, columns=2)
 
 
 def test_cli_smoke(tmp_path):

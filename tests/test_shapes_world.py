@@ -95,14 +95,27 @@ def test_scale_and_bad_input():
 
 
 def test_view_captions_are_the_trainers():
-    g = torch.Generator().manual_seed(1)
-    config = CameraConfig()
-    cams = OrbitSampler(config).sample(16, g)
-    scenes = sample_scenes(16, g)
-    captions = scene_view_prompts(scenes, cams, config)
-    for i, caption in enumerate(captions):
-        prompt = object_prompt(SHAPES[scenes.shape[i]], COLOUR_NAMES[scenes.colour[i]])
-        assert caption == view_prompts(prompt, cams[i:i + 1], config)[0]
+    """The captions of known objects from known cameras, written out: the views DreamFusion's
+    rule names (front within 45 degrees of azimuth 0, back within 45 of 180, overhead above
+    60 degrees of elevation, side otherwise), the article before a vowel, the accent."""
+    parts = [object_scenes("cone", "red", 1), object_scenes("pyramid", "orange", 1),
+             object_scenes("cube", "brown", 1, accent="yellow", pattern="top"),
+             object_scenes("torus", "olive", 1, accent="black", pattern="band"),
+             object_scenes("sphere", "blue", 1), object_scenes("cylinder", "green", 1)]
+    azimuths = torch.tensor([10.0, 90.0, -170.0, -44.0, 200.0, 0.0])
+    elevations = torch.tensor([15.0, 0.0, 30.0, -10.0, 45.0, 61.0])
+    cams = orbit_cameras(azimuths, elevations, torch.full((6,), 2.75), torch.full((6,), 50.0))
+    assert scene_view_prompts(Scenes.cat(parts), cams, CameraConfig()) == [
+        "a red cone, front view",
+        "an orange pyramid, side view",
+        "a brown cube with a yellow top, back view",
+        "an olive torus with a black band, front view",
+        "a blue sphere, back view",  # 200 degrees is -160
+        "a green cylinder, overhead view",
+    ]
+    assert view_prompts("a red cone", cams[:2], CameraConfig()) == [
+        "a red cone, front view", "a red cone, side view"]
+    assert object_prompt("cone", "orange") == "an orange cone"
 
 
 def test_vocabulary_covers_every_caption_and_the_negative_prompt():

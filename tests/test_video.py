@@ -124,7 +124,7 @@ def test_render_cli_refuses_a_folder_as_output_before_rendering(tmp_path, capsys
 
 
 def test_training_run_writes_its_turntable(tmp_path):
-    from nfsd_gs.train import main
+    from nfsd_gs.train.__main__ import main
 
     overrides = ["steps=2", "output.turntable=true", "output.turntable_frames=3",
                  f"output.turntable_resolution={RESOLUTION}", "output.turntable_gif=true"]

@@ -182,7 +182,7 @@ def test_pause_blocks_the_loop_and_save_writes_a_ply(viewer, tmp_path):
 
 
 def test_training_with_viewer_flag_runs_to_the_end(tmp_path, capsys):
-    from nfsd_gs.train import main
+    from nfsd_gs.train.__main__ import main
 
     code = main(["--config", "tiny_test", "--no-progress", "--output-root", str(tmp_path / "out"),
                  "--prompt", "a red cube", "--viewer", "--viewer-port", "0", "steps=4"])
@@ -196,7 +196,7 @@ def test_training_with_viewer_flag_runs_to_the_end(tmp_path, capsys):
 def test_training_without_viewer_imports_no_viser(tmp_path):
     script = (
         "import sys\n"
-        "from nfsd_gs.train import main\n"
+        "from nfsd_gs.train.__main__ import main\n"
         f"assert main(['--config', 'tiny_test', '--no-progress', '--output-root', {str(tmp_path)!r},"
         " '--prompt', 'a cube', 'steps=2']) == 0\n"
         "assert not [m for m in sys.modules if m.split('.')[0] == 'viser'], 'viser was imported'\n"

@@ -15,8 +15,8 @@ from nfsd_gs.config import GuidanceConfig, PriorConfig, VsdConfig
 from nfsd_gs.errors import ConfigError
 from nfsd_gs.guidance import DiffusionPrior, ScoreDistillation
 from nfsd_gs.guidance.architectures import random_components
-from nfsd_gs.guidance.vsd import ADAPTER_NAME, CameraLora, camera_features
-from nfsd_gs.train import main
+from nfsd_gs.guidance.vsd import ADAPTER_NAME, Vsd, camera_features
+from nfsd_gs.train.__main__ import main
 
 CPU = torch.device("cpu")
 PROMPT = "a cone"
@@ -48,7 +48,8 @@ def scripted_vsd(cfg_scale, eps_phi):
     config = GuidanceConfig(method="vsd", cfg_scale=cfg_scale, negative_prompt=NEGATIVE,
                             t_min=0.5, t_max=0.5, t_anneal="none")
     lora = ScriptedLora(eps_phi)
-    return prior, ScoreDistillation(prior, config, total_steps=10, lora=lora), eps, lora
+    guidance = ScoreDistillation(prior, config, total_steps=10, method=Vsd(prior, config, lora))
+    return prior, guidance, eps, lora
 
 
 @pytest.mark.parametrize("cfg_scale", [1.0, 7.5])
@@ -112,7 +113,7 @@ def test_lora_starts_as_the_prior_and_trains_while_the_prior_stays_frozen():
     x, t = torch.randn(2, 3, 32, 32), torch.tensor([300, 700])
     before = frozen_eps(prior, x, t)
     guidance = vsd_guidance(prior)
-    lora, cameras = guidance.lora, cameras_for(2)
+    lora, cameras = guidance.method.lora, cameras_for(2)
     embeddings = prior.embed([PROMPT] * 2)
     # Alg. 1 initializes eps_phi as the pretrained model: LoRA B = 0, camera MLP output = 0.
     assert torch.equal(lora.predict_noise(x, t, embeddings, cameras), before)
@@ -143,9 +144,9 @@ def test_lora_starts_as_the_prior_and_trains_while_the_prior_stays_frozen():
 def test_lora_is_conditioned_on_the_camera():
     prior = tiny_prior()
     guidance = vsd_guidance(prior)
-    torch.nn.init.normal_(guidance.lora.camera_embedding.linear_2.weight)
+    torch.nn.init.normal_(guidance.method.lora.camera_embedding.linear_2.weight)
     x, t = torch.randn(1, 3, 32, 32).repeat(2, 1, 1, 1), torch.tensor([500, 500])
-    eps = guidance.lora.predict_noise(x, t, prior.embed([PROMPT] * 2), cameras_for(2))
+    eps = guidance.method.lora.predict_noise(x, t, prior.embed([PROMPT] * 2), cameras_for(2))
     assert not torch.equal(eps[0], eps[1])  # same z_t, t and prompt; other camera
     cameras = cameras_for(2)
     torch.testing.assert_close(camera_features(cameras).view(2, 4, 4) @ cameras.world_to_camera,
@@ -171,17 +172,19 @@ def test_state_dict_round_trip_and_a_shared_prior_gets_a_fresh_lora():
         guidance.loss(x0, [PROMPT] * 2, step, cameras=cameras_for(2))[0].backward()
     state = guidance.state_dict()
     x, t, cameras = torch.randn(2, 3, 32, 32), torch.tensor([200, 600]), cameras_for(2)
-    trained = guidance.lora.predict_noise(x, t, prior.embed([PROMPT] * 2), cameras)
+    trained = guidance.method.lora.predict_noise(x, t, prior.embed([PROMPT] * 2), cameras)
 
     other_prior = tiny_prior()
     other = vsd_guidance(other_prior)
     other.load_state_dict(state)
-    assert torch.equal(other.lora.predict_noise(x, t, other_prior.embed([PROMPT] * 2), cameras),
+    assert torch.equal(other.method.lora.predict_noise(x, t, other_prior.embed([PROMPT] * 2),
+                                                       cameras),
                        trained)
-    assert other.lora.optimizer.state_dict()["state"].keys() == state["optimizer"]["state"].keys()
+    assert (other.method.lora.optimizer.state_dict()["state"].keys()
+            == state["optimizer"]["state"].keys())
 
     again = vsd_guidance(prior)  # a second run on the same loaded prior (eval, batch)
-    assert torch.equal(again.lora.predict_noise(x, t, prior.embed([PROMPT] * 2), cameras),
+    assert torch.equal(again.method.lora.predict_noise(x, t, prior.embed([PROMPT] * 2), cameras),
                        frozen_eps(prior, x, t))
     assert ScoreDistillation(prior, GuidanceConfig(method="nfsd"), 10).state_dict() == {}
 
@@ -248,7 +251,7 @@ def test_vsd_on_cuda_fp16_beside_the_graphed_prior():
     before = frozen_eps(prior, x, t)  # captures the graph
     guidance = ScoreDistillation(prior, GuidanceConfig(method="vsd"), total_steps=10)
     guidance.prepare(PROMPT)
-    lora = guidance.lora
+    lora = guidance.method.lora
     initial = [p.detach().clone() for p in lora.parameters]
     assert all(p.dtype == torch.float32 for p in lora.parameters)
     x0 = torch.randn(2, 4, 32, 32, device=cuda, requires_grad=True)

@@ -1,8 +1,8 @@
 """``python -m nfsd_gs.batch PROMPTS [--config C] [KEY=VALUE ...]``: a catalogue of assets.
 
 Every line of PROMPTS (see :mod:`nfsd_gs.batch.catalogue`) becomes one run folder under
-the output root, made by ``nfsd_gs.train``'s trainer in a Ray worker that keeps its
-diffusion prior loaded; ``manifest.jsonl`` beside them records each line. Running the
+the output root, made by the trainer's library (``nfsd_gs.train``) in a Ray worker that keeps
+its diffusion prior loaded; ``manifest.jsonl`` beside them records each line. Running the
 same command again skips what is done and continues what was interrupted.
 """
 
@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+from ..cli import add_threads_argument, fail, parse_command_line
 from ..config import config_signature, load_config
 from ..errors import ConfigError, NfsdError
+from ..train.run import run_folder
 from ..utils.io import make_folder
 from .catalogue import (MANIFEST_NAME, Defaults, Line, line_config,
                         read_catalogue, request_signature)
@@ -55,9 +57,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--retry-failed", action="store_true",
                         help="also make again the lines that failed in an earlier invocation")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_threads_argument(parser)
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="dotted config overrides for every line")
-    return parser.parse_intermixed_args(argv)
+    return parse_command_line(parser, argv)
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -84,8 +87,7 @@ def plan_lines(lines: Sequence[Line], defaults: Defaults, earlier: Manifest,
     with the config's message."""
     manifest, jobs = Manifest(defaults.root / MANIFEST_NAME), []
     for line in lines:
-        run_dir = str(defaults.root / line.name)
-        row = Row(line.number, line.name, line.prompt, line.seed, run_dir=run_dir)
+        row = Row(line.number, line.name, line.prompt, line.seed)
         try:
             config = line_config(line, defaults)
         except NfsdError as err:
@@ -93,6 +95,7 @@ def plan_lines(lines: Sequence[Line], defaults: Defaults, earlier: Manifest,
             row.status, row.error = "failed", str(err)
             manifest.rows[line.name] = row
             continue
+        row.run_dir = str(run_folder(config))
         row.seed, row.signature = config.seed, config_signature(config)
         before = earlier.rows.get(line.name)
         finished = ("done", "failed") if not retry_failed else ("done",)
@@ -111,7 +114,7 @@ def plan_lines(lines: Sequence[Line], defaults: Defaults, earlier: Manifest,
 def run_catalogue(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..train import StopSignals
+    from ..utils.signals import StopSignals
     from .cluster import connect, plan_workers, start_stop_broadcast, start_workers
 
     check_args(args)
@@ -136,7 +139,7 @@ def run_catalogue(args: argparse.Namespace) -> int:
         make_folder(defaults.root)
         manifest.write()
         stopper, stopper_name = start_stop_broadcast()
-        actors = start_workers(plan, stopper_name)
+        actors = start_workers(plan, stopper_name, args.threads)
         start = time.perf_counter()
         with StopSignals() as stop, tqdm(total=len(jobs), desc="catalogue", unit="asset",
                                          dynamic_ncols=True, disable=args.no_progress) as bar:
@@ -153,14 +156,11 @@ def run_catalogue(args: argparse.Namespace) -> int:
         ray.shutdown()
     print(summary_table(manifest.rows.values(), wall, scheduler.made))
     if scheduler.no_workers:
-        print(f"error: {scheduler.no_workers}; {manifest.count('skipped')} lines not made "
-              f"(is nfsd_gs installed where Ray runs its workers?)", file=sys.stderr)
-        return 2
+        return fail(f"{scheduler.no_workers}; {manifest.count('skipped')} lines not made "
+                    f"(is nfsd_gs installed where Ray runs its workers?)")
     if stop.received:
-        print(f"error: stopped by {stop.received}: {manifest.count('skipped')} lines not finished "
-              f"(saved at their last checkpoint); run the same command again to continue",
-              file=sys.stderr)
-        return 2
+        return fail(f"stopped by {stop.received}: {manifest.count('skipped')} lines not finished "
+                    f"(saved at their last checkpoint); run the same command again to continue")
     return 1 if manifest.count("failed") else 0
 
 
@@ -169,10 +169,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return run_catalogue(args)
     except NfsdError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return fail(err)
     except KeyboardInterrupt:  # while Ray was starting: no asset had begun
-        print("error: interrupted while starting; run the same command again", file=sys.stderr)
+        fail("interrupted while starting; run the same command again")
         return 130
 
 

@@ -7,13 +7,13 @@ Two kinds of line, mixed freely (blank lines and lines starting with ``#`` are s
   "overrides": {"guidance.cfg_scale": 7.5}}`` (only ``prompt`` is required).
 
 Each line's config is what ``python -m nfsd_gs.train --config C --prompt P KEY=VALUE...``
-would use (:func:`nfsd_gs.train.config_from_args`): the catalogue's ``--config`` and
-overrides, then the line's overrides, its seed and its folder name.
+would use (:func:`nfsd_gs.config.resolve_config`): the catalogue's ``--config`` and
+overrides, then the line's overrides, its seed and its folder name (``run_name``, the
+trainer's one rule for it).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import re
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..config import Config
+from ..config import Config, resolve_config
 from ..errors import NfsdError
-from ..utils.io import slugify
+from ..train.run import run_name
 
 #: The record of the catalogue, next to the run folders (so no line may be named so).
 MANIFEST_NAME = "manifest.jsonl"
@@ -71,7 +71,7 @@ def read_catalogue(path: Path) -> List[Line]:
         if stripped.startswith("{"):
             lines.append(parse_json_line(stripped, f"{path}:{number}", number))
         else:
-            lines.append(Line(number, stripped, slugify(stripped)))
+            lines.append(Line(number, stripped, run_name(stripped)))
     if not lines:
         raise CatalogueError(f"the PROMPTS file '{path}' holds no prompt")
     check_unique_names(lines, path)
@@ -95,7 +95,7 @@ def parse_json_line(text: str, where: str, number: int) -> Line:
     seed = entry.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise CatalogueError(f"{where}: \"seed\" must be an integer, got {seed!r}")
-    name = entry.get("name", slugify(prompt))
+    name = entry.get("name", run_name(prompt))
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or name == MANIFEST_NAME:
         raise CatalogueError(f"{where}: \"name\" {name!r} must be a folder name of letters, "
                              f"digits, '.', '_' and '-'")
@@ -123,17 +123,11 @@ def check_unique_names(lines: Sequence[Line], path: Path) -> None:
 
 
 def line_config(line: Line, defaults: Defaults) -> Config:
-    """The resolved config of one line, exactly as ``nfsd_gs.train``'s command line builds it
-    (:class:`~nfsd_gs.errors.ConfigError` naming a bad override)."""
-    from ..train import config_from_args
-
-    overrides = [*defaults.overrides, *line.overrides]
-    if line.seed is not None:
-        overrides.append(f"seed={line.seed}")
-    overrides.append(f"output.name={line.name}")
-    args = argparse.Namespace(config=defaults.config, prompt=line.prompt,
-                              output_root=str(defaults.root), overrides=overrides)
-    return config_from_args(args)
+    """The resolved config of one line, exactly as ``nfsd_gs.train``'s command line resolves
+    it (:class:`~nfsd_gs.errors.ConfigError` naming a bad override); its run folder is
+    ``defaults.root / line.name``."""
+    return resolve_config(defaults.config, line.prompt, [*defaults.overrides, *line.overrides],
+                          seed=line.seed, output_root=defaults.root, name=line.name)
 
 
 def request_signature(line: Line, defaults: Defaults) -> str:

@@ -100,16 +100,16 @@ def plan_workers(resources: dict, per_gpu: int, workers: Optional[int],
     return WorkerPlan(count, num_gpus, num_cpus)
 
 
-def start_workers(plan: WorkerPlan, stopper_name: str) -> List:
+def start_workers(plan: WorkerPlan, stopper_name: str, threads: Optional[int] = None) -> List:
     """The actors: restarted by Ray whenever their process dies (the driver retries the
-    asset it was making, up to --max-retries)."""
+    asset it was making, up to --max-retries). ``threads``: torch's CPU threads in each."""
     import ray
 
     from .worker import AssetTrainer
 
     actor_class = ray.remote(AssetTrainer).options(
         num_gpus=plan.num_gpus, num_cpus=plan.num_cpus, max_restarts=-1, max_task_retries=0)
-    return [actor_class.remote(stopper_name) for _ in range(plan.count)]
+    return [actor_class.remote(stopper_name, threads=threads) for _ in range(plan.count)]
 
 
 def start_stop_broadcast():

@@ -41,7 +41,7 @@ class Job:
 
 
 class Scheduler:
-    """Runs ``jobs`` on ``actors``; ``stop`` is a :class:`nfsd_gs.train.StopSignals`."""
+    """Runs ``jobs`` on ``actors``; ``stop`` is a :class:`nfsd_gs.utils.signals.StopSignals`."""
 
     def __init__(self, jobs: List[Job], manifest: Manifest, actors: List, stopper,
                  max_retries: int, bar):
@@ -105,7 +105,7 @@ class Scheduler:
     def _submit(self, index: int, job: Job) -> None:
         row = job.row
         row.status, row.attempts, row.worker = "running", row.attempts + 1, self.where.get(index)
-        ref = self.actors[index].make.remote(job.config, row.run_dir)
+        ref = self.actors[index].make.remote(job.config)
         self.flight[ref] = (index, job)
         self.manifest.write()
 

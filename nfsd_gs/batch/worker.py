@@ -1,33 +1,31 @@
 """A catalogue worker: one Ray actor per process, holding its diffusion prior loaded.
 
-The actor makes one asset after another through the trainer (``nfsd_gs.train``'s
-:func:`start_run` / :func:`resume_run` and :func:`train`); it only decides whether a line's
-run folder continues from its checkpoint or starts afresh, and reports what happened.
-A stop (Ctrl-C on the driver) reaches the actor through :class:`StopBroadcast`, on any host,
-and becomes a SIGTERM to its own process: the trainer's stop path (the current step
-finishes, a checkpoint and ``model.ply`` are written).
+The actor makes one asset after another through the trainer's library: ``open_run``
+(continue the line's run folder from its checkpoint, or start afresh in it), ``train``,
+and the one judge (:class:`nfsd_gs.score.WorldJudge`, the evaluation's) on the model in
+memory; it only reports what happened.  A stop (Ctrl-C on the driver) reaches the actor
+through :class:`StopBroadcast`, on any host, and becomes a SIGTERM to its own process: the
+trainer's stop path (the current step finishes, a checkpoint and ``model.ply`` are written).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import socket
 import sys
 import threading
 import time
 import traceback
-from pathlib import Path
-from typing import Optional, Tuple
+from typing import Dict, Optional
 
 import torch
 
-from ..checkpoint import list_checkpoints
-from ..config import Config, config_signature, load_config
-from ..guidance.prior import PriorCache
+from ..config import Config
 from ..errors import NfsdError, TrainingInterrupted
+from ..guidance.prior import PriorCache
+from ..utils.device import resolve_device
 
 
 class StopBroadcast:
@@ -44,43 +42,19 @@ class StopBroadcast:
         self._event.set()
 
 
-def judge_scores(config: Config, run_dir: Path) -> Optional[dict]:
-    """The bundled judge's verdict on a finished run (``nfsd_gs.score``); None unless the prior
-    is the bundled one, whose world the judge knows."""
-    if not config.prior.model.startswith("bundled:") or config.representation != "gaussians":
-        return None
-    from ..score import score_run
-
-    scores = score_run(run_dir)
-    return {key: value for key, value in scores.items() if isinstance(value, (int, float))}
-
-
-def open_run(config: Config, run_dir: Path, prior) -> Tuple[object, Path]:
-    """The line's run: continued from its newest checkpoint, or started afresh in ``run_dir``
-    (a folder without a checkpoint holds no saved step and is replaced)."""
-    from ..train import resume_run, start_run
-
-    if list_checkpoints(run_dir):
-        saved = load_config(run_dir / "config.yaml")
-        if config_signature(saved) != config_signature(config):
-            raise NfsdError(f"run folder '{run_dir}' holds a run with another config (prompt "
-                            f"'{saved.prompt}', seed {saved.seed}); delete it or give this "
-                            f"line another \"name\"")
-        return resume_run(run_dir, (), prior=prior)
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run, made = start_run(config, prior=prior)
-    if made.resolve() != run_dir.resolve():  # another process took the name meanwhile
-        raise NfsdError(f"run folder '{run_dir}' appeared while starting; wrote '{made}' instead")
-    return run, made
-
-
 class AssetTrainer:
     """The actor. :meth:`make` trains one line and returns a result dict (never raises for
     a bad line: the error is in the result); the process dying is Ray's to report."""
 
-    def __init__(self, stopper_name: Optional[str] = None):
+    def __init__(self, stopper_name: Optional[str] = None, judging=None,
+                 threads: Optional[int] = None):
+        from ..score import JudgeSettings
+
+        if threads is not None:  # the catalogue's --threads, in each worker process
+            torch.set_num_threads(threads)
         self.priors = PriorCache()  # each prior is loaded once per process
+        self.judging = judging or JudgeSettings()  # the evaluation's, unless a test asks
+        self.judges: Dict[str, object] = {}  # one WorldJudge per device (its caches)
         self.training = False
         self.stop_requested = False
         if stopper_name is not None:
@@ -100,15 +74,15 @@ class AssetTrainer:
         if self.training:  # the trainer's StopSignals handle it between two steps
             os.kill(os.getpid(), signal.SIGTERM)
 
-    def make(self, config: Config, run_dir: str) -> dict:
-        """Train (or continue) one line's run in ``run_dir`` and judge it.
+    def make(self, config: Config) -> dict:
+        """Train (or continue) one line's run in its folder and judge it.
 
         Returns ``status`` (done / failed / stopped), ``error``, ``seconds``,
         ``num_gaussians``, ``score``, ``start_step``, ``worker`` and ``peak_mem_mib``."""
         start = time.perf_counter()
         result = {"status": "failed", "error": None, "worker": self.where()}
         try:
-            self._make(config, Path(run_dir), result)
+            self._make(config, result)
         except NfsdError as err:
             result["error"] = str(err)
         except Exception as err:  # noqa: BLE001 -- a bug or a CUDA error fails this line only
@@ -120,13 +94,14 @@ class AssetTrainer:
         result["seconds"] = time.perf_counter() - start
         return result
 
-    def _make(self, config: Config, run_dir: Path, result: dict) -> None:
-        from ..train import resolve_device, train
+    def _make(self, config: Config, result: dict) -> None:
+        from ..train.loop import train
+        from ..train.resume import open_run
 
         device = resolve_device(config.device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        run, path = open_run(config, run_dir, self.priors.get(config, device))
+        run, path = open_run(config, self.priors.get(config, device))
         result["start_step"] = run.step
         self.training = True
         if self.stop_requested:
@@ -141,14 +116,23 @@ class AssetTrainer:
             return
         self.training = False
         result.update(status="done", num_gaussians=run.model.num_primitives,
-                      score=self._score(config, path, result))
+                      score=self._score(run.model, config, device, result))
         if device.type == "cuda":
             result["peak_mem_mib"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
 
-    @staticmethod
-    def _score(config: Config, run_dir: Path, result: dict) -> Optional[dict]:
+    def _score(self, model, config: Config, device: torch.device,
+               result: dict) -> Optional[dict]:
+        """The one judge's numbers for the finished model (None unless the run is of the prior
+        whose world the judge knows)."""
+        from ..score import WorldJudge, judges
+
+        if not judges(config):
+            return None
+        if str(device) not in self.judges:
+            self.judges[str(device)] = WorldJudge(settings=self.judging, device=device)
+        judge = self.judges[str(device)]
         try:
-            return judge_scores(config, run_dir)
+            return judge.score(model, config).numbers()
         except NfsdError as err:  # the asset is made; only its verdict is missing
             result["error"] = f"not judged: {err}"
             return None

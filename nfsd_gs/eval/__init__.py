@@ -21,25 +21,17 @@ is continued by running the same command with the same ``--out``), and one
 PNG strip per run (our views above the aligned ground truth's) under ``strips/``.
 
 One home per concern: ``prompts`` (splits, prompt sets, the object a prompt names),
-``variants`` (the methods), ``metrics`` (pure image metrics), ``ground_truth``
-(rendering and alignment), ``runner`` (train and score one run, resume),
-``report`` (summaries and tables), ``__main__`` (the command line).
+``variants`` (the methods), ``runner`` (train and score one run, resume), ``report``
+(summaries and tables), ``__main__`` (the command line). Scoring itself is the one judge
+of :mod:`nfsd_gs.score` (metrics, ground truth and alignment), shared with the end of a
+run and the catalogue.
 """
 
-from .ground_truth import (Alignment, SilhouetteBank, compare_to_truth, eval_cameras,
-                           render_ground_truth, render_model)
-from .metrics import (colour_error, coverage, delta_e76, laplacian_variance, mean_saturation,
-                      score_views, silhouette_iou, speckle_fraction, srgb_to_lab)
-from .prompts import ObjectSpec, expected_verdicts, parse_prompt, split_prompts
+from .prompts import ObjectSpec, all_prompts, parse_prompt, split_prompts
 from .report import format_markdown, summarize, summary_table, write_results
-from .runner import Settings, evaluate, load_judge, run_config
+from .runner import Settings, evaluate, run_config
 from .variants import COMPARISON_VARIANTS, DEFAULT_VARIANTS, VARIANTS, Variant
 
-__all__ = ["Alignment", "COMPARISON_VARIANTS", "DEFAULT_VARIANTS", "ObjectSpec", "Settings",
-           "SilhouetteBank", "VARIANTS", "Variant", "colour_error", "compare_to_truth",
-           "coverage", "delta_e76", "eval_cameras", "evaluate", "expected_verdicts",
-           "format_markdown",
-           "laplacian_variance", "load_judge", "mean_saturation", "parse_prompt",
-           "render_ground_truth", "render_model", "run_config", "score_views",
-           "silhouette_iou", "speckle_fraction", "split_prompts", "srgb_to_lab", "summarize",
-           "summary_table", "write_results"]
+__all__ = ["COMPARISON_VARIANTS", "DEFAULT_VARIANTS", "ObjectSpec", "Settings", "VARIANTS",
+           "Variant", "all_prompts", "evaluate", "format_markdown", "parse_prompt",
+           "run_config", "split_prompts", "summarize", "summary_table", "write_results"]

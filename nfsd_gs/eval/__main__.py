@@ -11,13 +11,14 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
-from ..cli import add_override_arguments, parse_command_line
+from ..cli import add_override_arguments, fail, parse_command_line
 from ..errors import ConfigError, NfsdError
+from ..score import ALIGN_SCALES, ALIGN_YAWS, WorldJudge, load_judge, parse_scales
+from ..utils.device import resolve_device
 from ..utils.io import create_run_dir, make_folder
-from .ground_truth import ALIGN_SCALES, ALIGN_YAWS, scale_grid
 from .prompts import SPLITS, all_prompts, parse_prompt, split_prompts
 from .report import summary_table
-from .runner import Settings, evaluate, load_judge, run_config
+from .runner import Settings, evaluate, run_config
 from .variants import (COMPARISON_VARIANTS, DEFAULT_VARIANTS, VARIANTS, Variant,
                        select_variants)
 
@@ -112,15 +113,6 @@ def _seeds(args: argparse.Namespace) -> Tuple[int, ...]:
     return COMPARISON_SEEDS if args.comparison else (0,)
 
 
-def _align_scales(text: str) -> Tuple[float, float, int]:
-    values = _numbers("--align-scales", text, float)
-    if len(values) != 3 or values[2] != int(values[2]):
-        raise ConfigError(f"--align-scales '{text}' must be LOW,HIGH,COUNT")
-    scales = values[0], values[1], int(values[2])
-    scale_grid(*scales)  # its ConfigError now, not on every row after each run has trained
-    return scales
-
-
 def select_prompts(args: argparse.Namespace) -> List[str]:
     """The prompts of the command line, the split's fixed set by default."""
     prompts = _comma_list(args.prompts) or ["default"]
@@ -154,20 +146,18 @@ def settings_from_args(args: argparse.Namespace) -> Tuple[Settings, List[Variant
                         seeds=_seeds(args), views=args.views, resolution=args.resolution,
                         out=Path(args.out) if args.out else Path("outputs/eval"),
                         progress=args.progress, keep_checkpoints=args.keep_checkpoints,
-                        align_yaws=args.align_yaws, align_scales=_align_scales(args.align_scales))
+                        align_yaws=args.align_yaws, align_scales=parse_scales(args.align_scales))
     return settings, variants, prompts
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from ..train import resolve_device
-
     args = parse_args(argv)
     try:
         settings, variants, prompts = settings_from_args(args)
         probe = run_config(settings, variants[0], prompts[0], settings.seeds[0],
                            settings.out / "runs")
         device = resolve_device(probe.device)
-        judge = load_judge(args.judge, device)
+        judge = WorldJudge(load_judge(args.judge, device), settings.judging, device)
         if args.out is None:
             settings = replace(settings, out=create_run_dir(
                 "outputs/eval", time.strftime("%Y%m%d_%H%M%S")))
@@ -184,8 +174,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         warmup = device.type == "cuda" if args.warmup is None else args.warmup
         result = evaluate(settings, variants, prompts, judge, warmup, meta)
     except NfsdError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return fail(err)
     print(summary_table(result["summary"]))
     print(f"\nwrote {settings.out / 'results.md'} and results.json "
           f"({result['meta']['status']})", file=sys.stderr)

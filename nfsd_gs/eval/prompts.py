@@ -3,8 +3,8 @@ object each prompt names (an :class:`~nfsd_gs.shapeworld.ObjectSpec`: shape, col
 on the two-tone split, an accent on a pattern), read back from the prompt text.
 
 A thin layer over :mod:`nfsd_gs.shapeworld`'s public API: the world owns its words; this
-module adds what the evaluation needs on top (``all`` splits, the judge's expected
-verdicts, the placeholders of variant overrides).
+module adds what the evaluation needs on top (``all`` splits, the placeholders of variant
+overrides).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from .. import shapeworld as sw
 from ..errors import ConfigError
 from ..shapeworld import ObjectSpec, object_prompt, parse_prompt
 
-__all__ = ["SPLITS", "ObjectSpec", "all_prompts", "check_split", "expected_verdicts",
-           "object_prompt", "parse_prompt", "placeholder_values", "split_prompts"]
+__all__ = ["SPLITS", "ObjectSpec", "all_prompts", "check_split", "object_prompt", "parse_prompt",
+           "placeholder_values", "split_prompts"]
 
 #: The world's splits (``--split`` also takes ``all``: every split, one after the other).
 SPLITS: Tuple[str, ...] = sw.SPLITS
@@ -45,12 +45,6 @@ def split_prompts(split: str) -> List[str]:
 def all_prompts(split: str) -> List[str]:
     """Every object of ``split`` (solid 48, two-tone 192)."""
     return [prompt for name in check_split(split) for prompt in sw.split_prompts(name)]
-
-
-def expected_verdicts(spec: ObjectSpec) -> Dict[str, str]:
-    """What the judge should say per head: ``{"shape": "cone", "colour": "red",
-    "accent": "none"}`` (``"yellow top"`` on the two-tone split)."""
-    return {"shape": spec.shape, "colour": spec.colour, "accent": spec.accent_label}
 
 
 def placeholder_values(spec: ObjectSpec) -> Dict[str, str]:

@@ -19,17 +19,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from ..background import fixed_backgrounds
-from ..config import Config, config_signature, config_to_dict, load_config
-from ..guidance.prior import PriorCache
+from ..config import Config, config_signature, resolve_config
 from ..errors import NfsdError, TrainingInterrupted
-from ..utils.images import image_grid, save_png
+from ..guidance.prior import PriorCache
+from ..score import ALIGN_SCALES, ALIGN_YAWS, JudgeSettings, WorldJudge
+from ..utils.device import resolve_device
+from ..utils.images import save_image_grid
 from ..utils.io import finite_or_none, slugify
 from ..utils.timing import synchronize
-from .ground_truth import (ALIGN_SCALES, ALIGN_YAWS, SilhouetteBank, compare_to_truth,
-                           eval_cameras, render_ground_truth, render_model)
-from .metrics import score_views
-from .prompts import ObjectSpec, expected_verdicts, object_prompt, parse_prompt
+from .prompts import parse_prompt
 from .report import summarize, write_results
 from .variants import EVAL_OVERRIDES, Variant, fill_placeholders
 
@@ -52,6 +50,11 @@ class Settings:
     align_yaws: int = ALIGN_YAWS
     align_scales: Tuple[float, float, int] = ALIGN_SCALES
 
+    @property
+    def judging(self) -> JudgeSettings:
+        """How the judge sees every run (``nfsd_gs.score``; its default grid unless asked)."""
+        return JudgeSettings(self.views, self.resolution, self.align_yaws, self.align_scales)
+
 
 def run_config(settings: Settings, variant: Variant, prompt: str, seed: int,
                run_root: Path) -> Config:
@@ -61,14 +64,15 @@ def run_config(settings: Settings, variant: Variant, prompt: str, seed: int,
     overrides += [fill_placeholders(o, spec) for o in variant.overrides]
     if settings.steps is not None:
         overrides.append(f"steps={settings.steps}")
-    overrides += [*EVAL_OVERRIDES, f"seed={seed}", f"prompt={json.dumps(prompt)}",
-                  f"output.root={json.dumps(str(run_root))}"]
-    return load_config(variant.config or settings.config, overrides)
+    overrides += EVAL_OVERRIDES
+    return resolve_config(variant.config or settings.config, prompt, overrides, seed=seed,
+                          output_root=run_root)
 
 
 def train_run(config: Config, priors: PriorCache, progress: bool = False):
     """Build and train one run; returns (run, run_dir, timing dict)."""
-    from ..train import resolve_device, start_run, train
+    from ..train.loop import train
+    from ..train.run import start_run
 
     device = resolve_device(config.device)
     prior = priors.get(config, device)
@@ -88,66 +92,27 @@ def train_run(config: Config, priors: PriorCache, progress: bool = False):
     return run, run_dir, timing
 
 
-class TruthCache:
-    """Per object and evaluation orbit: the ground truth's scores and rgb at unit scale
-    (what the judge and the appearance metrics compare against) and its silhouette bank."""
-
-    def __init__(self, judge, settings: Settings):
-        self.judge, self.settings = judge, settings
-        self._scores: Dict[str, Tuple[Dict, Tensor]] = {}
-        self._banks: Dict[str, SilhouetteBank] = {}
-
-    @staticmethod
-    def _key(spec: ObjectSpec, config: Config) -> str:
-        return json.dumps([object_prompt(spec), config_to_dict(config)["camera"],
-                           list(config.background.color)])
-
-    def scores(self, spec: ObjectSpec, config: Config) -> Tuple[Dict, Tensor]:
-        """Scores and rgb [V, R, R, 3] of the unit ground truth."""
-        key = self._key(spec, config)
-        if key not in self._scores:
-            cameras = eval_cameras(config, self.settings.views)
-            background = fixed_backgrounds(config.background, len(cameras))
-            rgb, mask = render_ground_truth(spec, cameras, background, self.settings.resolution)
-            self._scores[key] = (score_views(self.judge, rgb, mask, expected_verdicts(spec)), rgb)
-        return self._scores[key]
-
-    def bank(self, spec: ObjectSpec, config: Config, device: torch.device) -> SilhouetteBank:
-        key = self._key(spec, config)
-        if key not in self._banks:
-            s = self.settings
-            self._banks[key] = SilhouetteBank(spec, config.camera, s.views, s.resolution,
-                                              s.align_yaws, s.align_scales, device)
-        return self._banks[key]
-
-
 def save_strip(path: Path, ours: Tensor, truth: Tensor) -> None:
     """One PNG: our V views [V, H, W, 3] in a row above the ground truth's."""
-    save_png(path, image_grid(torch.cat([ours, truth]), columns=len(ours)))
+    save_image_grid(path, torch.cat([ours, truth]), columns=len(ours))
 
 
-def evaluate_one(settings: Settings, variant: Variant, prompt: str, seed: int, judge,
-                 priors: PriorCache, truths: TruthCache) -> Dict:
-    """Train and score one (variant, prompt, seed); returns its result row."""
+def evaluate_one(settings: Settings, variant: Variant, prompt: str, seed: int,
+                 judge: WorldJudge, priors: PriorCache) -> Dict:
+    """Train and score one (variant, prompt, seed) with the one judge; returns its result row."""
     spec = parse_prompt(prompt)
     root = settings.out / "runs" / slugify(variant.name) / f"seed{seed}"
     config = run_config(settings, variant, prompt, seed, root)
-    truth, _ = truths.scores(spec, config)
+    truth, _ = judge.truth(config)
     run, run_dir, timing = train_run(config, priors, settings.progress)
-    cameras = eval_cameras(config, settings.views).to(run.device)
-    background = fixed_backgrounds(config.background, len(cameras)).to(run.device)
-    rgb, mask = render_model(run.model, cameras, background, settings.resolution)
-    ours = score_views(judge, rgb, mask, expected_verdicts(spec))
-    against, aligned_rgb = compare_to_truth(spec, rgb, mask, cameras, background,
-                                            truths.bank(spec, config, run.device))
-    alignment = {"scale": against.pop("scale"), "yaw_deg": against.pop("yaw_deg")}
+    judged = judge.score(run.model, config)
     strip = settings.out / "strips" / slugify(variant.name) / f"{slugify(prompt)}_seed{seed}.png"
-    save_strip(strip, rgb, aligned_rgb)
+    save_strip(strip, judged.rgb, judged.truth_rgb)
     if not settings.keep_checkpoints:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return {
         "variant": variant.name, "prompt": prompt, "seed": seed, **asdict(spec),
-        "ours": {**ours, **against}, "truth": truth, "alignment": alignment,
+        "ours": judged.scores, "truth": truth, "alignment": judged.alignment,
         **timing, "steps": config.steps, "representation": config.representation,
         "num_primitives": int(run.model.num_primitives),
         "signature": config_signature(config), "run_dir": str(run_dir), "strip": str(strip),
@@ -170,13 +135,6 @@ def warm_up(settings: Settings, variant: Variant, prompt: str, priors: PriorCach
         train_run(config, priors)
     finally:
         shutil.rmtree(warm.out, ignore_errors=True)
-
-
-def load_judge(folder: Optional[str], device: torch.device):
-    """The judge in ``folder`` (default: the shipped one)."""
-    from ..shapeworld.judge import Judge
-
-    return Judge.load(folder, device) if folder else Judge.load(device=device)
 
 
 # ---------------------------------------------------------------------------- resume
@@ -215,9 +173,10 @@ def _is_stop(err: BaseException) -> bool:
 
 
 def evaluate(settings: Settings, variants: Sequence[Variant], prompts: Sequence[str],
-             judge, warmup: bool, meta: Dict) -> Dict:
+             judge: WorldJudge, warmup: bool, meta: Dict) -> Dict:
     """Every (prompt, seed, variant), results rewritten after each; stops cleanly on Ctrl-C.
-    ``warmup``: one short untimed run before a variant's first timed one."""
+    ``judge``: the one judge (its settings: ``settings.judging``); ``warmup``: one short
+    untimed run before a variant's first timed one."""
     earlier = previous_result(settings.out)
     kept = {(*row_key(r), r.get("signature")): r for r in earlier["rows"]}
     current = {v.name for v in variants}
@@ -225,7 +184,7 @@ def evaluate(settings: Settings, variants: Sequence[Variant], prompts: Sequence[
     meta["variants"] = definitions
     order = [d["name"] for d in definitions]
     rows: List[Dict] = []
-    priors, truths = PriorCache(), TruthCache(judge, settings)
+    priors = PriorCache()
     result = {"meta": meta, "summary": [], "rows": []}
 
     def publish(status: str) -> None:
@@ -253,8 +212,7 @@ def evaluate(settings: Settings, variants: Sequence[Variant], prompts: Sequence[
                         if variant.name not in warm:
                             warm.add(variant.name)
                             warm_up(settings, variant, prompt, priors)
-                        rows.append(evaluate_one(settings, variant, prompt, seed, judge, priors,
-                                                 truths))
+                        rows.append(evaluate_one(settings, variant, prompt, seed, judge, priors))
                         o = rows[-1]["ours"]
                         print(f"{tag}: shape {o['shape_acc']:.0%} colour {o['colour_acc']:.0%} "
                               f"IoU {o['iou']:.2f} in {rows[-1]['train_s']:.1f} s",

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from ..errors import PlyFormatError
 from ..utils.io import write_with
-from .ply import element, property_names, read_ply, rest_property_names
+from .plyio import element, property_names, read_ply, rest_property_names
 from .splats import PathLike, repair_non_finite, splat_arrays, splats_from_arrays
 
 CHUNK_SIZE = 256

@@ -25,7 +25,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from ..errors import PriorLoadError
-from .tokenizer import character_tokenizer
+from ..utils.tokenizer import character_tokenizer
 
 
 @dataclass

@@ -16,7 +16,11 @@ the off-manifold content it describes.
 
 from __future__ import annotations
 
+from typing import Mapping
+
 from torch import Tensor
+
+from .base import DistillationMethod
 
 
 def nfsd_direction(eps_cond: Tensor, eps_uncond: Tensor, eps_negative: Tensor, t: Tensor,
@@ -26,3 +30,14 @@ def nfsd_direction(eps_cond: Tensor, eps_uncond: Tensor, eps_negative: Tensor, t
     below = (t < negative_threshold_t).view(-1, *([1] * (eps_cond.dim() - 1)))
     delta_d = eps_uncond - eps_negative * (~below).to(eps_negative.dtype)
     return delta_d + cfg_scale * delta_c
+
+
+class Nfsd(DistillationMethod):
+    """NFSD: three branches (prompt, empty, negative) and the direction of eqs. 7-9."""
+
+    branches = ("cond", "uncond", "negative")
+
+    def direction(self, eps: Mapping[str, Tensor], noise: Tensor, t: Tensor) -> Tensor:
+        c = self.config
+        return nfsd_direction(eps["cond"], eps["uncond"], eps["negative"], t, c.cfg_scale,
+                              c.negative_threshold_t)

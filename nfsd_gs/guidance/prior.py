@@ -29,7 +29,7 @@ from ..config import Config, PriorConfig, config_to_dict
 from ..errors import PriorLoadError, PromptError
 from .architectures import PriorComponents, random_components
 from .graph import GraphedCall
-from .tokenizer import unknown_words
+from ..utils.tokenizer import unknown_words
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "priors"
 

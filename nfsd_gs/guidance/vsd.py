@@ -31,7 +31,7 @@ prior, so the prior's own calls (and their CUDA graph) are unchanged.
 from __future__ import annotations
 
 import contextlib
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -39,6 +39,7 @@ from torch import Tensor
 from ..cameras import Cameras
 from ..config import VsdConfig
 from ..errors import ConfigError, NfsdError
+from .base import DistillationMethod
 from .cfg import classifier_free_guidance
 from .prior import DiffusionPrior
 
@@ -203,3 +204,31 @@ class CameraLora:
                             f"(e.g. '{result.unexpected_keys[0]}')")
         self.camera_embedding.load_state_dict(state["camera_embedding"])
         self.optimizer.load_state_dict(state["optimizer"])
+
+
+class Vsd(DistillationMethod):
+    """VSD: two branches of the frozen prior (prompt, empty) and eps_phi, trained one step per
+    training step (Alg. 1). ``lora``: eps_phi; by default a :class:`CameraLora` on the prior's
+    U-Net (tests pass a scripted one)."""
+
+    def __init__(self, prior: DiffusionPrior, config, lora: Optional[CameraLora] = None):
+        super().__init__(prior, config)
+        self.lora = lora or CameraLora(prior, config.vsd)
+
+    def observe(self, z_t: Tensor, t: Tensor, x0: Tensor, prompts: Sequence[str],
+                cameras: Optional[Cameras]) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
+        """eps_phi at (z_t, t), then one LoRA step on x0 (Alg. 1, lines 5 and 7)."""
+        if cameras is None:
+            raise ValueError("guidance.method=vsd: the step needs the cameras of the views")
+        eps_phi, lora_loss = self.lora.step(z_t, t, x0.detach(), self.prior.embed(prompts), cameras)
+        return {"lora": eps_phi}, {"lora_loss": lora_loss}
+
+    def direction(self, eps: Mapping[str, Tensor], noise: Tensor, t: Tensor) -> Tensor:
+        return vsd_direction(eps["cond"], eps["uncond"], eps["lora"], self.config.cfg_scale)
+
+    def state_dict(self) -> Dict[str, Dict]:
+        """The LoRA, the camera MLP and their optimizer."""
+        return self.lora.state_dict()
+
+    def load_state_dict(self, state: Dict[str, Dict]) -> None:
+        self.lora.load_state_dict(state)

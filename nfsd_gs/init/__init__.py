@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..config import InitConfig, InitKind
 from ..errors import ConfigError
-from .gaussians import C0, gaussians_from_points, rgb_to_sh0, with_sh_degree  # noqa: F401
+from .gaussians import C0, gaussians_from_points, with_sh_degree  # noqa: F401
 from .meshes import GREY
 from .points import PointCloud, fit_into_ball, grow_points, jitter_colors, to_world
 from .primitives import PRIMITIVES, primitive_points

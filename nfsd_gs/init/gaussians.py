@@ -18,18 +18,13 @@ from scipy.spatial import cKDTree
 from torch import Tensor
 
 from ..render.sh import SH_C0 as C0  # noqa: F401 -- rgb = 0.5 + C0 * sh0
-from ..render.sh import rgb_to_sh0 as rgb_to_dc
+from ..render.sh import rgb_to_sh0
 from .points import PointCloud
 
 #: Nearest neighbours averaged for the initial scale.
 NEIGHBOURS = 3
 #: Floor of the neighbour distance (scene units), so duplicated points get a finite log-scale.
 MIN_DISTANCE = 1e-7
-
-
-def rgb_to_sh0(rgb: Tensor) -> Tensor:  # [N, 3] in [0, 1] -> [N, 1, 3]
-    """Inverse of the renderer's ``rgb = C0 * sh0 + 0.5`` at degree 0."""
-    return rgb_to_dc(rgb)[:, None, :]
 
 
 def mean_neighbour_distance(positions: Tensor, k: int = NEIGHBOURS) -> Tensor:  # [N, 3] -> [N]
@@ -62,7 +57,7 @@ def gaussians_from_points(cloud: PointCloud, initial_opacity: float, scale_facto
         "scales": torch.log(distance)[:, None].repeat(1, 3),  # [N, 3]
         "quats": quats,  # [N, 4]
         "opacities": torch.full((n,), logit),  # [N]
-        "sh0": rgb_to_sh0(cloud.colors.float().clamp(0.0, 1.0)),  # [N, 1, 3]
+        "sh0": rgb_to_sh0(cloud.colors.float().clamp(0.0, 1.0))[:, None, :],  # [N, 1, 3]
         "shN": torch.zeros(n, (sh_degree + 1) ** 2 - 1, 3),  # [N, K-1, 3]
     }
 

@@ -65,12 +65,12 @@ def render_ply(ply: Path, out: Path, config, progress: bool = True) -> List[Path
     import torch
     from tqdm import tqdm
 
-    from ..formats import load_splats
     from ..export.video import TurntableSettings, write_turntable
+    from ..formats import load_splats
     from ..representations.gaussians import GaussianModel
+    from ..utils.device import resolve_device
 
-    device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if config.device == "auto" else config.device)
+    device = resolve_device(config.device)
     settings = TurntableSettings.from_config(config)
     splats = {key: value.to(device) for key, value in load_splats(ply).items()}
     model = GaussianModel.finished(splats, config)

@@ -96,6 +96,8 @@ def sh_to_rgb(degree: int, directions: Tensor, coeffs: Tensor) -> Tensor:
     return torch.clamp_min(spherical_harmonics(degree, directions, coeffs) + 0.5, 0.0)
 
 
-def rgb_to_sh0(rgb: Tensor) -> Tensor:
-    """Inverse of the degree-0 colour map (for initialization): (rgb - 0.5) / C0."""
+def rgb_to_sh0(rgb: Tensor) -> Tensor:  # [..., 3] in [0, 1] -> [..., 3]
+    """Inverse of the degree-0 colour map ``rgb = 0.5 + C0 sh0``: (rgb - 0.5) / C0, element by
+    element (any shape; gsplat's ``sh0`` [N, 1, 3] is ``rgb_to_sh0(rgb)[:, None, :]``). The one
+    home of this map: initialization, meshes and tests use it."""
     return (rgb - 0.5) / SH_C0

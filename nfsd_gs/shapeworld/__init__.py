@@ -36,19 +36,13 @@ Older names still work: ``world.object_scenes``/``render_scenes``/``COLOURS``/``
 and ``Judge.classify``.
 """
 
-from pathlib import Path
-
-#: Shipped weights: the diffusion prior (loaded as ``prior.model=bundled:shapes``) and the judge.
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
-SHAPES_PRIOR_DIR = ASSETS_DIR / "priors" / "shapes"
-JUDGE_DIR = ASSETS_DIR / "judge"
-
-from .vocabulary import (ACCENT_LABELS, EVAL_SPECS, SPLITS, ObjectSpec, eval_prompts,  # noqa: E402
+from .paths import ASSETS_DIR, JUDGE_DIR, SHAPES_PRIOR_DIR
+from .vocabulary import (ACCENT_LABELS, EVAL_SPECS, SPLITS, ObjectSpec, eval_prompts,
                          object_prompt, parse_prompt, split_prompts, split_specs, world_words)
-from .world import (ACCENT_COLOURS, COLOUR_NAMES, COLOURS, MUTED_COLOURS, PALETTE,  # noqa: E402
+from .world import (ACCENT_COLOURS, COLOUR_NAMES, COLOURS, MUTED_COLOURS, PALETTE,
                     PATTERNS, SHAPES, SOLID_COLOURS, Scenes, render_object, render_scenes,
                     render_spec, sample_scenes)
-from .judge import HEADS, Judge  # noqa: E402
+from .judge import HEADS, Judge
 
 __all__ = ["ASSETS_DIR", "JUDGE_DIR", "SHAPES_PRIOR_DIR", "SPLITS", "EVAL_SPECS", "ObjectSpec",
            "parse_prompt", "object_prompt", "split_prompts", "split_specs", "eval_prompts",

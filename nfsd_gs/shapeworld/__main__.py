@@ -16,7 +16,7 @@ from typing import List, Optional
 
 from ..cli import fail, positive_int
 from ..errors import NfsdError
-from . import JUDGE_DIR, SHAPES_PRIOR_DIR
+from .paths import JUDGE_DIR, SHAPES_PRIOR_DIR
 
 
 def _command_line() -> str:
@@ -69,12 +69,12 @@ def _check(args) -> None:
 def _samples(args) -> None:
     import torch
 
-    from .check import save_image_grid
+    from ..utils.images import save_image_grid
     from .dataset import ViewPool
 
     generator = torch.Generator().manual_seed(args.seed)
     batch = ViewPool(args.count, generator, "cpu").sample(args.count, generator)
-    save_image_grid(batch.images.permute(0, 2, 3, 1), args.out, columns=8)
+    save_image_grid(args.out, batch.images.permute(0, 2, 3, 1), columns=8)
     for i, caption in enumerate(batch.captions):
         print(f"{i:3d} {caption!r}")
 

@@ -18,7 +18,7 @@ import torch
 
 from ..cameras import VIEW_NAMES, Cameras, view_prompts
 from ..config import NFSD_NEGATIVE_PROMPT, CameraConfig
-from ..guidance.tokenizer import split_words
+from ..utils.tokenizer import split_words
 from . import vocabulary as words
 from .world import ACCENT_COLOURS, COLOUR_NAMES, PATTERNS, SHAPES, Scenes
 

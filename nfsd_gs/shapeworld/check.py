@@ -1,7 +1,7 @@
 """Prior check: sample the prior for every prompt of a split and let the judge score it.
 
-Sampling is DDIM (eta 0) with classifier-free guidance written the project's one way,
-``eps = eps_uncond + s * (eps_cond - eps_uncond)`` with ``s = 7.5`` by default (for a
+Sampling is DDIM (eta 0) with classifier-free guidance from its one home,
+:func:`nfsd_gs.guidance.cfg.classifier_free_guidance`, at ``s = 7.5`` by default (for a
 v-prediction prior the same combination of v, which is the same combination of eps).
 """
 
@@ -18,9 +18,11 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError, PriorLoadError
-from ..utils.images import image_grid, save_png
+from ..guidance.cfg import classifier_free_guidance
+from ..utils.images import save_image_grid
 from .judge import Judge
-from .prior import encode_prompts, resolve_device
+from ..utils.device import resolve_device
+from .prior import encode_prompts
 from .vocabulary import object_prompt, split_specs
 
 
@@ -79,7 +81,7 @@ def sample(models: PriorModels, prompts: Sequence[str], generator: torch.Generat
         out = models.unet(torch.cat([z, z]), t.to(device).expand(2 * B),
                           encoder_hidden_states=embeddings).sample  # eps or v, per the scheduler
         cond, uncond = out.chunk(2)
-        guided = uncond + cfg_scale * (cond - uncond)
+        guided = classifier_free_guidance(cond, uncond, cfg_scale)
         z = scheduler.step(guided, t, z, eta=0.0).prev_sample
     return ((z + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu()
 
@@ -153,7 +155,7 @@ def check_prior(prior: Path | str, judge_folder: Optional[Path | str] = None,
         "device": str(torch_device),
     }
     if save_grid is not None:
-        save_image_grid(images_t, save_grid, columns=16)
+        save_image_grid(save_grid, images_t, columns=16)
     return result
 
 
@@ -166,11 +168,6 @@ def _share(rows: Dict[str, Dict], specs, head: str, key) -> Dict[str, float]:
         total[0] += row[f"{head}_hits"]
         total[1] += row["n"]
     return {name: h / n for name, (h, n) in hits.items()}
-
-
-def save_image_grid(images: Tensor, path: Path, columns: int) -> None:
-    """images [N, H, W, 3] in [0, 1] -> one PNG, ``columns`` per row."""
-    save_png(path, image_grid(images, columns))
 
 
 def format_table(result: Dict) -> str:

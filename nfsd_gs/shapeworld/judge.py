@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError, PriorLoadError
-from . import JUDGE_DIR
+from .paths import JUDGE_DIR
 from .dataset import DataConfig, render_views
 from .degrade import blur
 from .vocabulary import ACCENT_LABELS, SPLITS

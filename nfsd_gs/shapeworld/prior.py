@@ -72,6 +72,7 @@ from torch import Tensor
 
 from ..config import NFSD_NEGATIVE_PROMPT
 from ..errors import ConfigError
+from ..utils.device import resolve_device
 from ..utils.io import atomic_write, write_text
 from .captions import vocabulary
 from .dataset import DataConfig, ViewPool, make_batch, render_views
@@ -155,7 +156,7 @@ class PriorTrainConfig:
 def build_tokenizer(max_length: int = 32):
     """Word-level tokenizer over :func:`~nfsd_gs.shapeworld.captions.vocabulary`, normalising
     what people type (case, "!", "an", synonyms) like :func:`~nfsd_gs.shapeworld.vocabulary.parse_prompt`."""
-    from ..guidance.tokenizer import word_tokenizer
+    from ..utils.tokenizer import word_tokenizer
 
     tokenizer = word_tokenizer(vocabulary(), max_length)
     tokenizer.backend_tokenizer.normalizer = tokenizer_normalizer()
@@ -232,14 +233,6 @@ class CaptionTokens:
 
 
 # ---------------------------------------------------------------------------- training
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={name}: CUDA is not available on this machine")
-    return torch.device(name)
 
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import Tensor
 
@@ -25,3 +27,9 @@ def save_png(path: PathLike, image: Tensor) -> None:
 
     array = (image.detach().float().clamp(0, 1).cpu().numpy() * 255).round().astype("uint8")
     write_with(path, lambda handle: Image.fromarray(array).save(handle, format="PNG"))
+
+
+def save_image_grid(path: PathLike, images: Tensor, columns: Optional[int] = None) -> None:
+    """``images`` [N, H, W, 3] in [0, 1] as one PNG, ``columns`` per row (default: one row),
+    atomically: snapshots, evaluation strips, prior checks and dataset previews."""
+    save_png(path, image_grid(images, columns or len(images)))

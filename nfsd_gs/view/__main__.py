@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import NfsdError
+from ..cli import fail
+from ..errors import NfsdError
 
 UP_AXES = ("+z", "-z", "+y", "-y", "+x", "-x")
 
@@ -45,20 +46,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if not args.ply.is_file():
-        print(f"error: no file '{args.ply}'", file=sys.stderr)
-        return 2
+        return fail(f"no file '{args.ply}'")
     try:
         if args.static:
-            from .viewer.static import serve_page
+            from ..viewer.static import serve_page
 
             scene = serve_page(args.ply, args.host, args.port, up=args.up)
         else:
-            from .viewer.ply_view import serve_ply
+            from ..viewer.ply_view import serve_ply
 
             scene = serve_ply(args.ply, args.host, args.port, args.up)
     except NfsdError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return fail(err)
     print(f"viewer: {scene.url}  ({args.ply}; Ctrl+C to stop)", file=sys.stderr, flush=True)
     try:
         deadline = None if args.seconds is None else time.monotonic() + args.seconds

@@ -26,10 +26,12 @@ from torch import Tensor
 from ..cameras import Cameras, OrbitSampler, orbit_cameras
 from ..config import CameraConfig, Config
 from ..errors import ConfigError
-from .metrics import colour_error, silhouette_iou
 from ..shapeworld import ObjectSpec, render_spec
+from .metrics import colour_error, silhouette_iou
 
-#: Default search grid: yaw in 5 degree steps, scale geometric over [0.4, 2.5] (~6 % steps).
+#: The alignment grid, one for every judge of the package (the end of a run, the catalogue,
+#: the evaluation, ``nfsd_gs.score``): yaw in 5 degree steps, scale geometric over
+#: [0.4, 2.5] (~6 % steps).
 ALIGN_YAWS = 72
 ALIGN_SCALES: Tuple[float, float, int] = (0.4, 2.5, 33)
 
@@ -68,6 +70,20 @@ class Alignment:
     scale: float
     yaw_deg: float
     iou: float
+
+
+def parse_scales(text: str, where: str = "--align-scales") -> Tuple[float, float, int]:
+    """``"LOW,HIGH,COUNT"`` (a command line's alignment scales) -> (low, high, count); a
+    ConfigError naming ``where`` if it is not a valid grid."""
+    try:
+        values = [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        values = []
+    if len(values) != 3 or values[2] != int(values[2]):
+        raise ConfigError(f"{where} '{text}' must be LOW,HIGH,COUNT")
+    scales = values[0], values[1], int(values[2])
+    scale_grid(*scales)
+    return scales
 
 
 def scale_grid(low: float, high: float, count: int) -> Tensor:  # [count]

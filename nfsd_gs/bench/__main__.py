@@ -1,0 +1,113 @@
+"""``python -m nfsd_gs.bench``: the command line of the benchmark.
+
+Step mode (default) builds the prior with random weights of Stable Diffusion 2.1-base's
+shapes (``random:sd21-base``), runs the real training step at 512x512 for each combination
+of views, guidance method and Gaussian count, and prints a table: ms per step split by
+phase, peak memory, and the floor measured on the same inputs (U-Net as a CUDA graph,
+encoder and rasterizer forward + backward), with the ratio step / floor.  Meant for the
+GPU; on the CPU use a tiny prior (``--prior random:tiny --resolution 64``) for a smoke run.
+
+``--asset`` times one whole asset instead, as a user pays for it, in one process: start-up
+(process start to the first training step: imports, loading the prior, building the run),
+the training loop (``--asset-steps``, 1,200 by default), the outputs after it (checkpoint,
+``model.ply``, turntable), the end-to-end time, and the step's floor on the same run.
+``--save-prior DIR`` writes the random prior to DIR first (then time ``--asset --prior
+DIR``: the weights on local disk, as a real model would be). The measurements are in
+:mod:`nfsd_gs.bench.measure`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from ..cli import add_override_arguments, fail, parse_command_line
+from ..errors import NfsdError
+from .measure import (BenchSettings, bench_asset, bench_config, bench_one, format_asset_table,
+                      format_table)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m nfsd_gs.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="nfsd_gs")
+    parser.add_argument("--prior", default="random:sd21-base")
+    parser.add_argument("--encoder", default="vae", choices=["vae", "taesd"])
+    parser.add_argument("--eager", action="store_true", help="no CUDA graph for the U-Net")
+    parser.add_argument("--resolution", type=int, nargs="+", default=[512])
+    parser.add_argument("--views", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--methods", nargs="+", default=["nfsd", "sds"])
+    parser.add_argument("--gaussians", type=int, nargs="+", default=[100_000, 500_000])
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per combination")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--timed-steps", type=int, default=5, help="steps of the phase split")
+    parser.add_argument("--floor-repeats", type=int, default=10)
+    parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
+    parser.add_argument("--asset", action="store_true",
+                        help="time one whole asset end to end instead (see above)")
+    parser.add_argument("--asset-steps", type=int, default=1200)
+    parser.add_argument("--save-prior", type=Path, default=None, metavar="DIR",
+                        help="write the random prior (--prior random:...) to DIR and exit")
+    add_override_arguments(parser)
+    return parse_command_line(parser, argv)
+
+
+def settings_from_args(args: argparse.Namespace) -> BenchSettings:
+    values = {f.name: getattr(args, f.name) for f in fields(BenchSettings)}
+    return BenchSettings(**{**values, "overrides": tuple(args.overrides)})
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run_benchmark(args)
+    except NfsdError as err:
+        return fail(err)
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..guidance.prior import DiffusionPrior
+    from ..utils.device import resolve_device
+
+    settings = settings_from_args(args)
+    if args.save_prior is not None:
+        from ..guidance.architectures import random_components, save_components
+
+        save_components(random_components(args.prior.split(":", 1)[1]), args.save_prior)
+        print(f"wrote {args.save_prior}", file=sys.stderr)
+        return 0
+    if args.asset:
+        row = bench_asset(settings)
+        print(format_asset_table(row))
+        if args.json is not None:
+            args.json.write_text(json.dumps(row, indent=2) + "\n")
+        return 0
+    first = bench_config(settings, args.views[0], args.methods[0], args.gaussians[0],
+                         args.resolution[0])
+    device = resolve_device(first.device)
+    start = time.perf_counter()
+    prior = DiffusionPrior.load(first.prior, device)
+    print(f"prior {args.prior} ({args.encoder}) loaded in {time.perf_counter() - start:.1f} s "
+          f"on {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}",
+          file=sys.stderr)
+    rows: List[dict] = []
+    combinations = itertools.product(args.resolution, args.views, args.methods, args.gaussians)
+    for resolution, views, method, gaussians in combinations:
+        rows.append(bench_one(settings, prior, views, method, gaussians, resolution))
+        print(format_table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+    print(format_table(rows))
+    if args.json is not None:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""The benchmark's measurements (the command line is ``python -m nfsd_gs.bench``).
+
+It builds the prior with random weights of Stable Diffusion 2.1-base's shapes
+(``random:sd21-base``), runs the real step (:func:`nfsd_gs.train.step.training_step`)
+at 512x512 for each combination of views, guidance method and Gaussian count, and
+measures: ms per step split by phase (render, encode, U-Net, guidance, backward,
+optimizer, densify), peak memory, and the floor measured on the same inputs:
+
+* the U-Net call replayed as a CUDA graph (batch = views x branches),
+* the encoder forward + backward,
+* the rasterizer forward + backward,
+
+with the ratio step / floor.  :func:`bench_asset` times one whole asset instead, as a
+user pays for it, in one process: start-up (process start to the first training step),
+the training loop, the outputs after it, the end-to-end time and the step's floor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Sequence, Tuple
+
+import torch
+
+from ..config import Config, resolve_config
+from ..guidance import ScoreDistillation
+from ..guidance.graph import GraphedCall
+from ..guidance.prior import DiffusionPrior
+from ..train.run import Run, build_run
+from ..train.step import training_step
+from ..utils.device import resolve_device
+from ..utils.timing import PhaseTimer, synchronize
+
+#: The prompt of every benchmark run (the prior's weights are random: any prompt costs the same).
+PROMPT = "a DSLR photo of a corgi"
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What every measured run shares (the command line's flags)."""
+
+    config: str = "nfsd_gs"
+    prior: str = "random:sd21-base"
+    encoder: str = "vae"
+    eager: bool = False  # no CUDA graph for the U-Net
+    steps: int = 20  # timed steps per combination
+    warmup: int = 5
+    timed_steps: int = 5  # steps of the phase split
+    floor_repeats: int = 10
+    asset_steps: int = 1200
+    overrides: Tuple[str, ...] = ()
+
+
+PHASES = ("render", "encode", "unet", "guidance", "lora", "backward", "optimizer", "densify")
+
+
+def time_ms(function: Callable[[], object], device: torch.device, repeats: int,
+            warmup: int = 3) -> float:
+    """Mean wall milliseconds of ``function`` (device synchronised around the loop)."""
+    for _ in range(warmup):
+        function()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        function()
+    synchronize(device)
+    return (time.perf_counter() - start) * 1e3 / repeats
+
+
+def bench_config(settings: BenchSettings, views: int, method: str, gaussians: int,
+                 resolution: int) -> Config:
+    """The config of one combination (the settings' overrides last)."""
+    cfg_scale = 100.0 if method == "sds" else 7.5  # VSD: ProlificDreamer's 7.5
+    overrides = [
+        f"prior.model={settings.prior}",
+        f"prior.encoder={settings.encoder}", f"prior.cuda_graph={str(not settings.eager).lower()}",
+        f"guidance.method={method}", f"guidance.cfg_scale={cfg_scale}",
+        f"camera.batch_size={views}", f"camera.resolution={resolution}",
+        f"init.num_points={gaussians}", f"densify.max_gaussians={gaussians}",
+        f"steps={settings.steps + settings.warmup}",
+        # densify state is updated every step; refinement itself every 100 steps
+        "densify.default.refine_start_iter=100000",
+    ] + list(settings.overrides)
+    return resolve_config(settings.config, PROMPT, overrides)
+
+
+def measure_floor(run: Run, repeats: int) -> Dict[str, float]:  # milliseconds
+    """The irreducible parts of a step at this size, each timed alone."""
+    c, device, prior = run.config, run.device, run.prior
+    views, res = c.camera.batch_size, c.camera.resolution
+    cameras = run.sampler.sample(generator=torch.Generator().manual_seed(0)).to(device)
+    background = torch.ones(views, 3, device=device)
+
+    def render_fb():
+        out = run.model.render(cameras, res, res, background)
+        out.rgb.sum().backward()
+        for optimizer in run.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+
+    rgb = torch.rand(views, res, res, 3, device=device, requires_grad=True)
+
+    def encode_fb():
+        prior.encode(rgb).sum().backward()
+
+    guidance: ScoreDistillation = run.guidance
+    k = len(guidance.branches)
+    x0 = prior.encode(rgb.detach())
+    z = x0.repeat(k, 1, 1, 1).to(prior.dtype)
+    t = torch.full((views * k,), 500, device=device, dtype=torch.long)
+    embeddings = guidance.branch_embeddings([c.prompt] * views)
+    graphed = GraphedCall(prior._eager_unet) if device.type == "cuda" else prior._eager_unet
+
+    def unet_graph():
+        with torch.no_grad():
+            graphed(z, t, embeddings)
+
+    floor = {"floor_unet_graph": time_ms(unet_graph, device, repeats),
+             "floor_encode_fb": time_ms(encode_fb, device, repeats),
+             "floor_render_fb": time_ms(render_fb, device, repeats)}
+    floor["floor_total"] = sum(floor.values())
+    return floor
+
+
+def bench_one(settings: BenchSettings, prior: DiffusionPrior, views: int, method: str,
+              gaussians: int, resolution: int) -> dict:
+    """One row of the step table: ms per step, its phases, peak memory and the floor."""
+    config = bench_config(settings, views, method, gaussians, resolution)
+    device = resolve_device(config.device)
+    run = build_run(config, device=device, prior=prior)
+    for step in range(settings.warmup):  # includes CUDA-graph capture and cuDNN autotuning
+        training_step(run, step)
+    synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    for step in range(settings.warmup, settings.warmup + settings.steps):
+        training_step(run, step)
+    synchronize(device)
+    step_ms = (time.perf_counter() - start) * 1e3 / settings.steps
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+
+    timer = PhaseTimer(device)  # a separate pass: the events themselves cost a little
+    first = settings.warmup + settings.steps
+    for step in range(first, first + settings.timed_steps):
+        training_step(run, step, timer)
+    phases = timer.collect()
+    floor = measure_floor(run, settings.floor_repeats)
+    row = {"representation": config.representation, "views": views, "method": method,
+           "gaussians": run.model.num_primitives,
+           "resolution": config.camera.resolution, "encoder": config.prior.encoder,
+           "step_ms": step_ms, **{f"{p}_ms": phases.get(p, 0.0) for p in PHASES},
+           **floor, "ratio": step_ms / floor["floor_total"], "peak_gib": peak}
+    del run
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return row
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """The step table (markdown), one row per combination."""
+    columns = (["representation", "resolution", "views", "method", "gaussians", "encoder",
+                "step_ms"]
+               + [f"{p}_ms" for p in PHASES]
+               + ["floor_unet_graph", "floor_encode_fb", "floor_render_fb", "floor_total",
+                  "ratio", "peak_gib"])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [f"{row[c]:.1f}" if isinstance(row[c], float) and c != "ratio"
+                 else f"{row[c]:.2f}" if c == "ratio" else str(row[c]) for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def process_age_s() -> float:
+    """Seconds since this process started (Linux /proc), or since this module was imported."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime"))
+        return time.time() - (boot + ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return time.perf_counter() - _IMPORTED
+
+
+_IMPORTED = time.perf_counter()
+
+
+def bench_asset(settings: BenchSettings) -> dict:
+    """One asset end to end (see the module docstring); returns the row of the table."""
+    from ..train.loop import train
+    from ..train.run import start_run
+
+    overrides = [f"prior.model={settings.prior}", f"prior.encoder={settings.encoder}",
+                 f"steps={settings.asset_steps}", *settings.overrides]
+    config = resolve_config(settings.config, PROMPT, overrides,
+                            output_root=tempfile.mkdtemp(prefix="nfsd_asset_"))
+    run, run_dir = start_run(config)
+    startup_s = process_age_s()
+    before_train = time.perf_counter()
+    train(run, run_dir, progress=False)
+    synchronize(run.device)
+    train_s = time.perf_counter() - before_train
+    end_to_end_s = process_age_s()
+    last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    loop_s = float(last["elapsed_s"])
+    floor = measure_floor(run, settings.floor_repeats)
+    step_ms = loop_s * 1e3 / max(config.steps, 1)
+    return {"encoder": config.prior.encoder, "steps": config.steps, "startup_s": startup_s,
+            "loop_s": loop_s, "step_ms": step_ms, "outputs_s": train_s - loop_s,
+            "end_to_end_s": end_to_end_s, **floor, "ratio": step_ms / floor["floor_total"],
+            "device": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else "cpu"}
+
+
+def format_asset_table(row: dict) -> str:
+    """The one-asset table (markdown)."""
+    columns = ["encoder", "steps", "startup_s", "loop_s", "step_ms", "floor_total", "ratio",
+               "outputs_s", "end_to_end_s", "device"]
+    cells = [f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in columns]
+    return "\n".join(["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+                      "| " + " | ".join(cells) + " |"])

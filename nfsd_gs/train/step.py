@@ -1,0 +1,119 @@
+"""One training step: the data path of ``docs/ARCHITECTURE.md``, in three parts.
+
+    render_and_encode(run, step)   cameras.sample -> representation.render -> prior.encode
+                                   -> Rendered(views, out, x0 [B, C, h, w])
+    run.guidance.loss(x0, ...)     d loss / d x0 = w(t) (delta_D + s delta_C) / B (NFSD)
+    apply_gradients(run, ...)      densify pre-backward, backward, finite check,
+                                   optimizer steps, densify post-backward
+
+:func:`training_step` is their composition for one asset. An engine that holds several
+assets (issue 24) calls the first and the last part per asset, each with its own run
+(optimizers, densifier, RNG), and between them makes ONE U-Net call for all of them with
+the guidance's parts (``perturb``, ``unet_inputs``, ``split_predictions``,
+``loss_from_predictions``; see :mod:`nfsd_gs.guidance`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import torch
+from torch import Tensor
+
+from ..background import sample_backgrounds
+from ..cameras import Cameras, view_prompts
+from ..representations import RenderOutput
+from ..utils.timing import NO_TIMER
+from .run import Run
+
+
+@dataclass
+class Views:
+    """The random views of one step."""
+
+    cameras: Cameras  # B cameras on the run's device
+    background: Tensor  # [B, 3]
+    prompts: List[str]  # one per view (view-dependent suffixes: ", side view"...)
+
+
+@dataclass
+class Rendered:
+    """One asset's step up to the prior's input."""
+
+    views: Views
+    out: RenderOutput  # rgb [B, H, W, 3], alpha, depth, info (densification's 2D gradients)
+    x0: Tensor  # [B, C, h, w], differentiable: the prior's encoding of out.rgb
+
+
+def sample_views(run: Run) -> Views:
+    """B cameras, their backgrounds and prompts, from the run's own generator."""
+    c = run.config
+    cameras = run.sampler.sample(generator=run.generator).to(run.device)
+    background = sample_backgrounds(c.background, len(cameras), run.generator).to(run.device)
+    prompts = (view_prompts(c.prompt, cameras, c.camera) if c.guidance.view_dependent_prompt
+               else [c.prompt] * len(cameras))
+    return Views(cameras, background, prompts)
+
+
+def render_and_encode(run: Run, step: int, timer=NO_TIMER) -> Rendered:
+    """Views of ``step``, the representation's schedules, its render and the prior's x0."""
+    views = sample_views(run)
+    resolution = run.config.camera.resolution
+    run.model.update(step, run.config.steps, run.optimizers)
+    with timer.phase("render"):
+        out = run.model.render(views.cameras, resolution, resolution, views.background)
+    with timer.phase("encode"):
+        x0 = run.prior.encode(out.rgb)  # [B, C, h, w]
+    return Rendered(views, out, x0)
+
+
+def apply_gradients(run: Run, step: int, rendered: Rendered, loss: Tensor,
+                    stats: Dict[str, Tensor], timer=NO_TIMER) -> Dict[str, Tensor]:
+    """Backward through ``loss``, then the optimizers and the densifier (gsplat's order:
+    refine after the optimizer step; the 2D gradients stay on ``rendered.out.info``).
+
+    A step whose loss or gradients are not finite changes nothing (see
+    :func:`first_nonfinite`); its stats carry ``nonfinite`` = 1 and ``bad_group``."""
+    if run.densifier is not None:
+        run.densifier.pre_backward(step, rendered.out.info)
+    with timer.phase("backward"):
+        loss.backward()
+    bad_group = first_nonfinite(loss, run.optimizers)  # one host sync per step
+    if bad_group is not None:
+        for optimizer in run.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        return {"loss": loss.detach(), **stats, "nonfinite": torch.ones(()),
+                "bad_group": bad_group}
+    with timer.phase("optimizer"):
+        for optimizer in run.optimizers.values():
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    if run.densifier is not None:
+        with timer.phase("densify"):
+            run.densifier.post_backward(step, rendered.out.info)
+    return {"loss": loss.detach(), **stats}
+
+
+def training_step(run: Run, step: int, timer=NO_TIMER) -> Dict[str, Tensor]:
+    """One NFSD (or SDS, VSD...) step on a batch of random views; returns tensor stats."""
+    rendered = render_and_encode(run, step, timer)
+    loss, stats = run.guidance.loss(rendered.x0, rendered.views.prompts, step, timer,
+                                    cameras=rendered.views.cameras)
+    return apply_gradients(run, step, rendered, loss, stats, timer)
+
+
+def first_nonfinite(loss: Tensor, optimizers: Dict[str, torch.optim.Optimizer]) -> Optional[str]:
+    """Name of the first parameter group whose gradient is not finite ("loss" when only
+    the loss is), or None when everything is finite. Costs one host sync."""
+    checks = {}
+    for name, optimizer in optimizers.items():
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"]
+                 if p.grad is not None]
+        if grads:
+            checks[name] = torch.stack([torch.isfinite(g).all() for g in grads]).all()
+    checks["loss"] = torch.isfinite(loss).all()
+    finite = torch.stack(list(checks.values())).cpu()  # the sync
+    if bool(finite.all()):
+        return None
+    return list(checks)[int((~finite).nonzero()[0])]

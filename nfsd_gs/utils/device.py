@@ -1,0 +1,23 @@
+"""Which torch device a command runs on: one rule for every command and the library."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import ConfigError
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: CUDA when available, else the CPU; otherwise ``torch.device(name)``.
+
+    A CUDA device on a machine without CUDA, or a name torch does not know, is one
+    :class:`~nfsd_gs.errors.ConfigError` line naming the value (``device=...``)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device '{name}' is not a torch device (auto, cpu, cuda, cuda:1...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{name}' requested but CUDA is not available")
+    return device

@@ -1,0 +1,28 @@
+# Sourced by the GPU scripts (scripts/gpu_*.sh), after `set -euo pipefail`:
+#   . "$(dirname "$0")/common.sh"
+# DRY_RUN=1: the script's logic on the CPU with tiny sizes (a prior of random weights,
+# 1-2 steps, one prompt); tests/test_scripts.py runs every script that way, so a renamed
+# function or flag fails the suite instead of the next GPU run.
+DRY_RUN=${DRY_RUN:-0}
+if [ "$DRY_RUN" = 1 ]; then
+  export CUDA_VISIBLE_DEVICES="" OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+fi
+
+# The device, one line per GPU (or what a dry run runs on).
+device_info() {
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null \
+    || echo "cpu (no nvidia-smi; DRY_RUN=$DRY_RUN)"
+}
+
+# tolerate CMD...: run CMD and leave its exit status in $rc. On the GPU a part that fails
+# or times out is reported by the caller and the script goes on to the next part; in a
+# dry run any failure stops the script with that status.
+tolerate() {
+  rc=0
+  "$@" || rc=$?
+  if [ "$rc" != 0 ] && [ "$DRY_RUN" = 1 ]; then
+    echo "dry run: '$*' failed with status $rc" >&2
+    exit "$rc"
+  fi
+  return 0
+}

@@ -1,0 +1,213 @@
+"""Every script in scripts/ runs here, in a dry run on the CPU (issue 23): a renamed function
+or flag fails this suite, not the next GPU run. GPU scripts run with DRY_RUN=1 (tiny priors,
+1-2 steps, under set -euo pipefail); Python scripts with tiny arguments or --dry-run.
+
+They run two at a time (each dry run uses one thread: OMP_NUM_THREADS=1), once per module;
+each test checks one script's status and that its dry run made what it should."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "scripts"
+#: Sourced by the GPU scripts, not run on its own.
+LIBRARIES = {"common.sh"}
+#: Run by another script's dry run (with the arguments that script gives them).
+INSIDE = {"merge_eval.py": "gpu_eval.sh", "bench_mesh.py": "gpu_mesh.sh"}
+#: The Python scripts' tiny arguments (None: its own job below).
+PYTHON = {
+    "bench_formats.py": ["--counts", "1000", "--repeats", "1"],
+    "bench_viewer.py": ["--steps", "10", "--repeats", "1", "--modes", "viewer"],
+    "checkpoint_cost.py": ["--counts", "1000", "--sh-degrees", "0", "--repeats", "1"],
+    "nerf_cpu_cost.py": ["--dry-run", "--steps", "1", "default"],
+    "prior_throughput.py": ["--dry-run", "--device", "cpu", "--batch-sizes", "2", "--steps", "1"],
+    "spark_check.py": None,
+    "strip_metrics.py": None,
+}
+IN_CI = bool(os.environ.get("NFSD_REQUIRE_BROWSER") or os.environ.get("CI"))
+
+
+@dataclass
+class Ran:
+    command: List[str]
+    returncode: int
+    output: str
+    seconds: float
+    out: Path
+
+    def explain(self) -> str:
+        return f"{' '.join(self.command)} -> {self.returncode}:\n{self.output[-4000:]}"
+
+
+def run(command: List[str], out: Path) -> Ran:
+    env = {**os.environ, "DRY_RUN": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "PYTHONPATH": str(ROOT), "RAY_ADDRESS": "127.0.0.1:1"}
+    start = time.perf_counter()
+    try:
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                                timeout=900)
+        code, output = result.returncode, result.stdout + result.stderr
+    except subprocess.TimeoutExpired as err:
+        code, output = -1, f"timed out after {err.timeout} s"
+    return Ran(command, code, output, time.perf_counter() - start, out)
+
+
+def shell(name: str, root: Path, *args: str) -> Ran:
+    out = root / name
+    return run(["bash", str(SCRIPTS / name), str(out), *args], out)
+
+
+def python(name: str, root: Path, *args: str) -> Ran:
+    out = root / name
+    out.mkdir(parents=True, exist_ok=True)
+    return run([sys.executable, str(SCRIPTS / name), *args], out)
+
+
+def spark_check(root: Path) -> Optional[Ran]:
+    """Spark's reader on a small .ply (None: no Chromium or Spark here, outside CI)."""
+    from browser.headless import find_chromium
+    from nfsd_gs.viewer.static import page_installed
+
+    if find_chromium() is None or not page_installed():
+        return None
+    import torch
+
+    from nfsd_gs.formats.ply import save_ply
+
+    out = root / "spark_check.py"
+    out.mkdir(parents=True)
+    n = 64
+    save_ply(out / "model.ply", {"means": torch.rand(n, 3) - 0.5, "scales": torch.full((n, 3), -3.0),
+                                 "quats": torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1),
+                                 "opacities": torch.full((n,), 2.0), "sh0": torch.zeros(n, 1, 3),
+                                 "shN": torch.zeros(n, 0, 3)})
+    return run([sys.executable, str(SCRIPTS / "spark_check.py"), str(out / "model.ply"),
+                "--out", str(out / "spark.png"), "--seconds", "0.5"], out)
+
+
+def jobs(root: Path) -> Dict[str, Callable[[], Dict[str, Optional[Ran]]]]:
+    """Independent chains of runs, keyed by their first script; slowest first."""
+    def then(first: str, runner, second: str, follow) -> Callable[[], Dict[str, Optional[Ran]]]:
+        def chain():
+            done = runner()
+            return {first: done, second: follow(done) if done.returncode == 0 else None}
+        return chain
+
+    chains: Dict[str, Callable] = {
+        "gpu_world.sh": then("gpu_world.sh", lambda: shell("gpu_world.sh", root),
+                             "install_world_assets.sh",  # installs the weights gpu_world.sh made
+                             lambda done: run(["bash", str(SCRIPTS / "install_world_assets.sh"),
+                                               str(done.out)], done.out)),
+        "gpu_eval.sh": then("gpu_eval.sh", lambda: shell("gpu_eval.sh", root), "strip_metrics.py",
+                            lambda done: python("strip_metrics.py", root,
+                                                str(done.out / "eval" / "part0" / "strips"),
+                                                "--align-yaws", "8",
+                                                "--align-scales", "0.65", "1.3", "3")),
+    }
+    names = sorted(p.name for p in SCRIPTS.iterdir() if p.suffix == ".sh")
+    for name in names:
+        if name not in LIBRARIES and name not in chains and name != "install_world_assets.sh":
+            chains[name] = (lambda name=name: {name: shell(name, root)})
+    for name, args in PYTHON.items():
+        if args is not None:
+            chains[name] = (lambda name=name, args=args: {name: python(name, root, *args)})
+    chains["spark_check.py"] = lambda: {"spark_check.py": spark_check(root)}
+    slow_first = ["gpu_batch.sh", "gpu_vsd.sh", "gpu_core.sh", "gpu_eval.sh", "gpu_world.sh"]
+    order = slow_first + sorted(set(chains) - set(slow_first))
+    return {name: chains[name] for name in order}
+
+
+@pytest.fixture(scope="module")
+def dry_runs(tmp_path_factory) -> Dict[str, Optional[Ran]]:
+    root = tmp_path_factory.mktemp("scripts")
+    results: Dict[str, Optional[Ran]] = {}
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for done in pool.map(lambda chain: chain(), jobs(root).values()):
+            results.update(done)
+    wall = time.perf_counter() - start
+    slowest = sorted(((r.seconds, n) for n, r in results.items() if r), reverse=True)[:5]
+    print(f"\nscripts' dry runs: {wall:.0f} s wall; slowest: "
+          + ", ".join(f"{n} {s:.0f} s" for s, n in slowest), file=sys.stderr)
+    return results
+
+
+def every_script() -> List[str]:
+    return sorted(p.name for p in SCRIPTS.iterdir() if p.suffix in (".sh", ".py"))
+
+
+def test_every_script_has_a_dry_run():
+    covered = LIBRARIES | set(INSIDE) | set(PYTHON) | {
+        p.name for p in SCRIPTS.iterdir() if p.suffix == ".sh"}
+    assert set(every_script()) <= covered, set(every_script()) - covered
+    for script in SCRIPTS.glob("*.sh"):
+        if script.name in LIBRARIES:
+            continue
+        text = script.read_text()
+        assert "set -euo pipefail" in text and 'common.sh"' in text, script.name
+    for outer in INSIDE.values():
+        assert (SCRIPTS / outer).is_file()
+
+
+@pytest.mark.parametrize("name", [n for n in every_script()
+                                  if n not in LIBRARIES and n not in INSIDE])
+def test_the_dry_run_succeeds(dry_runs, name):
+    ran = dry_runs[name]
+    if ran is None and name == "spark_check.py":
+        if IN_CI:
+            pytest.fail("spark_check.py needs Chromium and Spark (npm ci --prefix viewer/web)")
+        pytest.skip("no Chromium or Spark here")
+    assert ran is not None, f"{name} did not run (the script before it in its chain failed)"
+    assert ran.returncode == 0, ran.explain()
+
+
+def rows(path: Path) -> List[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_the_dry_runs_made_what_they_measure(dry_runs):
+    """Each dry run went through its parts (the failure the issue names: scripts that ran on
+    and measured nothing)."""
+    out = {name: ran.out for name, ran in dry_runs.items() if ran is not None}
+    batch = json.loads((out["gpu_batch.sh"] / "results.json").read_text())["rows"]
+    assert [(r["mode"], r["assets"], r["rc"]) for r in batch] == [
+        ("shell loop of nfsd_gs.train", 1, 0), ("nfsd_gs.batch", 2, 0)]
+    evaluation = json.loads((out["gpu_eval.sh"] / "results.json").read_text())
+    assert evaluation["meta"]["status"] == "complete" and len(evaluation["rows"]) == 2
+    assert all(row["error"] is None for row in evaluation["rows"])
+    assert "| nfsd_7_5 | 1 |" in dry_runs["strip_metrics.py"].output
+    assert "| solid | 7.5 | 48 |" in (out["gpu_world.sh"] / "summary.md").read_text()
+    assert "installed into" in dry_runs["install_world_assets.sh"].output
+    assert "| vae | 2 |" in (out["gpu_asset.sh"] / "asset_vae.md").read_text()
+    vsd = (out["gpu_vsd.sh"] / "summary.md").read_text()
+    assert "| nfsd@7.5 | 1 (1 x 1) | 0 |" in vsd and "| vsd@7.5 | 1 (1 x 1) | 0 |" in vsd
+    assert "| gaussians | 32 | 1 | vsd |" in vsd
+    assert json.loads((out["gpu_core.sh"] / "bench.json").read_text())[0]["method"] == "nfsd"
+    assert rows(out["gpu_core.sh"] / "run200_metrics.jsonl")[-1]["step"] == 2
+    for asset in ("red_cone", "synthetic"):  # one row per asset, resolution and texture
+        mesh_rows = json.loads((out["gpu_mesh.sh"] / f"mesh_{asset}.json").read_text())
+        assert [(r["resolution"], r["texture"]) for r in mesh_rows] == [
+            (24, 0), (24, 64), (32, 0), (32, 64)]
+        assert all(r["faces"] > 0 and r["total_s"] > 0 for r in mesh_rows)
+        assert all(r["unwrap_s"] > 0 for r in mesh_rows if r["texture"])
+    assert "| synthetic_3k | 3,000 | 32 | 64 |" in (out["gpu_mesh.sh"] / "summary.md").read_text()
+    assert not (out["gpu_mesh.sh"] / "work").exists()
+    assert "| nerf_small | a red cone | 0 |" in (out["gpu_nerf_default.sh"] / "summary.md").read_text()
+    assert "| grey-init | a red cone | 0 |" in (out["gpu_sweep_gaussians.sh"] / "results.md").read_text()
+    assert "| nfsd@7.5 | 1 (1 x 1) | 0 |" in (out["gpu_testbed.sh"] / "solid_results.md").read_text()
+    assert "repacked:" in dry_runs["repack_ray_wheel.sh"].output
+    assert "| 1,000 | 0 |" in dry_runs["checkpoint_cost.py"].output
+    assert "| viewer |" in dry_runs["bench_viewer.py"].output
