@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 
 from nfsd_gs.cameras import orbit_cameras
 from nfsd_gs.errors import ConfigError, NfsdError
-from nfsd_gs.eval.metrics import delta_e76, srgb_to_lab
+from nfsd_gs.score.metrics import delta_e76, srgb_to_lab
 from nfsd_gs.export.mesh import (EmptyMeshError, GaussianField, Grid, MeshSettings, export_mesh,
                                  face_budget, gaussians_mesh)
 from nfsd_gs.render.rasterize import rasterize_gaussians
