@@ -21,10 +21,11 @@ from ..train.run import run_folder
 from ..utils.io import make_folder
 from .catalogue import (MANIFEST_NAME, Defaults, Line, line_config,
                         read_catalogue, request_signature)
+from .cluster import DEFAULT_ASSETS_CPU, DEFAULT_ASSETS_GPU
 from .manifest import Manifest, Row, summary_table
 from .scheduler import Job, Scheduler
 
-#: Trainings per GPU when --per-gpu is not given (see BENCHMARKS.md, "Catalogue").
+#: Worker processes per GPU when --per-gpu is not given (see BENCHMARKS.md, "Catalogue").
 DEFAULT_PER_GPU = 4
 
 
@@ -46,7 +47,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="join a Ray cluster: auto (this machine's) or ray://host:port; "
                              "default: start Ray in this process")
     parser.add_argument("--per-gpu", type=int, default=DEFAULT_PER_GPU,
-                        help=f"trainings at once on each GPU (default {DEFAULT_PER_GPU})")
+                        help=f"worker processes on each GPU (default {DEFAULT_PER_GPU})")
+    parser.add_argument("--assets-per-worker", type=int, default=None, metavar="M",
+                        help="assets each worker trains at once, one U-Net call per step for "
+                             f"all of them (default {DEFAULT_ASSETS_GPU} with a GPU, "
+                             f"{DEFAULT_ASSETS_CPU} without)")
     parser.add_argument("--gpus", type=int, default=None,
                         help="use this many GPUs (default: all the cluster has)")
     parser.add_argument("--workers", type=int, default=None,
@@ -65,6 +70,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def check_args(args: argparse.Namespace) -> None:
     for flag, value, low in (("--per-gpu", args.per_gpu, 1), ("--workers", args.workers, 1),
+                             ("--assets-per-worker", args.assets_per_worker, 1),
                              ("--gpus", args.gpus, 0), ("--max-retries", args.max_retries, 0)):
         if value is not None and value < low:
             raise ConfigError(f"{flag} {value} must be >= {low}")
@@ -133,7 +139,8 @@ def run_catalogue(args: argparse.Namespace) -> int:
 
     connect(args.address)
     try:
-        plan = plan_workers(ray.cluster_resources(), args.per_gpu, args.workers, args.gpus)
+        plan = plan_workers(ray.cluster_resources(), args.per_gpu, args.workers, args.gpus,
+                            args.assets_per_worker)
         print(f"{len(jobs)} of {len(lines)} lines to make with {plan.describe()}; "
               f"writing {defaults.root}", file=sys.stderr, flush=True)
         make_folder(defaults.root)
@@ -143,7 +150,8 @@ def run_catalogue(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         with StopSignals() as stop, tqdm(total=len(jobs), desc="catalogue", unit="asset",
                                          dynamic_ncols=True, disable=args.no_progress) as bar:
-            scheduler = Scheduler(jobs, manifest, actors, stopper, args.max_retries, bar)
+            scheduler = Scheduler(jobs, manifest, actors, stopper, args.max_retries, bar,
+                                  slots=plan.assets)
             try:
                 scheduler.run(stop)
             except KeyboardInterrupt:  # a second Ctrl-C: no waiting for the workers

@@ -63,24 +63,35 @@ def connect(address: Optional[str]) -> None:
         raise ClusterError(f"cannot start or join {where}: {first}") from None
 
 
+#: Assets each worker trains at once (one U-Net call per step for all of them) when
+#: --assets-per-worker is not given: on a GPU, provisional until scripts/gpu_batch.sh's table
+#: (BENCHMARKS.md, "Catalogue") sets it; on a CPU one, as the U-Net there is compute-bound
+#: at any batch and one asset at a time keeps a worker's memory and its first asset's
+#: latency low.
+DEFAULT_ASSETS_GPU, DEFAULT_ASSETS_CPU = 8, 1
+
+
 @dataclass(frozen=True)
 class WorkerPlan:
-    """How many actors and what each asks Ray for."""
+    """How many actors, what each asks Ray for, and how many assets each trains at once."""
 
     count: int
     num_gpus: float
     num_cpus: float
+    assets: int = 1
 
     def describe(self) -> str:
         share = (f"1/{round(1 / self.num_gpus)} GPU" if self.num_gpus else
                  f"{self.num_cpus:g} CPU")
-        return f"{self.count} workers, {share} each"
+        return f"{self.count} workers, {share} each, {self.assets} assets at once in each"
 
 
 def plan_workers(resources: dict, per_gpu: int, workers: Optional[int],
-                 gpus: Optional[int]) -> WorkerPlan:
+                 gpus: Optional[int], assets: Optional[int] = None) -> WorkerPlan:
     """``per_gpu`` workers on each of ``gpus`` GPUs (default: every GPU of the cluster), or
-    ``workers`` of them (on a machine without a GPU: default one per CPU)."""
+    ``workers`` of them (on a machine without a GPU: default one per CPU); each trains
+    ``assets`` lines at once (default: :data:`DEFAULT_ASSETS_GPU` with GPUs,
+    :data:`DEFAULT_ASSETS_CPU` without)."""
     cluster_gpus = int(resources.get("GPU", 0))
     cluster_cpus = float(resources.get("CPU", 1))
     if gpus is not None and gpus > cluster_gpus:
@@ -97,19 +108,25 @@ def plan_workers(resources: dict, per_gpu: int, workers: Optional[int],
         num_gpus = 0.0
     # Every worker must fit at once, or Ray would leave some waiting for ever.
     num_cpus = min(1.0, int(100 * cluster_cpus / count) / 100) if cluster_cpus else 0.0
-    return WorkerPlan(count, num_gpus, num_cpus)
+    if assets is None:
+        assets = DEFAULT_ASSETS_GPU if use_gpus > 0 else DEFAULT_ASSETS_CPU
+    return WorkerPlan(count, num_gpus, num_cpus, assets)
 
 
 def start_workers(plan: WorkerPlan, stopper_name: str, threads: Optional[int] = None) -> List:
     """The actors: restarted by Ray whenever their process dies (the driver retries the
-    asset it was making, up to --max-retries). ``threads``: torch's CPU threads in each."""
+    assets it was making, up to --max-retries). ``threads``: torch's CPU threads in each.
+    Each runs ``plan.assets`` calls of ``make`` at once (a threaded actor; one more thread
+    for ``where``)."""
     import ray
 
     from .worker import AssetTrainer
 
     actor_class = ray.remote(AssetTrainer).options(
-        num_gpus=plan.num_gpus, num_cpus=plan.num_cpus, max_restarts=-1, max_task_retries=0)
-    return [actor_class.remote(stopper_name, threads=threads) for _ in range(plan.count)]
+        num_gpus=plan.num_gpus, num_cpus=plan.num_cpus, max_restarts=-1, max_task_retries=0,
+        max_concurrency=plan.assets + 1)
+    return [actor_class.remote(stopper_name, threads=threads, assets=plan.assets)
+            for _ in range(plan.count)]
 
 
 def start_stop_broadcast():

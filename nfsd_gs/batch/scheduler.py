@@ -1,8 +1,13 @@
-"""The driver's loop: hand lines to idle workers, record every result, retry a line whose
-worker died, and stop cleanly on Ctrl-C.
+"""The driver's loop: hand lines to free worker slots, record every result, retry the lines
+whose worker died, and stop cleanly on Ctrl-C.
+
+A worker has ``slots`` (``--assets-per-worker``): it trains that many lines at once, each
+one Ray call (:mod:`nfsd_gs.batch.worker`). When its process dies, every line it was making
+goes back to the queue (from its last checkpoint) and its slots return once Ray has
+restarted it (an ``epoch`` tells that death's failed calls from a later death's).
 
 Only scheduling, retrying and recording happen here; every asset is made by a worker
-through the trainer (:mod:`nfsd_gs.batch.worker`).
+through the trainer.
 """
 
 from __future__ import annotations
@@ -44,17 +49,21 @@ class Scheduler:
     """Runs ``jobs`` on ``actors``; ``stop`` is a :class:`nfsd_gs.utils.signals.StopSignals`."""
 
     def __init__(self, jobs: List[Job], manifest: Manifest, actors: List, stopper,
-                 max_retries: int, bar):
+                 max_retries: int, bar, slots: int = 1):
         self.queue: Deque[Job] = deque(jobs)
         self.manifest = manifest
         self.stopper = stopper
         self.max_retries = max_retries
         self.bar = bar
-        self.idle: List[int] = []  # actor indices
+        self.slots = slots  # lines each worker makes at once
+        self.idle: List[int] = []  # actor indices, once per free slot
         self.actors = actors
         self.where: Dict[int, str] = {}
         self.unreachable: Dict[int, int] = {i: 0 for i in range(len(actors))}
-        self.flight: Dict[object, Tuple[int, Optional[Job]]] = {}
+        self.epoch: Dict[int, int] = {i: 0 for i in range(len(actors))}  # deaths seen
+        self.reaching: set = set()  # actors whose (re)start is being awaited
+        #: ref -> (actor, the job or None for a ``where`` call, the actor's epoch at submission)
+        self.flight: Dict[object, Tuple[int, Optional[Job], int]] = {}
         self.later: List[Tuple[float, int]] = []  # (time, actor): reach it again then
         self.made = 0
         self.last_death = ""
@@ -80,8 +89,8 @@ class Scheduler:
                 self.later.remove((due, index))
                 self._reach(index)
             while self.idle and self.queue and not stop.received:
-                self._submit(self.idle.pop(0), self.queue.popleft())
-            working = any(job is not None for _, job in self.flight.values())
+                self._submit(self._free_slot(), self.queue.popleft())
+            working = any(job is not None for _, job, _ in self.flight.values())
             alive = bool(self.idle or self.flight or self.later)
             if not working and (stop.received or not self.queue or not alive):
                 break
@@ -98,32 +107,41 @@ class Scheduler:
                 job.row.status = "skipped"
                 job.row.error = f"not made: {self.no_workers}"
 
+    def _free_slot(self) -> int:
+        """A free slot of the worker with the most of them (lines spread over the workers)."""
+        index = max(sorted(set(self.idle)), key=self.idle.count)
+        self.idle.remove(index)
+        return index
+
     def _reach(self, index: int) -> None:
         """Ask a worker where it runs: the answer also says that it is (again) ready."""
-        self.flight[self.actors[index].where.remote()] = (index, None)
+        self.reaching.add(index)
+        self.flight[self.actors[index].where.remote()] = (index, None, self.epoch[index])
 
     def _submit(self, index: int, job: Job) -> None:
         row = job.row
         row.status, row.attempts, row.worker = "running", row.attempts + 1, self.where.get(index)
         ref = self.actors[index].make.remote(job.config)
-        self.flight[ref] = (index, job)
+        self.flight[ref] = (index, job, self.epoch[index])
         self.manifest.write()
 
     def _collect(self, ref, stop) -> None:
         import ray
         from ray.exceptions import RayActorError
 
-        index, job = self.flight.pop(ref)
+        index, job, epoch = self.flight.pop(ref)
         try:
             value = ray.get(ref)
         except RayActorError as err:
-            self._worker_died(index, job, err, stop)
+            self._worker_died(index, job, epoch, err, stop)
             return
         self.unreachable[index] = 0
-        self.idle.append(index)
-        if job is None:
+        if job is None:  # (re)started: all its slots are free
+            self.reaching.discard(index)
             self.where[index] = value
+            self.idle.extend([index] * self.slots)
             return
+        self.idle.append(index)
         self._record(job.row, value)
 
     def _record(self, row: Row, result: dict) -> None:
@@ -142,14 +160,22 @@ class Scheduler:
             self.bar.update(1)
         self.manifest.write()
 
-    def _worker_died(self, index: int, job: Optional[Job], err: Exception, stop) -> None:
-        """Ray restarts the actor; its line goes back to the queue (from its checkpoint)
-        until it has had ``max_retries`` retries."""
-        self.unreachable[index] += 1
+    def _worker_died(self, index: int, job: Optional[Job], epoch: int, err: Exception,
+                     stop) -> None:
+        """Ray restarts the actor; each line it was making goes back to the queue (from its
+        checkpoint) until it has had ``max_retries`` retries. The first failed call of a
+        death takes the worker's free slots away and awaits its restart; the others of the
+        same death (same ``epoch``) only requeue their line."""
         self.last_death = cause(err)
         never_started = getattr(err, "actor_init_failed", False)  # Ray does not restart those
-        if self.unreachable[index] < MAX_UNREACHABLE and not never_started:
-            self.later.append((time.monotonic() + RETRY_DELAY_S, index))  # Ray restarts it
+        if epoch == self.epoch[index]:  # news of this death
+            self.epoch[index] += 1
+            self.unreachable[index] += 1
+            self.idle = [i for i in self.idle if i != index]
+            self.reaching.discard(index)
+            if self.unreachable[index] < MAX_UNREACHABLE and not never_started:
+                self.later.append((time.monotonic() + RETRY_DELAY_S, index))  # Ray restarts it
+                self.reaching.add(index)
         if job is None:
             return
         row = job.row
@@ -173,7 +199,7 @@ class Scheduler:
 
     def _show(self, start: float) -> None:
         hours = (time.perf_counter() - start) / 3600.0
-        running = sum(job is not None for _, job in self.flight.values())
+        running = sum(job is not None for _, job, _ in self.flight.values())
         self.bar.set_postfix_str(
             f"done {self.manifest.count('done')} failed {self.manifest.count('failed')} "
             f"running {running} | {self.made / max(hours, 1e-9):.0f} assets/h", refresh=False)

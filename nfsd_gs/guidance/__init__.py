@@ -38,7 +38,7 @@ from .sds import Sds
 from .vsd import Vsd
 
 __all__ = ["METHODS", "DiffusionPrior", "DistillationMethod", "GuidanceMethod", "Noised",
-           "ScoreDistillation", "build_method", "distillation_loss"]
+           "ScoreDistillation", "build_method", "distillation_loss", "one_per_prior"]
 
 EMPTY_PROMPT = ""
 
@@ -57,6 +57,13 @@ def build_method(prior: DiffusionPrior, config: GuidanceConfig) -> GuidanceMetho
         raise ConfigError(f"config key 'guidance.method': '{config.method}' "
                           f"must be one of {', '.join(METHODS)}")
     return METHODS[config.method](prior, config)
+
+
+def one_per_prior(config: GuidanceConfig) -> bool:
+    """Whether runs of ``config.method`` cannot share a loaded prior with another live run
+    of the same method (VSD: its LoRA lives on the prior's U-Net). A method builder
+    without the attribute shares freely."""
+    return bool(getattr(METHODS.get(config.method), "one_per_prior", False))
 
 
 def distillation_loss(x0: Tensor, grad: Tensor) -> Tensor:

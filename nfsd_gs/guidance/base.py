@@ -47,6 +47,10 @@ class DistillationMethod:
     its own, nothing to save. Subclasses set ``branches`` and write :meth:`direction`."""
 
     branches: Tuple[str, ...] = ("cond", "uncond")
+    #: At most one live run of the method per loaded prior: a method whose model lives on
+    #: the prior itself (VSD's LoRA on the prior's U-Net) cannot share it with another run
+    #: of the same method (see :func:`nfsd_gs.guidance.one_per_prior`).
+    one_per_prior: bool = False
 
     def __init__(self, prior, config: GuidanceConfig):
         self.prior = prior  # a nfsd_gs.guidance.prior.DiffusionPrior

@@ -318,6 +318,12 @@ class DiffusionPrior:
         return self.unet(z_t, t, encoder_hidden_states=embeddings).sample
 
 
+def prior_key(config: "Config", device: torch.device | str) -> str:
+    """Which loaded prior a run of ``config`` on ``device`` uses: runs of one key share one
+    :class:`DiffusionPrior` (and so may share its U-Net calls)."""
+    return json.dumps([config_to_dict(config)["prior"], str(torch.device(device))], sort_keys=True)
+
+
 class PriorCache:
     """One loaded prior per (prior config, device), shared by every run that needs it."""
 
@@ -325,7 +331,7 @@ class PriorCache:
         self._priors: Dict[str, object] = {}
 
     def get(self, config: "Config", device: torch.device) -> "DiffusionPrior":
-        key = json.dumps([config_to_dict(config)["prior"], str(device)], sort_keys=True)
+        key = prior_key(config, device)
         if key not in self._priors:
             self._priors[key] = DiffusionPrior.load(config.prior, device)
         return self._priors[key]

@@ -211,6 +211,8 @@ class Vsd(DistillationMethod):
     training step (Alg. 1). ``lora``: eps_phi; by default a :class:`CameraLora` on the prior's
     U-Net (tests pass a scripted one)."""
 
+    one_per_prior = True  # the LoRA is on the shared prior's U-Net (add_lora replaces it)
+
     def __init__(self, prior: DiffusionPrior, config, lora: Optional[CameraLora] = None):
         super().__init__(prior, config)
         self.lora = lora or CameraLora(prior, config.vsd)

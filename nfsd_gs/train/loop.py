@@ -1,12 +1,15 @@
 """The training loop: steps from ``run.step`` to ``config.steps``, with the log, snapshots,
-checkpoints, the live viewer and stop requests between two steps."""
+checkpoints, the live viewer and stop requests between two steps.
+
+:class:`Training` is an asset's life around its steps (the one place it is defined);
+:func:`train` makes the steps of one asset, ``nfsd_gs.train.batched`` those of several."""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 from torch import Tensor
 
@@ -18,6 +21,81 @@ from .run import Run, write_checkpoint
 from .step import training_step
 
 
+class Training:
+    """One asset's life around its steps, whoever makes the steps: the log
+    (``metrics.jsonl``), the progress bar, the live viewer, snapshots, checkpoints, stop
+    requests, the end (final checkpoint, model, turntable, mesh). :func:`train` drives it
+    with :func:`~nfsd_gs.train.step.training_step`; the engine of several assets
+    (:mod:`nfsd_gs.train.batched`) with its batched step, one ``Training`` per asset.
+
+    ``progress``: a tqdm bar; ``viewer``: a ``nfsd_gs.viewer.training.TrainingViewer`` or
+    None. Use as a context manager (closes the bar)."""
+
+    def __init__(self, run: Run, run_dir: Path, progress: bool = True, viewer=None):
+        from tqdm import tqdm
+
+        check_output_config(run.config)
+        self.run, self.run_dir, self.viewer = run, run_dir, viewer
+        self.metrics_path = run_dir / "metrics.jsonl"
+        self.bar = tqdm(total=run.config.steps, initial=run.step, disable=not progress,
+                        dynamic_ncols=True, desc="nfsd", unit="step")
+        now = time.perf_counter()
+        self.last_log_time, self.last_log_step, self.start_time = now, run.step, now
+
+    def __enter__(self) -> "Training":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+    @property
+    def finished(self) -> bool:
+        """Every step is made (a resumed run may start finished)."""
+        return self.run.step >= self.run.config.steps
+
+    def after_step(self, step: int, stats: Dict[str, Tensor], stop: Optional[str]) -> None:
+        """Everything between step ``step`` and the next: count a skipped non-finite step
+        (:class:`~nfsd_gs.errors.TrainingDiverged` after too many in a row), the bar, the
+        viewer, the log, snapshots and checkpoints. ``stop``: the name of a stop request
+        (``"SIGINT"``) or None; with one, a checkpoint and the model are written and
+        :class:`~nfsd_gs.errors.TrainingInterrupted` says where."""
+        run, c = self.run, self.run.config
+        check_finite(run, step, stats)
+        run.step = step + 1
+        self.bar.update(1)
+        if self.viewer is not None:  # cheap unless an update is due; blocks while paused
+            self.viewer.after_step(run.step, run.model.gaussians(), stats)
+        if run.step % c.output.log_every == 0 or run.step == c.steps:
+            now = time.perf_counter()
+            record = log_record(run, stats, (run.step - self.last_log_step)
+                                / (now - self.last_log_time), now - self.start_time)
+            append_line(self.metrics_path, json.dumps(finite_or_none(record), allow_nan=False))
+            self.bar.set_postfix(loss=f"{record['loss']:.4g}",
+                                 **{run.model.count_name: record["num_primitives"]},
+                                 it_s=f"{record['it_per_s']:.2f}")
+            self.last_log_time, self.last_log_step = now, run.step
+        if run.step % c.output.snapshot_every == 0 or run.step == c.steps:
+            save_snapshot(run, self.run_dir, run.step)
+        if stop is not None and run.step < c.steps:
+            self.bar.close()
+            checkpoint = write_checkpoint(run, self.run_dir)
+            model_path = run.model.export(self.run_dir, c.output)
+            raise TrainingInterrupted(
+                f"{stop} at step {run.step}: saved {checkpoint} and "
+                f"{model_path}; continue with --resume {self.run_dir}", stop)
+        if run.step % c.output.checkpoint_every == 0 and run.step < c.steps:
+            write_checkpoint(run, self.run_dir)
+
+    def finish(self) -> Path:
+        """The end of a finished run: its last checkpoint, the model and the extras; returns
+        the model's path."""
+        self.bar.close()
+        write_checkpoint(self.run, self.run_dir)
+        model_path = self.run.model.export(self.run_dir, self.run.config.output)
+        write_extras(self.run, self.run_dir)
+        return model_path
+
+
 def train(run: Run, run_dir: Path, progress: bool = True, viewer=None) -> Path:
     """Optimize from ``run.step`` to ``config.steps``; returns the exported model's path.
 
@@ -26,46 +104,11 @@ def train(run: Run, run_dir: Path, progress: bool = True, viewer=None) -> Path:
     written and :class:`~nfsd_gs.errors.TrainingInterrupted` says where (exit status 2
     from the command line).
     """
-    from tqdm import tqdm
-
-    c = run.config
-    check_output_config(c)
-    metrics_path = run_dir / "metrics.jsonl"
-    bar = tqdm(total=c.steps, initial=run.step, disable=not progress, dynamic_ncols=True,
-               desc="nfsd", unit="step")
-    last_log_time, last_log_step, start_time = time.perf_counter(), run.step, time.perf_counter()
-    with StopSignals() as signals, bar:
-        for step in range(run.step, c.steps):
-            stats = training_step(run, step)
-            check_finite(run, step, stats)
-            run.step = step + 1
-            bar.update(1)
-            if viewer is not None:  # cheap unless an update is due; blocks while paused
-                viewer.after_step(run.step, run.model.gaussians(), stats)
-            if run.step % c.output.log_every == 0 or run.step == c.steps:
-                now = time.perf_counter()
-                record = log_record(run, stats, (run.step - last_log_step) / (now - last_log_time),
-                                    now - start_time)
-                append_line(metrics_path, json.dumps(finite_or_none(record), allow_nan=False))
-                bar.set_postfix(loss=f"{record['loss']:.4g}",
-                                **{run.model.count_name: record["num_primitives"]},
-                                it_s=f"{record['it_per_s']:.2f}")
-                last_log_time, last_log_step = now, run.step
-            if run.step % c.output.snapshot_every == 0 or run.step == c.steps:
-                save_snapshot(run, run_dir, run.step)
-            if signals.received is not None and run.step < c.steps:
-                bar.close()
-                checkpoint = write_checkpoint(run, run_dir)
-                model_path = run.model.export(run_dir, c.output)
-                raise TrainingInterrupted(
-                    f"{signals.received} at step {run.step}: saved {checkpoint} and "
-                    f"{model_path}; continue with --resume {run_dir}", signals.received)
-            if run.step % c.output.checkpoint_every == 0 and run.step < c.steps:
-                write_checkpoint(run, run_dir)
-    write_checkpoint(run, run_dir)
-    model_path = run.model.export(run_dir, c.output)
-    write_extras(run, run_dir)
-    return model_path
+    with StopSignals() as signals, Training(run, run_dir, progress, viewer) as life:
+        while not life.finished:
+            stats = training_step(run, run.step)
+            life.after_step(run.step, stats, signals.received)
+    return life.finish()
 
 
 def check_finite(run: Run, step: int, stats: Dict[str, Tensor]) -> None:

@@ -19,6 +19,7 @@ from ..guidance.prior import DiffusionPrior
 from ..representations import Representation, build_representation
 from ..utils.device import resolve_device
 from ..utils.io import create_run_dir, make_folder, slugify, write_text
+from ..utils.rng import GlobalRng, own_stream
 
 
 @dataclass
@@ -37,6 +38,15 @@ class Run:
     step: int = 0
     nonfinite_in_row: int = 0
     nonfinite_total: int = 0
+    #: This run's stream of torch's global generators (guidance t and noise, densification,
+    #: NeRF samples), as they stood after building or restoring it: see :meth:`own_rng`.
+    global_rng: Optional[GlobalRng] = None
+
+    def own_rng(self):
+        """``with run.own_rng():`` the global generators are this run's own stream
+        (``nfsd_gs.utils.rng``): what a process training several runs at once wraps around
+        each run's part of a step. A process training one run needs none."""
+        return own_stream(self)
 
 
 def build_run(config: Config, device: Optional[torch.device] = None,
@@ -53,7 +63,7 @@ def build_run(config: Config, device: Optional[torch.device] = None,
     densifier = model.make_densifier(config.densify, optimizers)
     generator = torch.Generator().manual_seed(config.seed)
     return Run(config, device, prior, guidance, model, optimizers, densifier,
-               OrbitSampler(config.camera), generator)
+               OrbitSampler(config.camera), generator, global_rng=GlobalRng.capture(device))
 
 
 # --------------------------------------------------------------------------- run folders
@@ -127,5 +137,6 @@ def restore_run(run: Run, checkpoint: Checkpoint) -> None:
         run.densifier.load_state_dict(checkpoint.densifier)
     run.guidance.load_state_dict(checkpoint.guidance)
     restore_rng_state(checkpoint.rng, run.generator)
+    run.global_rng = GlobalRng.capture(run.device)
     run.step = int(checkpoint.step)
     run.nonfinite_total = int(checkpoint.nonfinite_total)

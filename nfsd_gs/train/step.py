@@ -3,14 +3,16 @@
     render_and_encode(run, step)   cameras.sample -> representation.render -> prior.encode
                                    -> Rendered(views, out, x0 [B, C, h, w])
     run.guidance.loss(x0, ...)     d loss / d x0 = w(t) (delta_D + s delta_C) / B (NFSD)
-    apply_gradients(run, ...)      densify pre-backward, backward, finite check,
-                                   optimizer steps, densify post-backward
+    apply_gradients(run, ...)      backward: densify pre-backward, backward, finite flags;
+                                   one host sync (first_nonfinite);
+                                   update: optimizer steps, densify post-backward
 
-:func:`training_step` is their composition for one asset. An engine that holds several
-assets (issue 24) calls the first and the last part per asset, each with its own run
-(optimizers, densifier, RNG), and between them makes ONE U-Net call for all of them with
-the guidance's parts (``perturb``, ``unet_inputs``, ``split_predictions``,
-``loss_from_predictions``; see :mod:`nfsd_gs.guidance`).
+:func:`training_step` is their composition for one asset. The engine that holds several
+assets (:mod:`nfsd_gs.train.batched`) calls the first part and ``backward``/``update`` per
+asset, each with its own run (optimizers, densifier, RNG streams), and between them makes
+ONE U-Net call for all of them with the guidance's parts (``perturb``, ``unet_inputs``,
+``split_predictions``, ``loss_from_predictions``; see :mod:`nfsd_gs.guidance`) and ONE
+host sync for all their finite checks.
 """
 
 from __future__ import annotations
@@ -68,18 +70,24 @@ def render_and_encode(run: Run, step: int, timer=NO_TIMER) -> Rendered:
     return Rendered(views, out, x0)
 
 
-def apply_gradients(run: Run, step: int, rendered: Rendered, loss: Tensor,
-                    stats: Dict[str, Tensor], timer=NO_TIMER) -> Dict[str, Tensor]:
-    """Backward through ``loss``, then the optimizers and the densifier (gsplat's order:
-    refine after the optimizer step; the 2D gradients stay on ``rendered.out.info``).
-
-    A step whose loss or gradients are not finite changes nothing (see
-    :func:`first_nonfinite`); its stats carry ``nonfinite`` = 1 and ``bad_group``."""
+def backward(run: Run, step: int, rendered: Rendered, loss: Tensor, timer=NO_TIMER) -> Tensor:
+    """Densification's pre-backward hook and ``loss.backward()``; returns the finiteness of
+    each parameter group's gradient and of the loss (:func:`finite_flags`), still on the
+    device: an engine of several assets reads all of theirs in one host sync."""
     if run.densifier is not None:
         run.densifier.pre_backward(step, rendered.out.info)
     with timer.phase("backward"):
         loss.backward()
-    bad_group = first_nonfinite(loss, run.optimizers)  # one host sync per step
+    return finite_flags(loss, run.optimizers)
+
+
+def update(run: Run, step: int, rendered: Rendered, loss: Tensor, stats: Dict[str, Tensor],
+           bad_group: Optional[str], timer=NO_TIMER) -> Dict[str, Tensor]:
+    """The optimizers and the densifier after :func:`backward` (gsplat's order: refine after
+    the optimizer step; the 2D gradients stay on ``rendered.out.info``), unless a gradient
+    or the loss is not finite (``bad_group``: the first such group, see
+    :func:`first_nonfinite`): then the step changes nothing and its stats carry
+    ``nonfinite`` = 1 and ``bad_group``."""
     if bad_group is not None:
         for optimizer in run.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
@@ -95,6 +103,13 @@ def apply_gradients(run: Run, step: int, rendered: Rendered, loss: Tensor,
     return {"loss": loss.detach(), **stats}
 
 
+def apply_gradients(run: Run, step: int, rendered: Rendered, loss: Tensor,
+                    stats: Dict[str, Tensor], timer=NO_TIMER) -> Dict[str, Tensor]:
+    """:func:`backward`, one host sync to read its finiteness, then :func:`update`."""
+    flags = backward(run, step, rendered, loss, timer)
+    return update(run, step, rendered, loss, stats, first_nonfinite(flags, run.optimizers), timer)
+
+
 def training_step(run: Run, step: int, timer=NO_TIMER) -> Dict[str, Tensor]:
     """One NFSD (or SDS, VSD...) step on a batch of random views; returns tensor stats."""
     rendered = render_and_encode(run, step, timer)
@@ -103,17 +118,27 @@ def training_step(run: Run, step: int, timer=NO_TIMER) -> Dict[str, Tensor]:
     return apply_gradients(run, step, rendered, loss, stats, timer)
 
 
-def first_nonfinite(loss: Tensor, optimizers: Dict[str, torch.optim.Optimizer]) -> Optional[str]:
-    """Name of the first parameter group whose gradient is not finite ("loss" when only
-    the loss is), or None when everything is finite. Costs one host sync."""
-    checks = {}
-    for name, optimizer in optimizers.items():
+def finite_flags(loss: Tensor, optimizers: Dict[str, torch.optim.Optimizer]) -> Tensor:
+    """[G + 1] bool on the device: whether each parameter group's gradient (those that have
+    one, in ``optimizers``' order) and then the loss are finite. No host sync."""
+    checks = []
+    for optimizer in optimizers.values():
         grads = [p.grad for group in optimizer.param_groups for p in group["params"]
                  if p.grad is not None]
         if grads:
-            checks[name] = torch.stack([torch.isfinite(g).all() for g in grads]).all()
-    checks["loss"] = torch.isfinite(loss).all()
-    finite = torch.stack(list(checks.values())).cpu()  # the sync
+            checks.append(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+    checks.append(torch.isfinite(loss).all())
+    return torch.stack(checks)
+
+
+def first_nonfinite(flags: Tensor, optimizers: Dict[str, torch.optim.Optimizer]) -> Optional[str]:
+    """Name of the first parameter group whose gradient is not finite ("loss" when only
+    the loss is), or None when everything is finite; ``flags`` of :func:`finite_flags`, on
+    the host or the device (one host sync)."""
+    finite = flags.cpu()
     if bool(finite.all()):
         return None
-    return list(checks)[int((~finite).nonzero()[0])]
+    names = [name for name, optimizer in optimizers.items()
+             if any(p.grad is not None for group in optimizer.param_groups
+                    for p in group["params"])] + ["loss"]
+    return names[int((~finite).nonzero()[0])]
