@@ -166,9 +166,9 @@ RAY_ARGS = ("--config", "tiny_test", "--workers", "2", "--no-progress", "--threa
             "output.snapshot_every=1000", "output.log_every=1", "output.checkpoint_every=4")
 
 
-def batch_process(prompts: Path, out: Path) -> subprocess.Popen:
+def batch_process(prompts: Path, out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "nfsd_gs.batch", str(prompts), *RAY_ARGS,
-                             "--output-root", str(out)], env=ENV, text=True,
+                             *extra, "--output-root", str(out)], env=ENV, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -280,3 +280,81 @@ def test_ctrl_c_saves_running_assets_and_the_same_command_finishes(tmp_path):
     for name in stopped:  # each continued from the step where it stopped
         assert f"stopped at step {rows[name]['start_step']}:" in earlier[name]["error"]
     assert rows["a_red_cube"]["start_step"] >= 5
+
+
+# ----------------------------------------------------------------------------- several assets
+# per worker: one process, --assets-per-worker 3 (issue 24)
+
+POOL = ("--workers", "1", "--assets-per-worker", "3")
+
+
+@pytest.fixture(scope="module")
+def killed_pool(tmp_path_factory):
+    """4 lines of 24 steps, one worker training 3 at once; it is SIGKILLed at 'victim''s
+    step 8, with 'a' and 'b' live beside it; 'reference' (victim's twin) waits for a slot."""
+    from test_batched import ONE_REFINEMENT
+
+    root = tmp_path_factory.mktemp("pool")
+    key, value = ONE_REFINEMENT.split("=")
+    long = f'"overrides": {{"steps": {LONG}, "{key}": {value}}}'
+    prompts = write(root / "prompts.jsonl",
+                    f'{{"prompt": "a red cube", "name": "victim", {long}}}',
+                    f'{{"prompt": "a blue cone", "name": "a", {long}}}',
+                    f'{{"prompt": "a green torus", "name": "b", {long}}}',
+                    f'{{"prompt": "a red cube", "name": "reference", {long}}}')
+    out = root / "out"
+    process = batch_process(prompts, out, *POOL)
+    wait_until(process, lambda: logged_steps(out / "victim") >= 8, "victim's step 8")
+    rows = manifest_rows(out)
+    live = sorted(name for name, row in rows.items() if row["status"] == "running")
+    worker = rows["victim"]["worker"]
+    os.kill(int(worker.rsplit(":", 1)[1]), signal.SIGKILL)
+    stdout, stderr = process.communicate(timeout=600)
+    return out, process.returncode, stdout, stderr, worker, live
+
+
+def test_a_killed_pool_retries_every_live_line_from_its_checkpoint(killed_pool):
+    from test_batched import assert_same_asset
+
+    out, returncode, stdout, stderr, worker, live = killed_pool
+    assert returncode == 0, stderr
+    assert live == ["a", "b", "victim"]  # three at once in the one worker; reference waited
+    rows = manifest_rows(out)
+    assert [row["status"] for row in rows.values()] == ["done"] * 4
+    for name in live:
+        row = rows[name]
+        assert row["attempts"] == 2 and row["worker"] != worker, row
+        assert f"attempt 1: its worker process ({worker}) died" in row["retried"]
+        assert row["start_step"] > 0 and row["start_step"] % 4 == 0  # its last checkpoint
+    assert rows["reference"]["attempts"] == 1 and rows["reference"]["start_step"] == 0
+    # the victim, killed and resumed beside others, is its twin made in one go beside others
+    assert_same_asset(out / "victim" / "model.ply", out / "reference" / "model.ply")
+    assert not list(out.rglob("*.tmp*"))
+
+
+def test_ctrl_c_saves_every_asset_of_a_pool_and_the_same_command_finishes(tmp_path):
+    long = f'"overrides": {{"steps": {LONG}}}'
+    prompts = write(tmp_path / "prompts.jsonl", *(f'{{"prompt": "{p}", {long}}}' for p in
+                                                   ("a red cube", "a blue cone", "a green torus",
+                                                    "a pink sphere")))
+    out = tmp_path / "out"
+    process = batch_process(prompts, out, *POOL)
+    wait_until(process, lambda: logged_steps(out / "a_red_cube") >= 5, "step 5")
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 2, stderr
+    rows = manifest_rows(out)
+    stopped = sorted(name for name, row in rows.items()
+                     if (row["error"] or "").startswith("stopped at"))
+    assert stopped == ["a_blue_cone", "a_green_torus", "a_red_cube"]  # the pool's three
+    for name in stopped:
+        assert rows[name]["status"] == "skipped"
+        assert (out / name / "model.ply").exists()
+        assert list((out / name / "checkpoints").glob("*.pt"))
+    assert rows["a_pink_sphere"]["status"] == "skipped" and not rows["a_pink_sphere"]["attempts"]
+
+    again = subprocess.run(process.args, env=ENV, text=True, capture_output=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    rows = manifest_rows(out)
+    assert [r["status"] for r in rows.values()] == ["done"] * 4
+    assert all(rows[name]["start_step"] >= 5 for name in stopped)

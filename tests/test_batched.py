@@ -24,14 +24,21 @@ from nfsd_gs.train.run import start_run
 torch.set_num_threads(1)
 CPU = torch.device("cpu")
 
-#: How close an asset of a pool must be to the same asset trained alone, after 12 steps.
-#: The pool's U-Net call on more rows differs from the lone call by float noise (~1e-6 of
-#: the predictions on this CPU); Adam turns a gradient's noise into at most about one
-#: learning rate per step (its update is m / sqrt(v), near +-1 where a gradient is tiny),
-#: so a few steps of drift stay well below the means' learning rate (1e-3) and a fraction
-#: of sh0's (1e-2). Measured: 2e-4 (positions) and 3e-5 (colours); two seeds of the same
-#: prompt, or the same pool without per-run RNG streams, differ by ~1 in both.
-POSITION_TOL, COLOUR_TOL = 2e-3, 2e-3
+#: How close an asset of a pool must be to the same asset trained alone. The pool's U-Net
+#: call on more rows differs from the lone call by float noise (~1e-6 of the predictions on
+#: this CPU). Adam turns a gradient's noise into at most about one learning rate per step
+#: (its update m / sqrt(v) is near +-1 where the gradient is itself mostly noise: a hidden
+#: Gaussian's colour), so the tolerances are two steps of the means' learning rate (1e-3)
+#: and one of sh0's (1e-2). Measured after 12 steps: 2e-4 (positions) and 3e-5 (colours),
+#: after 24: 4e-7 and 2e-3; the same pool without per-run RNG streams gives ~1 in both,
+#: as two seeds do.
+POSITION_TOL, COLOUR_TOL = 2e-3, 1e-2
+#: One refinement only (at step 2, before noise has grown): a later one turns float noise
+#: into another choice among near-tied Gaussians (the count cap keeps the most opaque of
+#: duplicates born equal; a 2D gradient at the threshold), after which two runs differ by
+#: whole Gaussians, as the same run on two CPUs can. Step 2's refinement draws its split
+#: positions from the run's own stream, which is what this checks.
+ONE_REFINEMENT = "densify.default.refine_stop_iter=3"
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +48,8 @@ def priors():
 
 
 def config(prompt, seed, root, *overrides):
-    return resolve_config("tiny_test", prompt, ["steps=12", *overrides], seed=seed,
-                          output_root=str(root))
+    return resolve_config("tiny_test", prompt, ["steps=12", ONE_REFINEMENT, *overrides],
+                          seed=seed, output_root=str(root))
 
 
 def opener(cfg, priors, broken_at=None, joined=None):
@@ -76,8 +83,7 @@ def assert_same_asset(path_a: Path, path_b: Path) -> None:
     assert a["means"].shape == b["means"].shape  # the same Gaussian count
     assert (a["means"] - b["means"]).abs().max() <= POSITION_TOL
     assert (a["sh0"] - b["sh0"]).abs().max() <= COLOUR_TOL
-    assert torch.equal(a["opacities"] > 0, b["opacities"] > 0) or \
-        (a["opacities"] - b["opacities"]).abs().max() <= COLOUR_TOL
+    assert (a["opacities"] - b["opacities"]).abs().max() <= COLOUR_TOL
 
 
 @pytest.mark.slow
