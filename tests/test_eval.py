@@ -425,7 +425,7 @@ def test_bad_command_line_is_one_error_line(tmp_path, judge_dir, capsys):
 
 
 def test_ctrl_c_writes_what_is_done(tmp_path, judge_dir, monkeypatch):
-    out, real, calls = tmp_path / "eval", runner.evaluate_one, []
+    out, real, calls = tmp_path / "eval", runner.judged_row, []
 
     def second_is_interrupted(*args, **kwargs):
         calls.append(1)
@@ -433,7 +433,7 @@ def test_ctrl_c_writes_what_is_done(tmp_path, judge_dir, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "evaluate_one", second_is_interrupted)
+    monkeypatch.setattr(runner, "judged_row", second_is_interrupted)
     code = main(["--config", "tiny_test", "--limit", "3", "--variants", "nfsd@7.5",
                  "--judge", str(judge_dir), "--out", str(out), "--steps", "1",
                  "--resolution", "16", "--no-warmup", *TINY_ALIGN])
@@ -442,3 +442,30 @@ def test_ctrl_c_writes_what_is_done(tmp_path, judge_dir, monkeypatch):
     assert result["meta"]["status"] == "interrupted"
     assert [r["error"] is None for r in result["rows"]] == [True, False]
     assert "(interrupted)" in (out / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_runs_trained_together_score_as_trained_alone(tmp_path, judge_dir, capsys):
+    """--assets-per-process 3 (one U-Net call per step for three runs) against 1: the same
+    rows in the same order, the same verdicts, IoU and colour error equal up to float noise;
+    and a run made at one M is kept at another (M is not part of what a run is)."""
+    args = ["--config", "tiny_test", "--limit", "1", "--variants", "nfsd@7.5,sds@100",
+            "--judge", str(judge_dir), "--steps", "3", "--resolution", "32", "--seeds", "0,1",
+            "--no-warmup", *TINY_ALIGN, "camera.resolution=32"]
+    results = {}
+    for m in (1, 3):
+        out = tmp_path / f"m{m}"
+        assert main([*args, "--out", str(out), "--assets-per-process", str(m)]) == 0
+        results[m] = json.loads((out / "results.json").read_text())
+        assert results[m]["meta"]["assets_per_process"] == m
+    capsys.readouterr()
+    alone, together = results[1]["rows"], results[3]["rows"]
+    assert [runner.row_key(r) for r in together] == [runner.row_key(r) for r in alone]
+    for a, b in zip(alone, together):
+        assert b["error"] is None and b["assets_at_once"] == 3 and a["assets_at_once"] == 1
+        assert b["signature"] == a["signature"] and b["num_primitives"] == a["num_primitives"]
+        assert b["ours"]["judged"] == a["ours"]["judged"]
+        assert b["ours"]["iou"] == pytest.approx(a["ours"]["iou"], abs=1e-3)
+        assert b["ours"]["colour_de"] == pytest.approx(a["ours"]["colour_de"], abs=0.05)
+    assert main([*args, "--out", str(tmp_path / "m1"), "--assets-per-process", "2"]) == 0
+    assert capsys.readouterr().err.count("kept from an earlier run") == 4

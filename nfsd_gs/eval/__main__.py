@@ -24,6 +24,10 @@ from .variants import (COMPARISON_VARIANTS, DEFAULT_VARIANTS, VARIANTS, Variant,
 
 #: Seeds of a --comparison unless --seeds says otherwise.
 COMPARISON_SEEDS: Tuple[int, ...] = (0, 1, 2)
+#: Runs trained at once (one U-Net call per step for all) when --assets-per-process is not
+#: given: on CUDA provisional until scripts/gpu_batch.sh's table (BENCHMARKS.md) sets it;
+#: on a CPU one, where the U-Net is compute-bound at any batch.
+DEFAULT_ASSETS_CUDA, DEFAULT_ASSETS_CPU = 16, 1
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -79,7 +83,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: the config's)")
     parser.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=None,
                         help="an untimed 3-step run per variant first (default: on CUDA)")
-    parser.add_argument("--progress", action="store_true", help="progress bar per run")
+    parser.add_argument("--assets-per-process", type=int, default=None, metavar="M",
+                        help="runs trained at once on a shared prior, one U-Net call per step "
+                             f"for all of them (default {DEFAULT_ASSETS_CUDA} on CUDA, "
+                             f"{DEFAULT_ASSETS_CPU} on a CPU); a run's scores do not depend on it")
+    parser.add_argument("--progress", action="store_true",
+                        help="progress bar per run (with --assets-per-process 1)")
     parser.add_argument("--keep-checkpoints", action="store_true",
                         help="keep every run's final checkpoint (default: model.ply only)")
     add_override_arguments(parser, help="dotted config overrides for every variant "
@@ -128,7 +137,8 @@ def select_prompts(args: argparse.Namespace) -> List[str]:
 def settings_from_args(args: argparse.Namespace) -> Tuple[Settings, List[Variant], List[str]]:
     """Validate the command line -> (settings, variants, prompts)."""
     for name, value, low in (("--views", args.views, 1), ("--resolution", args.resolution, 8),
-                             ("--steps", args.steps, 0), ("--limit", args.limit, 1)):
+                             ("--steps", args.steps, 0), ("--limit", args.limit, 1),
+                             ("--assets-per-process", args.assets_per_process, 1)):
         if value is not None and value < low:
             raise ConfigError(f"{name} {value} must be >= {low}")
     if args.align_yaws < 1 or args.align_yaws % args.views:
@@ -157,6 +167,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         probe = run_config(settings, variants[0], prompts[0], settings.seeds[0],
                            settings.out / "runs")
         device = resolve_device(probe.device)
+        assets = args.assets_per_process or (DEFAULT_ASSETS_CUDA if device.type == "cuda"
+                                             else DEFAULT_ASSETS_CPU)
+        settings = replace(settings, assets=assets)
         judge = WorldJudge(load_judge(args.judge, device), settings.judging, device)
         if args.out is None:
             settings = replace(settings, out=create_run_dir(
@@ -168,6 +181,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 "resolution": settings.resolution, "align_yaws": settings.align_yaws,
                 "align_scales": list(settings.align_scales),
                 "device": str(device), "judge": args.judge or "shipped",
+                "assets_per_process": settings.assets,
                 "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                 "variants": [v.describe() for v in variants],
                 "prompts": list(prompts), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
