@@ -26,7 +26,8 @@ SCRIPTS = ROOT / "scripts"
 #: Sourced by the GPU scripts, not run on its own.
 LIBRARIES = {"common.sh"}
 #: Run by another script's dry run (with the arguments that script gives them).
-INSIDE = {"merge_eval.py": "gpu_eval.sh", "bench_mesh.py": "gpu_mesh.sh"}
+INSIDE = {"merge_eval.py": "gpu_eval.sh", "bench_mesh.py": "gpu_mesh.sh",
+          "bench_catalogue.py": "gpu_batch.sh"}
 #: The Python scripts' tiny arguments (None: its own job below).
 PYTHON = {
     "bench_formats.py": ["--counts", "1000", "--repeats", "1"],
@@ -183,8 +184,11 @@ def test_the_dry_runs_made_what_they_measure(dry_runs):
     and measured nothing)."""
     out = {name: ran.out for name, ran in dry_runs.items() if ran is not None}
     batch = json.loads((out["gpu_batch.sh"] / "results.json").read_text())["rows"]
-    assert [(r["mode"], r["assets"], r["rc"]) for r in batch] == [
-        ("shell loop of nfsd_gs.train", 1, 0), ("nfsd_gs.batch", 2, 0)]
+    assert [(r["part"], r["m"], r["lines"], r["done"]) for r in batch] == [
+        ("loop", None, 1, 1), ("cell_m2_k1", 2, 2, 0), ("e2e", 2, 2, 2), ("eval", 2, 2, 2)]
+    window, whole = batch[1], batch[2]  # stopped by its window mid-way; made to the end
+    assert window["stopped"] and 0 < window["asset_steps"] < 2 * 40 and window["rate"] > 0
+    assert not whole["stopped"] and whole["asset_steps"] == 2 * 40 and whole["per_hour"] > 0
     evaluation = json.loads((out["gpu_eval.sh"] / "results.json").read_text())
     assert evaluation["meta"]["status"] == "complete" and len(evaluation["rows"]) == 2
     assert all(row["error"] is None for row in evaluation["rows"])
