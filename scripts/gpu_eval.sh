@@ -6,7 +6,11 @@
 # Usage (on the device, after `. .whl/gpu-env.sh`):
 #   scripts/gpu_eval.sh OUT_DIR [SPLIT]          SPLIT: solid (default), two-tone, all
 # Knobs (environment): PROMPTS_LIMIT (default 4: the first N of the split's set; empty for
-# all), SEEDS (default 0,1,2), STEPS (default: the config's), EVAL_TIMEOUT (seconds, 450),
+# all), PROMPTS (all: every object of the split, 48 for solid, instead of its evaluation set
+# of 12), VARIANTS (comma list; default the comparison's), ASSETS (runs trained at once in
+# each process: --assets-per-process; default the evaluation's), SEEDS (default 0,1,2),
+# VARIANT_SPECS (ad-hoc variants, space separated: name=key=value,...), STEPS (default: the
+# config's), EVAL_TIMEOUT (seconds, 450),
 # PARALLEL (default 1: evaluations sharing the GPU, each on its share of the prompts, merged
 # at the end; their train times are then measured under contention), DEVICE (default cuda;
 # cpu to try the script with tiny settings).
@@ -24,13 +28,18 @@ OUT=${1:?output folder}
 SPLIT=${2:-solid}
 LIMIT=${PROMPTS_LIMIT-4}
 PARALLEL=${PARALLEL:-1}
+PROMPTS=${PROMPTS:-}
 EVAL=outputs/gpu_eval/$SPLIT
-ARGS=(--comparison --split "$SPLIT" --seeds "${SEEDS:-0,1,2}" --device "${DEVICE:-cuda}")
+if [ -n "${VARIANTS:-}" ]; then WHICH=(--variants "$VARIANTS"); else WHICH=(--comparison); fi
+ARGS=("${WHICH[@]}" --split "$SPLIT" --seeds "${SEEDS:-0,1,2}" --device "${DEVICE:-cuda}")
 if [ "$DRY_RUN" = 1 ]; then
   EVAL=$OUT/eval; LIMIT=2; PARALLEL=2
-  ARGS=(--variants nfsd@7.5 --split "$SPLIT" --seeds 0 --device cpu --steps 1 --no-warmup
-        --align-yaws 8 --align-scales 0.65,1.3,3 camera.batch_size=1 init.num_points=50)
+  ARGS=(--variants "${VARIANTS:-nfsd@7.5}" --split "$SPLIT" --seeds 0 --device cpu --steps 1
+        --no-warmup --align-yaws 8 --align-scales 0.65,1.3,3 camera.batch_size=1
+        init.num_points=50)
 fi
+[ -n "${ASSETS:-}" ] && ARGS+=(--assets-per-process "$ASSETS")
+for spec in ${VARIANT_SPECS:-}; do ARGS+=(--variant "$spec"); done
 mkdir -p "$OUT" "$EVAL"
 if [ -n "${STEPS:-}" ]; then ARGS+=(--steps "$STEPS"); fi
 # SIGINT first: an evaluation stops after writing what it finished (status 'interrupted').
@@ -38,16 +47,18 @@ STOP=(timeout -s INT -k 30 "${EVAL_TIMEOUT:-450}")
 
 if [ "$PARALLEL" -le 1 ]; then
   [ -n "$LIMIT" ] && ARGS+=(--limit "$LIMIT")
+  [ "$PROMPTS" = all ] && ARGS+=(--prompts all)
   echo "== python -m nfsd_gs.eval ${ARGS[*]} --out $EVAL"
   tolerate "${STOP[@]}" python -m nfsd_gs.eval "${ARGS[@]}" --out "$EVAL" > "$OUT/eval.log" 2>&1
   echo "eval rc=$rc (130: stopped at the timeout; call again to continue)"
 else
   # Prompt k goes to part k mod PARALLEL; the parts are merged into $EVAL afterwards.
-  mapfile -t PARTS < <(python - "$SPLIT" "$LIMIT" "$PARALLEL" <<'PY'
+  mapfile -t PARTS < <(python - "$SPLIT" "$LIMIT" "$PARALLEL" "$PROMPTS" <<'PY'
 import sys
-from nfsd_gs.eval import split_prompts
-split, limit, parts = sys.argv[1], sys.argv[2], int(sys.argv[3])
-prompts = split_prompts(split)[:int(limit)] if limit else split_prompts(split)
+from nfsd_gs.eval import all_prompts, split_prompts
+split, limit, parts, which = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+prompts = all_prompts(split) if which == "all" else split_prompts(split)
+prompts = prompts[:int(limit)] if limit else prompts
 for k in range(parts):
     print(",".join(prompts[k::parts]))
 PY

@@ -193,6 +193,10 @@ def test_the_dry_runs_made_what_they_measure(dry_runs):
     assert evaluation["meta"]["status"] == "complete" and len(evaluation["rows"]) == 2
     assert all(row["error"] is None for row in evaluation["rows"])
     assert "| nfsd_7_5 | 1 |" in dry_runs["strip_metrics.py"].output
+    world = json.loads((out["gpu_eval_world.sh"] / "results.json").read_text())["rows"]
+    assert sorted((r["variant"], r["representation"], r["assets_at_once"], r["error"])
+                  for r in world) == [("nerf", "nerf", 2, None)] * 2 + \
+        [("nfsd@7.5", "gaussians", 2, None)] * 2
     assert "| solid | 7.5 | 48 |" in (out["gpu_world.sh"] / "summary.md").read_text()
     assert "installed into" in dry_runs["install_world_assets.sh"].output
     assert "| vae | 2 |" in (out["gpu_asset.sh"] / "asset_vae.md").read_text()
