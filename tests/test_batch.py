@@ -22,7 +22,8 @@ import pytest
 from nfsd_gs.batch.__main__ import main, plan_lines
 from nfsd_gs.batch.catalogue import CatalogueError, Defaults, Line, line_config, read_catalogue
 from nfsd_gs.config import config_signature
-from nfsd_gs.batch.cluster import ClusterError, check_reachable, plan_workers
+from nfsd_gs.batch.cluster import (DEFAULT_ASSETS_GPU, ClusterError, check_reachable,
+                                   plan_workers)
 from nfsd_gs.batch.manifest import Manifest, Row
 
 TINY = ("steps=6", "output.snapshot_every=1000")
@@ -107,6 +108,8 @@ def test_bad_global_flags_and_overrides_are_one_line(tmp_path, capsys):
     prompts = write(tmp_path / "p.txt", "a red cone")
     assert main([str(prompts), "--per-gpu", "0"]) == 2
     assert capsys.readouterr().err.strip() == "error: --per-gpu 0 must be >= 1"
+    assert main([str(prompts), "--assets-per-worker", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --assets-per-worker 0 must be >= 1"
     assert main([str(prompts), "guidance.cfg_sclae=3"]) == 2
     assert "guidance.cfg_sclae" in capsys.readouterr().err
 
@@ -121,7 +124,9 @@ def test_workers_per_gpu_and_on_cpu():
     plan = plan_workers({"GPU": 1.0, "CPU": 8.0}, per_gpu=16, workers=None, gpus=None)
     assert plan.num_cpus == 0.5  # all 16 fit on 8 CPUs
     plan = plan_workers({"CPU": 2.0}, per_gpu=4, workers=None, gpus=None)
-    assert (plan.count, plan.num_gpus) == (2, 0.0)
+    assert (plan.count, plan.num_gpus, plan.assets) == (2, 0.0, 1)  # one asset a CPU worker
+    assert plan_workers({"GPU": 1.0, "CPU": 8.0}, 2, None, None).assets == DEFAULT_ASSETS_GPU
+    assert plan_workers({"GPU": 1.0, "CPU": 8.0}, 2, None, None, assets=5).assets == 5
     assert plan_workers({"CPU": 2.0}, per_gpu=4, workers=3, gpus=None).count == 3
     with pytest.raises(ClusterError, match="--workers 3 at --per-gpu 2 needs 2 GPUs; 1 are there"):
         plan_workers({"GPU": 1.0, "CPU": 8.0}, per_gpu=2, workers=3, gpus=None)

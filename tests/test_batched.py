@@ -177,6 +177,28 @@ def test_a_stop_saves_the_live_assets_after_their_step_and_starts_no_other(tmp_p
         "a": (DONE, 3), "b": (DONE, 3), "c": (DONE, 0)}
 
 
+@pytest.mark.gpu
+def test_a_batch_on_cuda_equals_each_asset_alone(tmp_path, priors):
+    """The CUDA path: the device's generator swapped per run, the U-Net replayed as CUDA
+    graphs padded to buckets (fp32 here, so the batched call's noise stays float noise)."""
+    cuda = ("device=cuda", "prior.dtype=float32", "prior.cuda_graph=true")
+    specs = {"a": ("a red cone", 0, ()), "b": ("a blue cube", 1, ("camera.batch_size=1",)),
+             "c": ("a green torus", 2, ("guidance.method=sds",))}
+    device = torch.device("cuda")
+
+    def asset(root, name):
+        prompt, seed, overrides = specs[name]
+        cfg = config(prompt, seed, root, f"output.name={name}", *cuda, *overrides)
+        return Asset(cfg, lambda: start_run(cfg, priors.get(cfg, device)), key=name)
+
+    outcomes = {o.asset.key: o for o in train_assets([asset(tmp_path / "pool", n)
+                                                      for n in specs], capacity=3)}
+    for name, outcome in outcomes.items():
+        assert outcome.status == DONE, outcome.error
+        (alone_outcome,) = train_assets([asset(tmp_path / "alone", name)], capacity=1)
+        assert_same_asset(outcome.model_path, alone_outcome.model_path)
+
+
 def test_bucket_sizes_and_padding():
     assert [bucket_rows(n) for n in range(1, 14)] == [1, 2, 3, 4, 6, 6, 8, 8, 12, 12, 12, 12, 16]
     assert [bucket_rows(n) for n in (24, 25, 48, 49, 384, 385, 768)] == \

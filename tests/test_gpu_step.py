@@ -56,3 +56,24 @@ def test_optimized_step_gradients_match_the_plain_step():
         assert cosine > 0.99, (key, float(cosine))  # fp16 rounding only
     # isotropic initial Gaussians: rotating them changes nothing, both gradients are ~0
     assert fast["quats"].abs().max() <= 1e-3 * max(plain["means"].abs().max(), 1e-12)
+
+
+def test_graphed_unet_pads_to_a_bucket_and_drops_the_padding():
+    """5 rows run in the graph of 6 (guidance/graph.py): the padding row's output is dropped,
+    the 5 outputs are the eager call's up to the noise of another batch size, and 6 rows
+    replay the same graph."""
+    eager = DiffusionPrior.load(PriorConfig(model="random:tiny-latent", cuda_graph=False,
+                                            dtype="float32"), CUDA)
+    graphed = DiffusionPrior.load(PriorConfig(model="random:tiny-latent", cuda_graph=True,
+                                              dtype="float32"), CUDA)
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    z = torch.randn(6, 4, 32, 32, device=CUDA, generator=generator)
+    t = torch.randint(20, 980, (6,), device=CUDA, generator=generator)
+    embeddings = eager.embed(["a cone", "", "ugly"] * 2)
+    five = graphed.predict_noise(z[:5], t[:5], embeddings[:5])
+    assert five.shape[0] == 5
+    torch.testing.assert_close(five, eager.predict_noise(z[:5], t[:5], embeddings[:5]),
+                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(graphed.predict_noise(z, t, embeddings),
+                               eager.predict_noise(z, t, embeddings), rtol=1e-4, atol=1e-4)
+    assert len(graphed._unet_call.captured) == 1

@@ -2,7 +2,8 @@
 
 Every line of PROMPTS (see :mod:`nfsd_gs.batch.catalogue`) becomes one run folder under
 the output root, made by the trainer's library (``nfsd_gs.train``) in a Ray worker that keeps
-its diffusion prior loaded; ``manifest.jsonl`` beside them records each line. Running the
+its diffusion prior loaded and trains ``--assets-per-worker`` lines at once (one U-Net call
+per step for all of them); ``manifest.jsonl`` beside them records each line. Running the
 same command again skips what is done and continues what was interrupted.
 """
 
