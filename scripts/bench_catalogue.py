@@ -269,7 +269,9 @@ class Bench:
     def sd(self) -> None:
         prompts = self.write_prompts("sd", ["a DSLR photo of a corgi", "a ceramic teapot"])
         for m in [int(x) for x in self.args.sd_ms.split(",") if x.strip()]:
-            if not self.fits(f"sd M={m}", 60 + self.args.sd_steps * 0.4 * (2 if m == 1 else 1)):
+            # ~25 s of start-up (the random SD-sized prior is built on the GPU), ~0.13 s a
+            # step at M=1 (BENCHMARKS.md, "GPU step"), two prompts one after the other
+            if not self.fits(f"sd M={m}", 30 + self.args.sd_steps * 0.13 * (2 if m == 1 else 1.6)):
                 continue
             row = self.catalogue(f"sd_m{m}", prompts, m, 1,
                                  ["--config", "nfsd_gs", f"prior.model={self.args.sd_prior}",

@@ -13,8 +13,10 @@
 # and 1:4 are the old per-gpu rows). Then the best cell on all 48 prompts to the end
 # (measured end to end, start-up included), the evaluation of the same 48 prompts (4
 # processes x 12 runs), the SD rows. A part that no longer fits the budget is skipped and
-# says so. Knobs: CELLS="M:K,...", WINDOW_S, E2E_CELL, SD_STEPS, SD_MS, BUDGET_S, EXTRA
-# (overrides for every bundled run).
+# says so. Knobs: CELLS="M:K,..." (empty: none), WINDOW_S, E2E_CELL, E2E=0 (no end-to-end
+# run, hence no evaluation), EVAL=0, LOOP (prompts, 2), SD_STEPS (150), SD_MS ("1,2"; empty:
+# none), BUDGET_S (480), EXTRA (overrides for every bundled run). The SD rows alone:
+#   CELLS= E2E=0 LOOP=0 scripts/gpu_batch.sh OUT    (~2.5 minutes)
 # Usage (on the device): . .whl/gpu-env.sh && scripts/gpu_batch.sh OUT_DIR
 # Writes OUT_DIR/results.json, results.md, logs.tgz; prints the table last.
 # DRY_RUN=1: the logic on the CPU, tiny: the tiny random prior (no judge), one cell of 2
@@ -29,10 +31,13 @@ WORK=$(mktemp -d /tmp/gpu_batch.XXXX)
 export RAY_USAGE_STATS_ENABLED=0 OMP_NUM_THREADS=1
 ARGS=(--prompts "$WORK/world.txt" --work "$WORK" --out "$OUT"
       --budget-s "${BUDGET_S:-480}" --window-s "${WINDOW_S:-15}"
-      --cells "${CELLS:-1:1,8:1,32:1,8:4,16:2}" --sd-steps "${SD_STEPS:-150}"
+      --cells "${CELLS-1:1,8:1,32:1,8:4,16:2}" --sd-steps "${SD_STEPS:-150}"
       --sd-ms "${SD_MS-1,2}" --override output.turntable=false)
 for o in ${EXTRA:-}; do ARGS+=(--override "$o"); done
+ARGS+=(--loop "${LOOP:-2}")
 [ -n "${E2E_CELL:-}" ] && ARGS+=(--e2e-cell "$E2E_CELL")
+[ "${E2E:-1}" = 0 ] && ARGS+=(--no-e2e)
+[ "${EVAL:-1}" = 0 ] && ARGS+=(--no-eval)
 if [ "$DRY_RUN" = 1 ]; then
   # tiny_test: 40 steps (a window of 2 s stops the 2:1 cell mid-way), no judge (random prior)
   ARGS+=(--config tiny_test --steps 40 --override steps=40 --override init.num_points=50
