@@ -110,6 +110,9 @@ def training_step(run: Run, step: int, timer=NO_TIMER) -> Dict[str, Tensor]:
     with timer.phase("encode"):
         x0 = run.prior.encode(out.rgb)  # [B, C, h, w]
     loss, stats = run.guidance.loss(x0, prompts, step, timer, cameras=cameras)
+    terms = run.model.regularization(step, c.steps)  # {name: weighted 0-d tensor}, {} if none
+    loss = sum(terms.values(), loss)  # the distillation loss itself when there are none
+    stats.update({f"reg_{name}": term.detach() for name, term in terms.items()})
 
     if run.densifier is not None:
         run.densifier.pre_backward(step, out.info)
@@ -128,7 +131,7 @@ def training_step(run: Run, step: int, timer=NO_TIMER) -> Dict[str, Tensor]:
     # gsplat's order: refine after the optimizer step (the 2D gradients stay on info).
     if run.densifier is not None:
         with timer.phase("densify"):
-            run.densifier.post_backward(step, out.info)
+            stats.update(run.densifier.post_backward(step, out.info))
     return {"loss": loss.detach(), **stats}
 
 

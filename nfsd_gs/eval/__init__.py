@@ -33,9 +33,10 @@ from .metrics import (colour_error, coverage, delta_e76, laplacian_variance, mea
 from .prompts import ObjectSpec, expected_verdicts, parse_prompt, split_prompts
 from .report import format_markdown, summarize, summary_table, write_results
 from .runner import Settings, evaluate, load_judge, run_config
-from .variants import COMPARISON_VARIANTS, DEFAULT_VARIANTS, VARIANTS, Variant
+from .variants import COMPARISON_VARIANTS, DEFAULT_VARIANTS, LEVER_VARIANTS, VARIANTS, Variant
 
-__all__ = ["Alignment", "COMPARISON_VARIANTS", "DEFAULT_VARIANTS", "ObjectSpec", "Settings",
+__all__ = ["Alignment", "COMPARISON_VARIANTS", "DEFAULT_VARIANTS", "LEVER_VARIANTS",
+           "ObjectSpec", "Settings",
            "SilhouetteBank", "VARIANTS", "Variant", "colour_error", "compare_to_truth",
            "coverage", "delta_e76", "eval_cameras", "evaluate", "expected_verdicts",
            "format_markdown",
