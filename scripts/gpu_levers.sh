@@ -16,14 +16,15 @@
 # later), so set-up + EVAL_TIMEOUT + merge fits one call of 600 s.
 #
 # Knobs (environment): LEVERS (comma list of variants; default LEVER_VARIANTS), PROMPTS
-# (';'-separated), SEEDS ("0 1"), PARALLEL (16), EVAL_TIMEOUT (390 s), BASE (gs-base).
+# (';'-separated), SEEDS ("0 1"), PARALLEL (16), EVAL_TIMEOUT (390 s), BASE (gs-base),
+# LEVERS_WORK (the evaluations' folder, default outputs/levers; emptied first).
 # Writes OUT_DIR/levers.md (the lever table, printed last), levers.json, results.md and
 # results.json (every run, merged), levers.tgz (logs, per-process results, strips) and
 # gpu.txt.
 set -euo pipefail
 OUT=${1:?output folder}
 DRY=${DRY_RUN:-0}
-E=outputs/levers
+E=${LEVERS_WORK:-outputs/levers}  # the evaluations' folder (emptied first)
 rm -rf "$E"; mkdir -p "$OUT" "$E"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}  # this checkout's nfsd_gs, for scripts/ too
 LEVERS=${LEVERS:-$(python -c 'from nfsd_gs.eval import LEVER_VARIANTS; print(",".join(LEVER_VARIANTS))')}
@@ -74,6 +75,6 @@ python scripts/merge_eval.py "$E/merged" "$E"/pair*/ --levers "$BASE" > "$E/merg
   || { cat "$E/merge.log"; exit 1; }
 cp "$E/merged/levers.md" "$E/merged/levers.json" "$E/merged/results.md" \
    "$E/merged/results.json" "$OUT/"
-tar czf "$OUT/levers.tgz" --exclude='*/runs' --exclude='*/warmup' -C outputs levers
+tar czf "$OUT/levers.tgz" --exclude='*/runs' --exclude='*/warmup' -C "$(dirname "$E")" "$(basename "$E")"
 echo "== lever table ($(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["meta"]["status"])' "$OUT/results.json"))"
 sed -n '/^| variant/,$p' "$OUT/levers.md"

@@ -227,3 +227,51 @@ def test_every_lever_variant_is_a_valid_config():
         config = run_config(Settings(), variant, "a red cylinder", 0, Settings().out)
         assert config != base, variant.name  # each lever changes something
     assert set(LEVER_VARIANTS) <= set(VARIANTS)
+
+
+# ----------------------------------------------------------------------------- lever table
+
+
+def row(variant, prompt, seed, shape_acc, sharpness, error=None):
+    if error:
+        return {"variant": variant, "prompt": prompt, "seed": seed, "error": error}
+    return {"variant": variant, "prompt": prompt, "seed": seed, "shape": prompt.split()[-1],
+            "train_s": 10.0,
+            "ours": {"shape_acc": shape_acc, "colour_acc": 1.0, "iou": 0.9, "colour_de": 12.0,
+                     "speckle": 0.02, "sharpness": sharpness},
+            "truth": {"shape_acc": 1.0, "colour_acc": 1.0, "speckle": 0.05, "sharpness": 0.01}}
+
+
+def test_lever_rows_pair_each_variant_with_the_base_on_shared_runs():
+    from nfsd_gs.eval.report import lever_rows, lever_table
+
+    rows = [row("base", "a red cylinder", 0, 0.0, 0.006), row("base", "a blue cube", 0, 1.0, 0.008),
+            row("lever", "a red cylinder", 0, 1.0, 0.010),
+            row("lever", "a blue cube", 0, None, None, error="TrainingInterrupted: SIGINT"),
+            row("lever", "a blue cube", 1, 1.0, 0.012)]  # seed 1: no base run to pair with
+    base, lever = lever_rows(rows, ["base", "lever"], base="base")
+    assert base["runs"] == 2 and "paired_runs" not in base
+    assert base["shape_acc"] == 0.5 and base["focus_shape_acc"] == 0.0 and base["focus_runs"] == 1
+    assert base["sharpness_vs_truth"] == pytest.approx(0.7)
+    assert lever["runs"] == 2 and lever["errors"] == 1 and lever["paired_runs"] == 1
+    assert lever["paired_shape_diff"] == 1.0
+    assert lever["paired_sharpness_diff"] == pytest.approx(0.4)  # (0.010 - 0.006) / 0.01
+    table = lever_table([base, lever])
+    assert "| lever | 2 (+1 errors) | 100% | 100% (1) |" in table and "+100 pts, +0.40 (1 runs)" in table
+
+
+@pytest.mark.slow
+def test_gpu_levers_dry_run(tmp_path):
+    """scripts/gpu_levers.sh end to end on the CPU (DRY_RUN=1: tiny sizes, under a minute)."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(["bash", "scripts/gpu_levers.sh", str(tmp_path / "out")], cwd=root,
+                            env={**os.environ, "DRY_RUN": "1", "LEVERS_WORK": str(tmp_path / "work")}, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["levers.json", "levers.md", "levers.tgz", "results.json", "results.md"]
+    assert result.stdout.rstrip().splitlines()[-1].startswith("| gs-combo |")  # the table last

@@ -43,8 +43,12 @@ _LEVERS: Dict[str, Tuple[str, ...]] = {
     # up to the prior's "overhead view" (its data: 10 % of views at 62-75 degrees), where a
     # cylinder's round top and a cube's square one differ most
     "gs-elev75": ("camera.elevation_range=[-10,75]",),
-    # grow only the Gaussians with the largest NFSD 2D gradients: 2e-4 grows every one
-    "gs-grad": ("densify.default.grow_grad2d=0.1",),
+    # NFSD's 2D gradients (a loss summed over pixels) are ~64x64 times those of a per-pixel
+    # mean loss: 2e-4 grows every Gaussian (all split at steps 150 and 200). 0.8 = gsplat's
+    # 2e-4 x 64 x 64, about the 90th percentile: only the top ~10 % grow
+    "gs-grad": ("densify.default.grow_grad2d=0.8",),
+    # the other way: one more round of (uniform) splitting, at steps 100, 150, 200: 16k
+    "gs-dense": ("densify.default.refine_start_iter=50",),
     # geometry terms over the second half of the run
     "gs-binarize": ("gaussians.opacity_binarize_weight=50", "gaussians.regularize_from=0.5"),
     "gs-scale": ("gaussians.scale_weight=100", "gaussians.regularize_from=0.5"),
@@ -55,7 +59,7 @@ _LEVERS: Dict[str, Tuple[str, ...]] = {
     "gs-tend0.5": ("guidance.t_max_end=0.5",),
     "gs-elev75-bin": ("camera.elevation_range=[-10,75]", "gaussians.opacity_binarize_weight=50",
                       "gaussians.regularize_from=0.5"),
-    "gs-combo": ("camera.elevation_range=[-10,75]", "densify.default.grow_grad2d=0.1",
+    "gs-combo": ("camera.elevation_range=[-10,75]", "densify.default.refine_start_iter=50",
                  "gaussians.opacity_binarize_weight=50", "gaussians.flatten_weight=100",
                  "gaussians.regularize_from=0.5"),
 }
