@@ -209,5 +209,8 @@ def test_the_dry_runs_made_what_they_measure(dry_runs):
     assert "| grey-init | a red cone | 0 |" in (out["gpu_sweep_gaussians.sh"] / "results.md").read_text()
     assert "| nfsd@7.5 | 1 (1 x 1) | 0 |" in (out["gpu_testbed.sh"] / "solid_results.md").read_text()
     assert "repacked:" in dry_runs["repack_ray_wheel.sh"].output
+    assert sorted(p.name for p in out["gpu_levers.sh"].iterdir()) == [
+        "levers.json", "levers.md", "levers.tgz", "results.json", "results.md"]
+    assert dry_runs["gpu_levers.sh"].output.rstrip().splitlines()[-1].startswith("| gs-combo |")
     assert "| 1,000 | 0 |" in dry_runs["checkpoint_cost.py"].output
     assert "| viewer |" in dry_runs["bench_viewer.py"].output
