@@ -189,7 +189,8 @@ def test_the_dry_runs_made_what_they_measure(dry_runs):
     assert evaluation["meta"]["status"] == "complete" and len(evaluation["rows"]) == 2
     assert all(row["error"] is None for row in evaluation["rows"])
     assert "| nfsd_7_5 | 1 |" in dry_runs["strip_metrics.py"].output
-    assert "| solid | 7.5 | 48 |" in (out["gpu_world.sh"] / "summary.md").read_text()
+    assert "| new | ddim-glide | solid | 7.5 | 48 |" in (out["gpu_world.sh"] / "summary.md").read_text()
+    assert "| tiny | ddim-glide | solid | 7.5 | 48 |" in dry_runs["gpu_prior_check.sh"].output
     assert "installed into" in dry_runs["install_world_assets.sh"].output
     assert "| vae | 2 |" in (out["gpu_asset.sh"] / "asset_vae.md").read_text()
     vsd = (out["gpu_vsd.sh"] / "summary.md").read_text()
