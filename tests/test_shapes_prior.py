@@ -114,6 +114,20 @@ def test_shipped_prior_loads_and_knows_every_prompt():
             == models.tokenizer("a orange cone")["input_ids"])
 
 
+def test_the_shipped_prior_passed_its_check_on_every_split_it_knows():
+    """Shipped only if its check passed (issue 22): >= 90 % shape, colour and accent at CFG
+    7.5 and 3 on both splits, >= 4 samples per prompt, recorded in its prior_info.json by
+    scripts/gpu_prior_check.sh (the numbers are the GPU run's; this holds the rule)."""
+    info = json.loads((SHAPES_PRIOR_DIR / "prior_info.json").read_text())
+    rows = {(r["split"], r["cfg_scale"]): r for r in info["check"]["rows"]}
+    assert set(rows) == {(split, cfg) for split in info["splits"] for cfg in (7.5, 3.0)}
+    assert set(info["splits"]) == set(SPLITS)
+    for row in rows.values():
+        assert row["per_prompt"] >= 4 and row["ddim_steps"] == 50, row
+        assert min(row["shape"], row["colour"], row["accent"]) >= 0.9, row
+        assert row["sampler"] == "ddim-glide"
+
+
 @pytest.mark.skipif(not (SHAPES_PRIOR_DIR / "unet").is_dir(), reason="no prior shipped")
 def test_the_trainers_prompt_check_reads_what_people_type_and_names_the_worlds_words():
     from nfsd_gs.config import PriorConfig
