@@ -404,7 +404,8 @@ class NerfConfig:
 
 @dataclass
 class DensifyConfig:
-    """Adaptive density control with gsplat's strategies, unmodified."""
+    """Adaptive density control with gsplat's strategies (``nfsd_gs/densify.py`` adds the
+    opacity reset of ``default.reset_every`` that gsplat 1.5.3 never makes)."""
 
     strategy: Literal["default", "mcmc", "none"] = "default"
     #: Hard cap on the number of Gaussians (lowest opacities pruned past it).
@@ -426,9 +427,9 @@ class DensifyConfig:
             cap_max=100_000, refine_start_iter=100, refine_stop_iter=1000, refine_every=100
         )
     )
-    #: Log the 2D-gradient statistics ``default.grow_grad2d`` is compared with, at each
-    #: refine step (quantiles, and the share of Gaussians above a ladder of thresholds:
-    #: ``grad2d_*`` in metrics.jsonl); off the training path when false.
+    #: ``strategy=default``: log the 2D-gradient statistics ``default.grow_grad2d`` is
+    #: compared with, at each refine step (quantiles, and the share of Gaussians above a
+    #: ladder of thresholds: ``grad2d_*`` in metrics.jsonl); costs nothing when false.
     log_grad2d: bool = False
 
     def validate(self) -> None:

@@ -61,7 +61,7 @@ worker() {  # W: pairs W, W+PARALLEL, ... one after another until the deadline
     left=$(( END - $(date +%s) ))
     [ "$left" -le 5 ] && break
     seed=${PAIRS[$i]%%|*}; prompt=${PAIRS[$i]#*|}
-    # rc 130: stopped at the deadline with what it finished written; not a failure here
+    # rc 124/137: stopped at the deadline (what it finished is written); not a failure here
     timeout -s INT -k 20 "$left" python -m nfsd_gs.eval --variants "$(rotated "$i")" \
       --prompts "$prompt" --seeds "$seed" --out "$E/pair$i" "${EXTRA[@]}" \
       > "$E/pair$i.log" 2>&1 || echo "pair $i ($prompt, seed $seed): eval rc=$?"

@@ -97,16 +97,18 @@ def test_gsplat_1_5_3_alone_never_resets():
 
 
 def test_grad2d_statistics_count_what_grow_grad2d_would_grow():
-    # mean grad2d per Gaussian: [unseen 0, 5e-5, 3e-4, 2e-2]
-    state = {"grad2d": torch.tensor([0.0, 1e-4, 3e-4, 6e-2]),
-             "count": torch.tensor([0.0, 2.0, 1.0, 3.0])}
+    # mean grad2d per Gaussian: [unseen 0, 5e-5, 3e-4, 2e-2, 0.5]
+    state = {"grad2d": torch.tensor([0.0, 1e-4, 3e-4, 6e-2, 0.5]),
+             "count": torch.tensor([0.0, 2.0, 1.0, 3.0, 1.0])}
     stats = grad2d_statistics(state, threshold=2e-4, step=100)
-    assert float(stats["grad2d_grown"]) == 0.5  # 3e-4 and 2e-2 of 4
-    assert float(stats["grad2d_above_1e-05"]) == 0.75
-    assert float(stats["grad2d_above_0.0002"]) == 0.5
-    assert float(stats["grad2d_above_0.01"]) == 0.25
-    assert float(stats["grad2d_seen"]) == 0.75 and float(stats["grad2d_step"]) == 100
-    assert float(stats["grad2d_q50"]) == pytest.approx(3e-4)  # median of the three seen
+    assert float(stats["grad2d_grown"]) == pytest.approx(0.6)  # 3e-4, 2e-2, 0.5 of 5
+    assert float(stats["grad2d_above_0.0002"]) == pytest.approx(0.6)
+    assert float(stats["grad2d_above_0.01"]) == pytest.approx(0.4)
+    assert float(stats["grad2d_above_0.3"]) == pytest.approx(0.2)
+    assert float(stats["grad2d_above_2"]) == 0
+    assert float(stats["grad2d_seen"]) == pytest.approx(0.8) and float(stats["grad2d_step"]) == 100
+    # the median of the four seen, interpolated: (3e-4 + 2e-2) / 2
+    assert float(stats["grad2d_q50"]) == pytest.approx(0.01015)
     assert {f"grad2d_above_{t:g}" for t in GRAD2D_LADDER} <= set(stats)
 
 
