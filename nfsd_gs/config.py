@@ -298,10 +298,28 @@ class GaussianConfig:
     #: Multiply the means learning rates by the scene extent (the init's
     #: diameter), as 3DGS does with its camera extent.
     scale_means_lr_by_extent: bool = True
+    # -- geometry terms added to the distillation loss (GaussianModel.regularization);
+    # 0 = off. Each is a mean over the Gaussians, so its weight does not depend on N.
+    #: Opacity pushed to 0 or 1: weight x mean(min(a, 1 - a)) (GaussianDreamerPro's
+    #: binarization): no half-transparent haze at the silhouette.
+    opacity_binarize_weight: float = 0.0
+    #: Large Gaussians penalized: weight x mean(max_k s_k) / scene extent (s_k the
+    #: standard deviations): many small splats instead of a few wide blurry ones.
+    scale_weight: float = 0.0
+    #: Gaussians flattened into discs: weight x mean(min_k s_k) / scene extent (PGSR's
+    #: flattening loss; the surfels of 2DGS, Huang et al. 2024, inside the 3DGS rasterizer).
+    flatten_weight: float = 0.0
+    #: The terms above apply from this fraction of the run on (0: from the first step).
+    regularize_from: float = 0.0
 
     def validate(self) -> None:
         _check(0 <= self.sh_degree <= 3, "gaussians.sh_degree", self.sh_degree,
                "must be 0, 1, 2 or 3")
+        _check_at_least("gaussians", dict(opacity_binarize_weight=self.opacity_binarize_weight,
+                                          scale_weight=self.scale_weight,
+                                          flatten_weight=self.flatten_weight), 0)
+        _check(0.0 <= self.regularize_from <= 1.0, "gaussians.regularize_from",
+               self.regularize_from, "must lie in [0, 1]")
 
 
 @dataclass
@@ -386,7 +404,8 @@ class NerfConfig:
 
 @dataclass
 class DensifyConfig:
-    """Adaptive density control with gsplat's strategies, unmodified."""
+    """Adaptive density control with gsplat's strategies (``nfsd_gs/densify.py`` adds the
+    opacity reset of ``default.reset_every`` that gsplat 1.5.3 never makes)."""
 
     strategy: Literal["default", "mcmc", "none"] = "default"
     #: Hard cap on the number of Gaussians (lowest opacities pruned past it).
@@ -408,9 +427,17 @@ class DensifyConfig:
             cap_max=100_000, refine_start_iter=100, refine_stop_iter=1000, refine_every=100
         )
     )
+    #: ``strategy=default``: log the 2D-gradient statistics ``default.grow_grad2d`` is
+    #: compared with, at each refine step (quantiles, and the share of Gaussians above a
+    #: ladder of thresholds: ``grad2d_*`` in metrics.jsonl); costs nothing when false.
+    log_grad2d: bool = False
 
     def validate(self) -> None:
         _check(self.max_gaussians >= 1, "densify.max_gaussians", self.max_gaussians, "must be >= 1")
+        _check(self.default.reset_every >= 1, "densify.default.reset_every",
+               self.default.reset_every, "must be >= 1")
+        _check(self.default.refine_every >= 1, "densify.default.refine_every",
+               self.default.refine_every, "must be >= 1")
 
 
 @dataclass

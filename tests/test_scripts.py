@@ -197,7 +197,8 @@ def test_the_dry_runs_made_what_they_measure(dry_runs):
     assert sorted((r["variant"], r["representation"], r["assets_at_once"], r["error"])
                   for r in world) == [("nerf", "nerf", 2, None)] * 2 + \
         [("nfsd@7.5", "gaussians", 2, None)] * 2
-    assert "| solid | 7.5 | 48 |" in (out["gpu_world.sh"] / "summary.md").read_text()
+    assert "| new | ddim-glide | solid | 7.5 | 48 |" in (out["gpu_world.sh"] / "summary.md").read_text()
+    assert "| tiny | ddim-glide | solid | 7.5 | 48 |" in dry_runs["gpu_prior_check.sh"].output
     assert "installed into" in dry_runs["install_world_assets.sh"].output
     assert "| vae | 2 |" in (out["gpu_asset.sh"] / "asset_vae.md").read_text()
     vsd = (out["gpu_vsd.sh"] / "summary.md").read_text()
@@ -217,5 +218,8 @@ def test_the_dry_runs_made_what_they_measure(dry_runs):
     assert "| grey-init | a red cone | 0 |" in (out["gpu_sweep_gaussians.sh"] / "results.md").read_text()
     assert "| nfsd@7.5 | 1 (1 x 1) | 0 |" in (out["gpu_testbed.sh"] / "solid_results.md").read_text()
     assert "repacked:" in dry_runs["repack_ray_wheel.sh"].output
+    assert sorted(p.name for p in out["gpu_levers.sh"].iterdir()) == [
+        "levers.json", "levers.md", "levers.tgz", "results.json", "results.md"]
+    assert dry_runs["gpu_levers.sh"].output.rstrip().splitlines()[-1].startswith("| gs-combo |")
     assert "| 1,000 | 0 |" in dry_runs["checkpoint_cost.py"].output
     assert "| viewer |" in dry_runs["bench_viewer.py"].output

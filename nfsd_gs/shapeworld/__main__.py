@@ -61,7 +61,8 @@ def _check(args) -> None:
 
     result = check_prior(args.prior, args.judge, args.per_prompt, args.steps, args.cfg,
                          args.seed, args.device, split=args.split, batch_size=args.batch_size,
-                         save_grid=args.grid, thresholding=args.thresholding)
+                         save_grid=args.grid, thresholding=args.thresholding,
+                         sampler=args.sampler)
     print(format_table(result))
     write_result(result, args.json)
 
@@ -145,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=96)
+    p.add_argument("--sampler", default="ddim-glide", choices=("ddim-glide", "ddim"),
+                   help="DDIM with the noise re-derived from the clipped x0 (GLIDE; default) "
+                        "or diffusers' plain DDIM step")
     p.add_argument("--thresholding", type=float, default=None, metavar="P",
                    help="dynamic thresholding of x0 at percentile P (Imagen; e.g. 0.995) "
                         "instead of clipping to [-1, 1]")

@@ -11,7 +11,8 @@ an asset's life). One step of the pool, from the parts of ``train/step.py``::
                                        -> guidance.unet_inputs (R_i rows: views x branches)
     ONE prior.predict_noise over sum R_i rows, split back by each asset's R_i
     per asset, in its own RNG stream:  guidance.split_predictions -> loss_from_predictions
-                                       -> backward (finite flags stay on the device)
+                                       -> regularize -> backward (finite flags stay on the
+                                       device)
     ONE host sync: every asset's finite flags
     per asset, in its own RNG stream:  update (optimizers, densification)
                                        -> Training.after_step (log, snapshots, checkpoints, stop)
@@ -52,7 +53,7 @@ from ..utils.device import resolve_device
 from ..utils.timing import NO_TIMER
 from .loop import Training
 from .run import Run
-from .step import Rendered, backward, first_nonfinite, render_and_encode, update
+from .step import Rendered, backward, first_nonfinite, regularize, render_and_encode, update
 
 #: Statuses of an asset that left the pool.
 DONE, FAILED, STOPPED = "done", "failed", "stopped"
@@ -230,9 +231,10 @@ class AssetPool:
     def _backward(self, p: _Prepared, eps: Tensor) -> None:
         run, rendered = p.member.run, p.rendered
         with run.own_rng():
-            p.loss, p.stats = run.guidance.loss_from_predictions(
+            loss, stats = run.guidance.loss_from_predictions(
                 rendered.x0, p.noised, run.guidance.split_predictions(eps),
                 rendered.views.prompts, self.timer, cameras=rendered.views.cameras)
+            p.loss, p.stats = regularize(run, p.step, loss, stats)
             p.flags = backward(run, p.step, rendered, p.loss, self.timer)
 
     def _update(self, p: _Prepared, flags: Tensor, stop: Optional[str]) -> Optional[Outcome]:

@@ -3,13 +3,14 @@
     render_and_encode(run, step)   cameras.sample -> representation.render -> prior.encode
                                    -> Rendered(views, out, x0 [B, C, h, w])
     run.guidance.loss(x0, ...)     d loss / d x0 = w(t) (delta_D + s delta_C) / B (NFSD)
-    apply_gradients(run, ...)      backward: densify pre-backward, backward, finite flags;
+    apply_gradients(run, ...)      regularize: the representation's own terms join the loss;
+                                   backward: densify pre-backward, backward, finite flags;
                                    one host sync (first_nonfinite);
                                    update: optimizer steps, densify post-backward
 
 :func:`training_step` is their composition for one asset. The engine that holds several
-assets (:mod:`nfsd_gs.train.batched`) calls the first part and ``backward``/``update`` per
-asset, each with its own run (optimizers, densifier, RNG streams), and between them makes
+assets (:mod:`nfsd_gs.train.batched`) calls the first part and ``regularize``,
+``backward`` and ``update`` per asset, each with its own run (optimizers, densifier, RNG streams), and between them makes
 ONE U-Net call for all of them with the guidance's parts (``perturb``, ``unet_inputs``,
 ``split_predictions``, ``loss_from_predictions``; see :mod:`nfsd_gs.guidance`) and ONE
 host sync for all their finite checks.
@@ -18,7 +19,7 @@ host sync for all their finite checks.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -70,6 +71,16 @@ def render_and_encode(run: Run, step: int, timer=NO_TIMER) -> Rendered:
     return Rendered(views, out, x0)
 
 
+def regularize(run: Run, step: int, loss: Tensor,
+               stats: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
+    """The representation's own regularization terms (``Representation.regularization``,
+    none by default) join the distillation ``loss``, per asset; each is logged as
+    ``reg_<name>``."""
+    terms = run.model.regularization(step, run.config.steps)  # {name: weighted 0-d tensor}
+    loss = sum(terms.values(), loss)  # the distillation loss itself when there are none
+    return loss, {**stats, **{f"reg_{name}": term.detach() for name, term in terms.items()}}
+
+
 def backward(run: Run, step: int, rendered: Rendered, loss: Tensor, timer=NO_TIMER) -> Tensor:
     """Densification's pre-backward hook and ``loss.backward()``; returns the finiteness of
     each parameter group's gradient and of the loss (:func:`finite_flags`), still on the
@@ -99,13 +110,15 @@ def update(run: Run, step: int, rendered: Rendered, loss: Tensor, stats: Dict[st
             optimizer.zero_grad(set_to_none=True)
     if run.densifier is not None:
         with timer.phase("densify"):
-            run.densifier.post_backward(step, rendered.out.info)
+            stats.update(run.densifier.post_backward(step, rendered.out.info))
     return {"loss": loss.detach(), **stats}
 
 
 def apply_gradients(run: Run, step: int, rendered: Rendered, loss: Tensor,
                     stats: Dict[str, Tensor], timer=NO_TIMER) -> Dict[str, Tensor]:
-    """:func:`backward`, one host sync to read its finiteness, then :func:`update`."""
+    """:func:`regularize`, :func:`backward`, one host sync to read its finiteness, then
+    :func:`update`."""
+    loss, stats = regularize(run, step, loss, stats)
     flags = backward(run, step, rendered, loss, timer)
     return update(run, step, rendered, loss, stats, first_nonfinite(flags, run.optimizers), timer)
 
