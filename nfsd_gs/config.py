@@ -96,21 +96,42 @@ class PriorConfig:
 @dataclass
 class VsdConfig:
     """VSD's eps_phi (ProlificDreamer, Wang et al. 2023, Alg. 1): a LoRA of the prior's
-    U-Net, conditioned on the camera, trained on the current renders (see guidance/vsd.py)."""
+    U-Net, conditioned on the camera, trained on the current renders (see guidance/vsd.py,
+    whose docstring compares these choices with ProlificDreamer's and threestudio's)."""
 
     #: Rank of the LoRA on the U-Net's attention projections (to_q, to_k, to_v, to_out.0).
     lora_rank: int = 4
-    #: AdamW learning rate of the LoRA and the camera MLP (ProlificDreamer's, per issue 16).
+    #: AdamW learning rate of the LoRA and the camera MLP (ProlificDreamer and threestudio: 1e-4).
     lr: float = 1e-3
-    #: The LoRA's own diffusion-loss timesteps: U[t_min, t_max] x T, one per view.
+    #: The LoRA's own diffusion-loss timesteps: U[t_min, t_max] x T, one per training row.
     t_min: float = 0.02
     t_max: float = 0.98
+    #: Views of the step the LoRA trains on (the first ``views``; 0: all of them).
+    #: ProlificDreamer and threestudio render one view a step and train on it.
+    views: int = 0
+    #: Timestep draws per trained view (threestudio's ``lora_n_timestamp_samples``).
+    timesteps: int = 1
+    #: Probability that a LoRA step sees a zero camera (ProlificDreamer's ``uncond_p``: 0.1).
+    camera_dropout: float = 0.0
+    #: Fraction of the run before which the LoRA is neither trained nor used: until then
+    #: eps_phi is its untrained self, which is exactly the prior's conditional prediction.
+    start: float = 0.0
+    #: eps_phi's forward and the LoRA step replayed as CUDA graphs (CUDA only).
+    cuda_graph: bool = True
+    #: The LoRA U-Net under autocast in the prior's half precision (float32 LoRA weights
+    #: stay the master copy). Only where the prior itself is half precision.
+    autocast: bool = False
 
     def validate(self) -> None:
         _check(self.lora_rank >= 1, "guidance.vsd.lora_rank", self.lora_rank, "must be >= 1")
         _check(self.lr > 0, "guidance.vsd.lr", self.lr, "must be > 0")
         _check(0.0 <= self.t_min < self.t_max <= 1.0, "guidance.vsd.t_min",
                [self.t_min, self.t_max], "must satisfy 0 <= t_min < t_max <= 1")
+        _check(self.views >= 0, "guidance.vsd.views", self.views, "must be >= 0 (0: every view)")
+        _check(self.timesteps >= 1, "guidance.vsd.timesteps", self.timesteps, "must be >= 1")
+        _check(0.0 <= self.camera_dropout <= 1.0, "guidance.vsd.camera_dropout",
+               self.camera_dropout, "must lie in [0, 1]")
+        _check(0.0 <= self.start < 1.0, "guidance.vsd.start", self.start, "must lie in [0, 1)")
 
 
 @dataclass

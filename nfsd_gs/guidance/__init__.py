@@ -76,6 +76,7 @@ class Noised:
     t: Tensor  # [B] long
     noise: Tensor  # [B, C, h, w]
     z_t: Tensor  # [B, C, h, w], detached from x0
+    step: int  # the training step it belongs to
 
 
 class ScoreDistillation:
@@ -107,7 +108,7 @@ class ScoreDistillation:
         t = sample_timesteps(self.config, self.prior.num_train_timesteps, step, self.total_steps,
                              x0.shape[0], x0.device)
         noise = torch.randn_like(x0)
-        return Noised(t, noise, self.prior.add_noise(x0.detach(), noise, t))
+        return Noised(t, noise, self.prior.add_noise(x0.detach(), noise, t), step)
 
     def branch_embeddings(self, prompts: Sequence[str]) -> Tensor:  # [K*B, L, D]
         batch = len(prompts)
@@ -140,7 +141,8 @@ class ScoreDistillation:
         """The loss and stats of the predictions ``eps`` (per branch) at ``noised``: the
         method's own model first (VSD), then w(t) * direction, clipped, as a loss on x0."""
         with timer.phase("lora"):  # VSD: eps_phi, then one LoRA step on x0 (Alg. 1)
-            extra, extra_stats = self.method.observe(noised.z_t, noised.t, x0, prompts, cameras)
+            extra, extra_stats = self.method.observe(noised.z_t, noised.t, x0, prompts, cameras,
+                                                     progress=noised.step / max(self.total_steps, 1))
         eps = {**eps, **extra}
         with timer.phase("guidance"):
             weights = timestep_weights(self.config.weighting, self.prior.alphas_cumprod,

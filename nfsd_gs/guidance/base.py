@@ -27,10 +27,11 @@ class GuidanceMethod(Protocol):
     branches: Tuple[str, ...]
 
     def observe(self, z_t: Tensor, t: Tensor, x0: Tensor, prompts: Sequence[str],
-                cameras: Optional[Cameras]) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
+                cameras: Optional[Cameras],
+                progress: float = 0.0) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
         """Predictions of the method's own model at (z_t [B, C, h, w], t [B]) and its stats,
         after the U-Net call (VSD: eps_phi, then one LoRA step on x0, detached); ({}, {}) for
-        a method without a model."""
+        a method without a model. ``progress``: the fraction of the run done (step / steps)."""
 
     def direction(self, eps: Mapping[str, Tensor], noise: Tensor, t: Tensor) -> Tensor:
         """The distillation direction [B, C, h, w] before w(t), from the predictions per
@@ -53,7 +54,8 @@ class DistillationMethod:
         self.config = config
 
     def observe(self, z_t: Tensor, t: Tensor, x0: Tensor, prompts: Sequence[str],
-                cameras: Optional[Cameras]) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
+                cameras: Optional[Cameras],
+                progress: float = 0.0) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
         return {}, {}
 
     def direction(self, eps: Mapping[str, Tensor], noise: Tensor, t: Tensor) -> Tensor:

@@ -1,55 +1,82 @@
-"""The U-Net call replayed as a CUDA graph.
+"""U-Net work replayed as CUDA graphs.
 
 Eager diffusers U-Nets are launch-bound at small batches (hundreds of small
-kernels per call): capturing the call once and replaying it removes the
-Python and launch overhead.  The prior is frozen and the call runs under
-``no_grad``, so one static graph per input shape is exact: replay computes
-the same kernels on the same shapes as the eager call.
+kernels per call): capturing a call once and replaying it removes the Python
+and launch overhead.  A replay runs the captured kernels on the captured
+addresses, so a graph is exact as long as its inputs are copied into its static
+tensors and the weights it reads are updated in place (optimizers do that).
+
+* :class:`StaticGraph`: one function captured on static copies of its inputs;
+  with ``grad=True`` the function may run a backward pass and an optimizer step
+  (the VSD LoRA's training step, ``vsd.py``).
+* :class:`GraphedCall`: a function captured per input shape on first use (the
+  frozen prior's U-Net call under ``no_grad``, ``prior.py``; eps_phi, ``vsd.py``).
+
+Random numbers are drawn outside the graphs and passed in, so a graphed step
+sees the same draws as the eager one.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Tuple
+import contextlib
+from typing import Callable, ContextManager, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-ShapeKey = Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...]]
+ShapeKey = Tuple[Tuple[Tuple[int, ...], torch.dtype], ...]
 
 
-class _Captured:
-    """One captured call: static inputs, the graph, its static output."""
+class StaticGraph:
+    """``function(*inputs)`` captured once on static copies of ``inputs``, then replayed.
 
-    def __init__(self, function: Callable[[Tensor, Tensor, Tensor], Tensor],
-                 z: Tensor, t: Tensor, embeddings: Tensor, warmup: int = 2):
-        self.z, self.t, self.embeddings = z.clone(), t.clone(), embeddings.clone()
+    ``warmup`` (default: ``function``) runs ``warmup_steps`` times on a side stream first,
+    so that cuDNN/cuBLAS pick their algorithms and lazily built state (an optimizer's
+    moments) exists outside the capture; a warm-up must not change what the function reads
+    (the LoRA step's warm-up skips its optimizer update). ``context`` (a factory) is entered
+    around warm-up and capture only (e.g. switching adapters on); ``pool``: a memory pool
+    shared with graphs that are replayed in the order they were captured.
+    """
+
+    def __init__(self, function: Callable[..., Tensor], inputs: Sequence[Tensor], *,
+                 grad: bool = False, warmup: Optional[Callable[..., object]] = None,
+                 warmup_steps: int = 2,
+                 context: Optional[Callable[[], ContextManager]] = None,
+                 pool: Optional[tuple] = None):
+        self.inputs = [x.clone() for x in inputs]
+        context = context or contextlib.nullcontext
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side), torch.no_grad():
-            for _ in range(warmup):  # cuDNN/cuBLAS pick their algorithms outside the capture
-                function(self.z, self.t, self.embeddings)
+        with context(), torch.cuda.stream(side), torch.set_grad_enabled(grad):
+            for _ in range(warmup_steps):
+                (warmup or function)(*self.inputs)
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph), torch.no_grad():
-            self.output = function(self.z, self.t, self.embeddings)
+        with context(), torch.set_grad_enabled(grad), torch.cuda.graph(self.graph, pool=pool):
+            self.output = function(*self.inputs)
 
-    def __call__(self, z: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
-        self.z.copy_(z)
-        self.t.copy_(t)
-        self.embeddings.copy_(embeddings)
+    def __call__(self, *inputs: Tensor) -> Tensor:
+        for static, value in zip(self.inputs, inputs):
+            static.copy_(value)
         self.graph.replay()
         return self.output.clone()  # the static output is overwritten by the next replay
 
 
 class GraphedCall:
-    """``function(z, t, embeddings)`` captured per input shape on first use, then replayed."""
+    """``function(*inputs)`` (no autograd) captured per input shape on first use, then
+    replayed; ``context`` and ``pool`` as for :class:`StaticGraph`."""
 
-    def __init__(self, function: Callable[[Tensor, Tensor, Tensor], Tensor]):
+    def __init__(self, function: Callable[..., Tensor],
+                 context: Optional[Callable[[], ContextManager]] = None,
+                 pool: Optional[tuple] = None):
         self.function = function
-        self.captured: Dict[ShapeKey, _Captured] = {}
+        self.context = context
+        self.pool = pool
+        self.captured: Dict[ShapeKey, StaticGraph] = {}
 
-    def __call__(self, z: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
-        key = (tuple(z.shape), tuple(t.shape), tuple(embeddings.shape))
+    def __call__(self, *inputs: Tensor) -> Tensor:
+        key = tuple((tuple(x.shape), x.dtype) for x in inputs)
         if key not in self.captured:
-            self.captured[key] = _Captured(self.function, z, t, embeddings)
-        return self.captured[key](z, t, embeddings)
+            self.captured[key] = StaticGraph(self.function, inputs, context=self.context,
+                                             pool=self.pool)
+        return self.captured[key](*inputs)
