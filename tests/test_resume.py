@@ -88,10 +88,14 @@ def test_resume_after_a_stop_equals_the_uninterrupted_run(tmp_path, uninterrupte
     assert losses(run_dir) == losses(uninterrupted)
 
 
-def test_vsd_resume_restores_the_lora_and_its_optimizer(tmp_path, tmp_path_factory):
+@pytest.mark.slow
+@pytest.mark.parametrize("levers", [(), (  # issue 26's levers: fewer rows, a random camera
+    "guidance.vsd.views=1", "guidance.vsd.timesteps=2", "guidance.vsd.camera_dropout=0.5",
+    "guidance.vsd.start=0.25")])  # dropout (a draw per step) and a late start
+def test_vsd_resume_restores_the_lora_and_its_optimizer(tmp_path, tmp_path_factory, levers):
     """The LoRA U-Net and its AdamW are trained every step: a resume (here from the last
     checkpoint before a SIGKILL) that lost them would give other Gaussians."""
-    vsd = ("guidance.method=vsd",)
+    vsd = ("guidance.method=vsd", *levers)
     reference = reference_run(tmp_path_factory.mktemp("reference_vsd"), *vsd)
     interrupt_at_random_step(tmp_path, signal.SIGKILL, 3, *vsd)
     resume(tmp_path / "run")

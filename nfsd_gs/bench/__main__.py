@@ -6,6 +6,9 @@ of views, guidance method and Gaussian count, and prints a table: ms per step sp
 phase, peak memory, and the floor measured on the same inputs (U-Net as a CUDA graph,
 encoder and rasterizer forward + backward), with the ratio step / floor.  Meant for the
 GPU; on the CPU use a tiny prior (``--prior random:tiny --resolution 64``) for a smoke run.
+``--variant NAME=guidance.method=M,K=V,...`` adds rows of a method with overrides (a lever
+of it, e.g. VSD's ``guidance.vsd.views=1``); ``--baseline NAME`` adds each row's step time
+over that row's and prints the short table of rows (step ms, of which the LoRA's, peak GiB).
 
 ``--asset`` times one whole asset instead, as a user pays for it, in one process: start-up
 (process start to the first training step: imports, loading the prior, building the run),
@@ -29,8 +32,10 @@ from typing import List, Optional, Sequence
 
 from ..cli import add_override_arguments, fail, parse_command_line
 from ..errors import NfsdError
-from .measure import (BenchSettings, bench_asset, bench_config, bench_one, format_asset_table,
-                      format_table)
+from ..utils.io import write_text
+from .measure import (BenchSettings, bench_asset, bench_config, bench_one, compare_to,
+                      format_asset_table, format_lever_table, format_table, method_row,
+                      variant_row)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -42,7 +47,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--eager", action="store_true", help="no CUDA graph for the U-Net")
     parser.add_argument("--resolution", type=int, nargs="+", default=[512])
     parser.add_argument("--views", type=int, nargs="+", default=[1, 4])
-    parser.add_argument("--methods", nargs="+", default=["nfsd", "sds"])
+    parser.add_argument("--methods", nargs="*", default=["nfsd", "sds"])
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=K=V,K=V",
+                        help="a row of its own after the methods: a method and overrides, e.g. "
+                             "vsd-eager=guidance.method=vsd,guidance.vsd.cuda_graph=false")
+    parser.add_argument("--baseline", default=None, metavar="NAME",
+                        help="add each row's step time over this row's (a method or variant "
+                             "name) and print the short variant table too")
     parser.add_argument("--gaussians", type=int, nargs="+", default=[100_000, 500_000])
     parser.add_argument("--steps", type=int, default=20, help="timed steps per combination")
     parser.add_argument("--warmup", type=int, default=5)
@@ -88,10 +99,16 @@ def run_benchmark(args: argparse.Namespace) -> int:
         row = bench_asset(settings)
         print(format_asset_table(row))
         if args.json is not None:
-            args.json.write_text(json.dumps(row, indent=2) + "\n")
+            write_text(args.json, json.dumps(row, indent=2) + "\n")
         return 0
-    first = bench_config(settings, args.views[0], args.methods[0], args.gaussians[0],
-                         args.resolution[0])
+    kinds = [method_row(m) for m in args.methods] + [variant_row(v) for v in args.variant]
+    if not kinds:
+        raise NfsdError("nothing to measure: give --methods or --variant")
+    if args.baseline is not None and args.baseline not in {k.name for k in kinds}:
+        raise NfsdError(f"--baseline '{args.baseline}' is none of the rows "
+                        f"({', '.join(k.name for k in kinds)})")
+    first = bench_config(settings, args.views[0], kinds[0].method, args.gaussians[0],
+                         args.resolution[0], kinds[0].overrides)
     device = resolve_device(first.device)
     start = time.perf_counter()
     prior = DiffusionPrior.load(first.prior, device)
@@ -99,13 +116,19 @@ def run_benchmark(args: argparse.Namespace) -> int:
           f"on {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}",
           file=sys.stderr)
     rows: List[dict] = []
-    combinations = itertools.product(args.resolution, args.views, args.methods, args.gaussians)
-    for resolution, views, method, gaussians in combinations:
-        rows.append(bench_one(settings, prior, views, method, gaussians, resolution))
+    combinations = itertools.product(args.resolution, args.views, kinds, args.gaussians)
+    for resolution, views, kind, gaussians in combinations:
+        rows.append(bench_one(settings, prior, views, kind, gaussians, resolution))
         print(format_table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+        if args.json is not None:  # after every row: a run stopped at its time limit keeps them
+            write_text(args.json, json.dumps(rows, indent=2) + "\n")
+    if args.baseline is not None:
+        compare_to(rows, args.baseline)
     print(format_table(rows))
+    if args.baseline is not None:
+        print("\n" + format_lever_table(rows))
     if args.json is not None:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        write_text(args.json, json.dumps(rows, indent=2) + "\n")
     return 0
 
 

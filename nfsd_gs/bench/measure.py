@@ -28,6 +28,7 @@ from typing import Callable, Dict, Sequence, Tuple
 import torch
 
 from ..config import Config, resolve_config
+from ..errors import ConfigError
 from ..guidance import ScoreDistillation
 from ..guidance.graph import GraphedCall
 from ..guidance.prior import DiffusionPrior
@@ -72,9 +73,36 @@ def time_ms(function: Callable[[], object], device: torch.device, repeats: int,
     return (time.perf_counter() - start) * 1e3 / repeats
 
 
+@dataclass(frozen=True)
+class Row:
+    """What one row of the step table runs: a guidance method, and overrides on top of it
+    (a lever of that method, e.g. ``guidance.vsd.cuda_graph=false``) under its own name."""
+
+    name: str
+    method: str
+    overrides: Tuple[str, ...] = ()
+
+
+def method_row(method: str) -> Row:
+    """The row of a plain method (``--methods``)."""
+    return Row(method, method)
+
+
+def variant_row(spec: str) -> Row:
+    """``NAME=guidance.method=M,K=V,...`` (``--variant``) -> its row; the method must be named."""
+    from ..eval.variants import parse_variant
+
+    variant = parse_variant(spec)
+    methods = [o.split("=", 1)[1] for o in variant.overrides if o.startswith("guidance.method=")]
+    if len(methods) != 1:
+        raise ConfigError(f"--variant '{spec}' must set guidance.method once")
+    return Row(variant.name, methods[0],
+               tuple(o for o in variant.overrides if not o.startswith("guidance.method=")))
+
+
 def bench_config(settings: BenchSettings, views: int, method: str, gaussians: int,
-                 resolution: int) -> Config:
-    """The config of one combination (the settings' overrides last)."""
+                 resolution: int, extra: Sequence[str] = ()) -> Config:
+    """The config of one combination (the settings' overrides, then ``extra``, last)."""
     cfg_scale = 100.0 if method == "sds" else 7.5  # VSD: ProlificDreamer's 7.5
     overrides = [
         f"prior.model={settings.prior}",
@@ -85,7 +113,7 @@ def bench_config(settings: BenchSettings, views: int, method: str, gaussians: in
         f"steps={settings.steps + settings.warmup}",
         # densify state is updated every step; refinement itself every 100 steps
         "densify.default.refine_start_iter=100000",
-    ] + list(settings.overrides)
+    ] + list(settings.overrides) + list(extra)
     return resolve_config(settings.config, PROMPT, overrides)
 
 
@@ -126,10 +154,12 @@ def measure_floor(run: Run, repeats: int) -> Dict[str, float]:  # milliseconds
     return floor
 
 
-def bench_one(settings: BenchSettings, prior: DiffusionPrior, views: int, method: str,
+def bench_one(settings: BenchSettings, prior: DiffusionPrior, views: int, row: Row,
               gaussians: int, resolution: int) -> dict:
-    """One row of the step table: ms per step, its phases, peak memory and the floor."""
-    config = bench_config(settings, views, method, gaussians, resolution)
+    """One row of the step table: ms per step, its phases, peak memory (allocated, and
+    reserved: CUDA graphs keep their working memory in pools the allocator reserves, which
+    ``max_memory_allocated`` does not count) and the floor."""
+    config = bench_config(settings, views, row.method, gaussians, resolution, row.overrides)
     device = resolve_device(config.device)
     run = build_run(config, device=device, prior=prior)
     for step in range(settings.warmup):  # includes CUDA-graph capture and cuDNN autotuning
@@ -142,7 +172,9 @@ def bench_one(settings: BenchSettings, prior: DiffusionPrior, views: int, method
         training_step(run, step)
     synchronize(device)
     step_ms = (time.perf_counter() - start) * 1e3 / settings.steps
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    cuda = device.type == "cuda"
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else float("nan")
+    reserved = torch.cuda.max_memory_reserved(device) / 2**30 if cuda else float("nan")
 
     timer = PhaseTimer(device)  # a separate pass: the events themselves cost a little
     first = settings.warmup + settings.steps
@@ -150,15 +182,17 @@ def bench_one(settings: BenchSettings, prior: DiffusionPrior, views: int, method
         training_step(run, step, timer)
     phases = timer.collect()
     floor = measure_floor(run, settings.floor_repeats)
-    row = {"representation": config.representation, "views": views, "method": method,
-           "gaussians": run.model.num_primitives,
-           "resolution": config.camera.resolution, "encoder": config.prior.encoder,
-           "step_ms": step_ms, **{f"{p}_ms": phases.get(p, 0.0) for p in PHASES},
-           **floor, "ratio": step_ms / floor["floor_total"], "peak_gib": peak}
+    result = {"representation": config.representation, "views": views, "method": row.method,
+              "variant": row.name, "overrides": list(row.overrides),
+              "gaussians": run.model.num_primitives,
+              "resolution": config.camera.resolution, "encoder": config.prior.encoder,
+              "step_ms": step_ms, **{f"{p}_ms": phases.get(p, 0.0) for p in PHASES},
+              **floor, "ratio": step_ms / floor["floor_total"], "peak_gib": peak,
+              "peak_reserved_gib": reserved}
     del run
-    if device.type == "cuda":
+    if cuda:
         torch.cuda.empty_cache()
-    return row
+    return result
 
 
 def format_table(rows: Sequence[dict]) -> str:
@@ -167,12 +201,38 @@ def format_table(rows: Sequence[dict]) -> str:
                 "step_ms"]
                + [f"{p}_ms" for p in PHASES]
                + ["floor_unet_graph", "floor_encode_fb", "floor_render_fb", "floor_total",
-                  "ratio", "peak_gib"])
+                  "ratio", "peak_gib", "peak_reserved_gib"])
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         cells = [f"{row[c]:.1f}" if isinstance(row[c], float) and c != "ratio"
                  else f"{row[c]:.2f}" if c == "ratio" else str(row[c]) for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def compare_to(rows: Sequence[dict], baseline: str) -> None:
+    """Add ``vs_baseline`` to each row: its step time over the ``baseline`` row's (by
+    variant name) at the same resolution, views and Gaussian count (None without one)."""
+    def where(row):
+        return row["resolution"], row["views"], row["gaussians"]
+
+    reference = {where(r): r["step_ms"] for r in rows if r["variant"] == baseline}
+    for row in rows:
+        base = reference.get(where(row))
+        row["vs_baseline"] = row["step_ms"] / base if base else None
+        row["baseline"] = baseline
+
+
+def format_lever_table(rows: Sequence[dict]) -> str:
+    """The short table of variants (levers): step ms, of which the LoRA's (VSD's own model),
+    peak GiB allocated and reserved, and the step time over the baseline's."""
+    baseline = rows[0].get("baseline", "baseline") if rows else "baseline"
+    lines = [f"| variant | views | step ms | of which LoRA ms | peak GiB | reserved GiB "
+             f"| vs {baseline} |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        ratio = f"{r['vs_baseline']:.2f}x" if r.get("vs_baseline") else "-"
+        lines.append(f"| {r['variant']} | {r['views']} | {r['step_ms']:.1f} | {r['lora_ms']:.1f} "
+                     f"| {r['peak_gib']:.2f} | {r['peak_reserved_gib']:.2f} | {ratio} |")
     return "\n".join(lines)
 
 
