@@ -34,6 +34,7 @@ PYTHON = {
     "checkpoint_cost.py": ["--counts", "1000", "--sh-degrees", "0", "--repeats", "1"],
     "nerf_cpu_cost.py": ["--dry-run", "--steps", "1", "default"],
     "prior_throughput.py": ["--dry-run", "--device", "cpu", "--batch-sizes", "2", "--steps", "1"],
+    "vsd_probe.py": ["--dry-run", "--out", "{out}"],
     "spark_check.py": None,
     "strip_metrics.py": None,
 }
@@ -71,9 +72,11 @@ def shell(name: str, root: Path, *args: str) -> Ran:
 
 
 def python(name: str, root: Path, *args: str) -> Ran:
+    """Run a Python script; ``{out}`` in its arguments is its own output folder."""
     out = root / name
     out.mkdir(parents=True, exist_ok=True)
-    return run([sys.executable, str(SCRIPTS / name), *args], out)
+    return run([sys.executable, str(SCRIPTS / name),
+                *(a.replace("{out}", str(out)) for a in args)], out)
 
 
 def spark_check(root: Path) -> Optional[Ran]:
@@ -192,9 +195,15 @@ def test_the_dry_runs_made_what_they_measure(dry_runs):
     assert "| solid | 7.5 | 48 |" in (out["gpu_world.sh"] / "summary.md").read_text()
     assert "installed into" in dry_runs["install_world_assets.sh"].output
     assert "| vae | 2 |" in (out["gpu_asset.sh"] / "asset_vae.md").read_text()
-    vsd = (out["gpu_vsd.sh"] / "summary.md").read_text()
-    assert "| nfsd@7.5 | 1 (1 x 1) | 0 |" in vsd and "| vsd@7.5 | 1 (1 x 1) | 0 |" in vsd
-    assert "| gaussians | 32 | 1 | vsd |" in vsd
+    vsd = (out["gpu_vsd.sh"] / "summary.md").read_text()  # two evaluation processes, merged
+    assert "| nfsd@7.5 | 2 (2 x 1) | 0 |" in vsd and "| vsd@7.5 | 2 (2 x 1) | 0 |" in vsd
+    assert "| sds | 2 |" in vsd and " | 1.00x |" in vsd  # the lever table, against SDS
+    levers = json.loads((out["gpu_vsd.sh"] / "bench.json").read_text())
+    assert [(r["variant"], r["method"]) for r in levers] == [
+        ("sds", "sds"), ("vsd-before", "vsd"), ("vsd-1view-graph", "vsd")]
+    assert levers[2]["lora_ms"] > 0 and levers[2]["overrides"] == [
+        "guidance.vsd.views=1", "guidance.vsd.cuda_graph=true"]
+    assert json.loads((out["gpu_vsd.sh"] / "eval.json").read_text())["meta"]["status"] == "complete"
     assert json.loads((out["gpu_core.sh"] / "bench.json").read_text())[0]["method"] == "nfsd"
     assert rows(out["gpu_core.sh"] / "run200_metrics.jsonl")[-1]["step"] == 2
     for asset in ("red_cone", "synthetic"):  # one row per asset, resolution and texture
@@ -211,3 +220,5 @@ def test_the_dry_runs_made_what_they_measure(dry_runs):
     assert "repacked:" in dry_runs["repack_ray_wheel.sh"].output
     assert "| 1,000 | 0 |" in dry_runs["checkpoint_cost.py"].output
     assert "| viewer |" in dry_runs["bench_viewer.py"].output
+    probe = json.loads((out["vsd_probe.py"] / "summary.json").read_text())
+    assert [r["setting"] for r in probe] == ["nfsd", "vsd-pd"] and probe[1]["m_3"] is not None
