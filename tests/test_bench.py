@@ -36,3 +36,27 @@ def test_save_prior_writes_a_loadable_folder(tmp_path):
     prior = DiffusionPrior.load(PriorConfig(model=str(folder), local_files_only=True),
                                 torch.device("cpu"))
     assert prior.pixel_space and prior.num_train_timesteps == 1000
+
+
+def test_variant_rows_and_the_table_against_a_baseline(tmp_path, capsys):
+    """Issue 26's lever table: rows of a method with overrides, each against the baseline."""
+    out = tmp_path / "levers.json"
+    assert main(["--prior", "random:tiny", "--resolution", "32", "--views", "2", "--gaussians",
+                 "100", "--methods", "sds", "--variant",
+                 "vsd-1view=guidance.method=vsd,guidance.vsd.views=1", "--baseline", "sds",
+                 "--steps", "1", "--warmup", "1", "--timed-steps", "1", "--floor-repeats", "1",
+                 "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [(r["variant"], r["method"], r["overrides"]) for r in rows] == [
+        ("sds", "sds", []), ("vsd-1view", "vsd", ["guidance.vsd.views=1"])]
+    assert rows[0]["vs_baseline"] == 1.0 and rows[1]["lora_ms"] > 0
+    assert abs(rows[1]["vs_baseline"] - rows[1]["step_ms"] / rows[0]["step_ms"]) < 1e-9
+    printed = capsys.readouterr().out
+    assert "| variant | views | step ms | of which LoRA ms |" in printed and "| sds | 2 |" in printed
+
+
+def test_a_variant_without_a_method_or_an_unknown_baseline_is_one_line(capsys):
+    assert main(["--prior", "random:tiny", "--methods", "--variant", "x=guidance.vsd.views=1"]) == 2
+    assert "must set guidance.method once" in capsys.readouterr().err
+    assert main(["--prior", "random:tiny", "--methods", "sds", "--baseline", "nfsd"]) == 2
+    assert "--baseline 'nfsd' is none of the rows (sds)" in capsys.readouterr().err

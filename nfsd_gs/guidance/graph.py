@@ -52,7 +52,9 @@ class StaticGraph:
                 (warmup or function)(*self.inputs)
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with context(), torch.set_grad_enabled(grad), torch.cuda.graph(self.graph, pool=pool):
+        # thread_local: another thread's CUDA work (a live viewer's renders) may go on
+        with context(), torch.set_grad_enabled(grad), torch.cuda.graph(
+                self.graph, pool=pool, capture_error_mode="thread_local"):
             self.output = function(*self.inputs)
 
     def __call__(self, *inputs: Tensor) -> Tensor:
