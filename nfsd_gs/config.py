@@ -116,6 +116,10 @@ class VsdConfig:
     #: Fraction of the run before which the LoRA is neither trained nor used: until then
     #: eps_phi is its untrained self, which is exactly the prior's conditional prediction.
     start: float = 0.0
+    #: Classifier-free guidance against ``guidance.negative_prompt`` instead of the empty
+    #: prompt: eps_cfg = eps_neg + s (eps_cond - eps_neg), as threestudio's VSD does when
+    #: given a negative prompt (one branch for another: the same U-Net rows).
+    negative: bool = False
     #: eps_phi's forward and the LoRA step replayed as CUDA graphs (CUDA only).
     cuda_graph: bool = True
     #: The LoRA U-Net under autocast in the prior's half precision (float32 LoRA weights

@@ -13,8 +13,10 @@ perturb, predict_branches, loss_from_predictions, apply_gradients: the same traj
   (s - 1)(eps_c - eps_u), free of the noise), m = 1 a LoRA that has learnt the noise itself
   (the direction is SDS's eps_cfg - eps, the noisy one);
 * ``grad_hf``: the share of the step's distillation gradient w(t)(...) in its finest
-  detail (the gradient minus its 3x3 box blur; squared norms): noise in the gradient that
-  the Gaussians see as isolated off-colour pixels;
+  detail (the gradient minus its 3x3 box blur; squared norms);
+* ``detail_pull`` = <g, d> / ||d||^2 with d = x0 - box3(x0), the render's own finest detail
+  (a speckle is such detail) and g the gradient: the share of that detail one unit step
+  (x0 <- x0 - g) removes; > 0 smooths speckles away, 0 leaves them;
 
 and at the end the judge's scores (speckle, IoU, colour error) of the model. Writes
 DIR/steps.jsonl, DIR/summary.json and DIR/summary.md (m and grad_hf per third of the run).
@@ -44,11 +46,11 @@ from nfsd_gs.utils.io import write_text
 
 SETTINGS = [
     "nfsd=guidance.method=nfsd",
+    "sds7.5=guidance.method=sds",
     "vsd=guidance.method=vsd",  # the schema's defaults: lr 1e-3, every view, t U[0.02, 0.98]
+    "vsd-neg=guidance.method=vsd,guidance.vsd.negative=true",
     "vsd-lr1e-4=guidance.method=vsd,guidance.vsd.lr=1e-4",
     "vsd-1view=guidance.method=vsd,guidance.vsd.views=1",
-    "vsd-rank1=guidance.method=vsd,guidance.vsd.lora_rank=1",
-    "vsd-start0.5=guidance.method=vsd,guidance.vsd.start=0.5",
     "vsd-pd=guidance.method=vsd,guidance.vsd.lr=1e-4,guidance.vsd.views=1,"
     "guidance.vsd.t_min=0,guidance.vsd.t_max=1,guidance.vsd.camera_dropout=0.1",
 ]
@@ -65,6 +67,12 @@ def high_frequency_share(grad: torch.Tensor) -> torch.Tensor:  # [B]
     """||g - box3(g)||^2 / ||g||^2 per view (g [B, C, h, w]; replicate padding)."""
     blurred = F.avg_pool2d(F.pad(grad, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
     return (grad - blurred).flatten(1).pow(2).sum(1) / grad.flatten(1).pow(2).sum(1)
+
+
+def detail_pull(grad: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:  # [B]
+    """<g, d> / ||d||^2 per view, d = x0 - box3(x0) (x0, g [B, C, h, w])."""
+    detail = x0 - F.avg_pool2d(F.pad(x0, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    return (grad * detail).flatten(1).sum(1) / detail.flatten(1).pow(2).sum(1)
 
 
 def probe(name: str, overrides: List[str], args: argparse.Namespace, out: Path) -> Dict:
@@ -94,6 +102,7 @@ def probe(name: str, overrides: List[str], args: argparse.Namespace, out: Path) 
                                    noised.t).view(-1, 1, 1, 1)
         grad = weights * guidance.direction(probe_eps, noised.noise, noised.t)
         record["grad_hf"] = high_frequency_share(grad).tolist()
+        record["detail_pull"] = detail_pull(grad, rendered.x0.detach()).tolist()
         record["grad_norm"] = grad.flatten(1).norm(dim=1).mean().item()
         loss, stats = guidance.loss_from_predictions(rendered.x0, noised, eps, prompts,
                                                      cameras=cameras)
@@ -113,24 +122,24 @@ def probe(name: str, overrides: List[str], args: argparse.Namespace, out: Path) 
 
 
 def thirds(records: List[Dict]) -> Dict:
-    """Mean noise share and gradient detail share in each third of the run (and m by t)."""
+    """Each measure's mean over the views of each third of the run (None where absent)."""
     out = {}
     n = len(records)
     for part, (lo, hi) in enumerate(((0, n // 3), (n // 3, 2 * n // 3), (2 * n // 3, n))):
         chunk = records[lo:hi] or records[-1:]
-        hf = [v for r in chunk for v in r["grad_hf"]]
-        out[f"grad_hf_{part + 1}"] = sum(hf) / len(hf)
-        shares = [v for r in chunk for v in r.get("noise_share", [])]
-        out[f"m_{part + 1}"] = sum(shares) / len(shares) if shares else None
+        for key, name in (("noise_share", "m"), ("grad_hf", "grad_hf"),
+                          ("detail_pull", "pull")):
+            values = [v for r in chunk for v in r.get(key, [])]
+            out[f"{name}_{part + 1}"] = sum(values) / len(values) if values else None
     return out
 
 
 def summary_table(rows: List[Dict]) -> str:
-    columns = ["setting", "m_1", "m_2", "m_3", "grad_hf_1", "grad_hf_2", "grad_hf_3",
-               "speckle", "iou", "colour_de", "seconds"]
+    columns = ["setting", "m_1", "m_2", "m_3", "pull_1", "pull_2", "pull_3", "grad_hf_1",
+               "grad_hf_2", "grad_hf_3", "speckle", "iou", "colour_de", "seconds"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        cells = [f"{row.get(c):.3f}" if isinstance(row.get(c), float) else str(row.get(c))
+        cells = [f"{row.get(c):.4g}" if isinstance(row.get(c), float) else str(row.get(c))
                  for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -40,13 +40,13 @@ class ScriptedLora:
         return self.eps_phi, torch.zeros(())
 
 
-def scripted_vsd(cfg_scale, eps_phi):
+def scripted_vsd(cfg_scale, eps_phi, **vsd):
     torch.manual_seed(0)
     shape = (3, 4, 4)
     eps = {PROMPT: torch.randn(shape), "": torch.randn(shape), NEGATIVE: torch.randn(shape)}
     prior = ScriptedPrior(eps)
     config = GuidanceConfig(method="vsd", cfg_scale=cfg_scale, negative_prompt=NEGATIVE,
-                            t_min=0.5, t_max=0.5, t_anneal="none")
+                            t_min=0.5, t_max=0.5, t_anneal="none", vsd=VsdConfig(**vsd))
     lora = ScriptedLora(eps_phi)
     guidance = ScoreDistillation(prior, config, total_steps=10, method=Vsd(prior, config, lora))
     return prior, guidance, eps, lora
@@ -73,6 +73,20 @@ def test_vsd_gradient_is_cfg_of_the_frozen_prior_minus_the_lora(cfg_scale):
     (trained,), = [lora.trained]  # one LoRA step, on the renders, detached
     assert not trained.requires_grad and torch.equal(trained, x0.detach())
     assert "lora_loss" in stats
+
+
+def test_vsd_with_the_negative_prompt_guides_against_it():
+    """guidance.vsd.negative: eps_neg + s (eps_cond - eps_neg) - eps_phi, from the same
+    number of U-Net rows (the negative branch in place of the empty one)."""
+    eps_phi = torch.randn(2, 3, 4, 4)
+    prior, guidance, eps, _ = scripted_vsd(7.5, eps_phi, negative=True)
+    assert guidance.branches == ["cond", "negative"]
+    x0 = torch.randn(2, 3, 4, 4, requires_grad=True)
+    guidance.loss(x0, [PROMPT, PROMPT], step=0, cameras=cameras_for(2))[0].backward()
+    w = 1 - prior.alphas_cumprod[500]
+    expected = w * (eps[NEGATIVE] + 7.5 * (eps[PROMPT] - eps[NEGATIVE]) - eps_phi) / 2
+    torch.testing.assert_close(x0.grad, expected)
+    assert prior.unet_calls == [4]
 
 
 def test_vsd_gradient_has_no_random_noise_term():

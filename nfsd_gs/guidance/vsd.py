@@ -337,13 +337,17 @@ class CameraLora:
 
 
 class Vsd(DistillationMethod):
-    """VSD: two branches of the frozen prior (prompt, empty) and eps_phi, trained one step per
-    training step (Alg. 1) from ``guidance.vsd.start`` on. ``lora``: eps_phi; by default a
-    :class:`CameraLora` on the prior's U-Net (tests pass a scripted one)."""
+    """VSD: two branches of the frozen prior (the prompt, and the empty or the negative
+    prompt) and eps_phi, trained one step per training step (Alg. 1) from
+    ``guidance.vsd.start`` on. ``lora``: eps_phi; by default a :class:`CameraLora` on the
+    prior's U-Net (tests pass a scripted one)."""
 
     def __init__(self, prior: DiffusionPrior, config, lora: Optional[CameraLora] = None):
         super().__init__(prior, config)
         self.lora = lora or CameraLora(prior, config.vsd)
+        #: CFG's unconditional branch: the empty prompt, or the negative one (``vsd.negative``)
+        self.unconditional = "negative" if config.vsd.negative else "uncond"
+        self.branches = ("cond", self.unconditional)
 
     def observe(self, z_t: Tensor, t: Tensor, x0: Tensor, prompts: Sequence[str],
                 cameras: Optional[Cameras],
@@ -361,9 +365,11 @@ class Vsd(DistillationMethod):
     def direction(self, eps: Mapping[str, Tensor], noise: Tensor, t: Tensor) -> Tensor:
         """eps_cfg - eps_phi; before the LoRA's start eps_phi is the untrained LoRA (B = 0,
         camera MLP output 0): exactly the prior's eps(z_t; y), so the direction is
-        (s - 1)(eps_cond - eps_uncond)."""
+        (s - 1)(eps_cond - eps_uncond). With ``vsd.negative`` the negative prompt's
+        prediction stands for eps_uncond."""
         eps_phi = eps["lora"] if "lora" in eps else eps["cond"]
-        return vsd_direction(eps["cond"], eps["uncond"], eps_phi, self.config.cfg_scale)
+        return vsd_direction(eps["cond"], eps[self.unconditional], eps_phi,
+                             self.config.cfg_scale)
 
     def state_dict(self) -> Dict[str, Dict]:
         """The LoRA, the camera MLP and their optimizer."""
