@@ -22,23 +22,23 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 START=$SECONDS
 BUDGET=${BUDGET:-560}; BENCH_TIMEOUT=${BENCH_TIMEOUT:-170}
-VARIANTS=${VARIANTS:-nfsd@7.5,sds@7.5,vsd@7.5,vsd-pd@7.5,vsd-1view@7.5,vsd-lr1e-4@7.5}
+VARIANTS=${VARIANTS:-nfsd@7.5,sds@7.5,vsd@7.5,vsd-neg@7.5,vsd-pd@7.5,vsd-1view@7.5}
 SEEDS=${SEEDS:-0 1 2}; PARALLEL=${PARALLEL:-12}; LIMIT=""
 BENCH_EXTRA=(${BENCH_EXTRA:-}); EVAL_EXTRA=(${EVAL_EXTRA:-}); COLLECT=()
 VSD=guidance.method=vsd
-LEVERS=(  # NAME=overrides: one bench row each, beside --methods nfsd sds
+LEVERS=(  # NAME=overrides: one bench row each, beside --methods nfsd sds; first what matters most
   "vsd-before=$VSD,guidance.vsd.cuda_graph=false"
-  "vsd-graph=$VSD,guidance.vsd.cuda_graph=true"
-  "vsd-graph-fp16=$VSD,guidance.vsd.cuda_graph=true,guidance.vsd.autocast=true"
-  "vsd-1view-eager=$VSD,guidance.vsd.views=1,guidance.vsd.cuda_graph=false"
   "vsd-1view-graph=$VSD,guidance.vsd.views=1,guidance.vsd.cuda_graph=true"
+  "vsd-graph=$VSD,guidance.vsd.cuda_graph=true"
   "vsd-1view-graph-fp16=$VSD,guidance.vsd.views=1,guidance.vsd.cuda_graph=true,guidance.vsd.autocast=true"
+  "vsd-graph-fp16=$VSD,guidance.vsd.cuda_graph=true,guidance.vsd.autocast=true"
   "vsd-2views-graph=$VSD,guidance.vsd.views=2,guidance.vsd.cuda_graph=true"
+  "vsd-1view-eager=$VSD,guidance.vsd.views=1,guidance.vsd.cuda_graph=false"
 )
 BENCH=(--views 4 --gaussians 100000 --methods nfsd sds --baseline sds
        --steps 12 --warmup 4 --timed-steps 4 --floor-repeats 5)
 if [ "$DRY_RUN" = 1 ]; then
-  LEVERS=("${LEVERS[0]}" "${LEVERS[4]}")
+  LEVERS=("${LEVERS[0]}" "${LEVERS[1]}")
   BENCH=(--prior random:tiny --resolution 32 --views 2 --gaussians 100 --methods sds
          --baseline sds --steps 1 --warmup 1 --timed-steps 1 --floor-repeats 1)
   EVAL_EXTRA=(--steps 1 --no-warmup --device cpu --align-yaws 8 --align-scales 0.65,1.3,3

@@ -26,6 +26,7 @@ import itertools
 import json
 import sys
 import time
+import traceback
 from dataclasses import fields
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -116,20 +117,31 @@ def run_benchmark(args: argparse.Namespace) -> int:
           f"on {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}",
           file=sys.stderr)
     rows: List[dict] = []
+    failed: List[dict] = []  # a row that raises is reported and the next one runs
     combinations = itertools.product(args.resolution, args.views, kinds, args.gaussians)
     for resolution, views, kind, gaussians in combinations:
-        rows.append(bench_one(settings, prior, views, kind, gaussians, resolution))
-        print(format_table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+        try:
+            rows.append(bench_one(settings, prior, views, kind, gaussians, resolution))
+            print(format_table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+        except Exception as err:  # noqa: BLE001 -- one broken lever must not hide the others
+            traceback.print_exc()
+            failed.append({"variant": kind.name, "method": kind.method, "views": views,
+                           "resolution": resolution, "gaussians": gaussians,
+                           "error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"})
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
         if args.json is not None:  # after every row: a run stopped at its time limit keeps them
-            write_text(args.json, json.dumps(rows, indent=2) + "\n")
+            write_text(args.json, json.dumps(rows + failed, indent=2) + "\n")
     if args.baseline is not None:
         compare_to(rows, args.baseline)
     print(format_table(rows))
     if args.baseline is not None:
         print("\n" + format_lever_table(rows))
+    for row in failed:
+        print(f"| {row['variant']} | {row['views']} | failed: {row['error']} |")
     if args.json is not None:
-        write_text(args.json, json.dumps(rows, indent=2) + "\n")
-    return 0
+        write_text(args.json, json.dumps(rows + failed, indent=2) + "\n")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
