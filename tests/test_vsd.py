@@ -3,6 +3,7 @@ while the frozen prior stays frozen, the preset, checkpoints and bad input."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -316,6 +317,98 @@ def test_autocast_keeps_float32_master_weights_and_trains():
         assert torch.isfinite(stats["lora_loss"])
     assert sum(not torch.equal(a, p) for a, p in zip(initial, lora.parameters)) > len(initial) // 2
     assert torch.equal(frozen_eps(prior, x, t), before)
+
+
+class EagerStaticGraph:
+    """graph.StaticGraph's contract on the CPU: the warm-ups, then each call copies its
+    inputs into the static ones and runs the function on them (what a replay computes)."""
+
+    def __init__(self, function, inputs, *, grad=False, warmup=None, warmup_steps=2,
+                 context=None, pool=None):
+        self.inputs = [x.clone() for x in inputs]
+        self.function, self.grad = function, grad
+        self.context = context or contextlib.nullcontext
+        with self.context(), torch.set_grad_enabled(grad):
+            for _ in range(warmup_steps):
+                (warmup or function)(*self.inputs)
+
+    def __call__(self, *inputs):
+        for static, value in zip(self.inputs, inputs):
+            static.copy_(value)
+        with self.context(), torch.set_grad_enabled(self.grad):
+            return self.function(*self.inputs).clone()
+
+
+@pytest.fixture
+def cpu_graphs(monkeypatch):
+    """CameraLora's graphed path on the CPU (fused, capturable AdamW with found_inf; the
+    captured functions run eagerly): its logic is checked here, its capture on the GPU."""
+    from nfsd_gs.guidance import graph, vsd
+
+    monkeypatch.setattr(vsd, "graphs_available", lambda device: True)
+    monkeypatch.setattr(vsd, "StaticGraph", EagerStaticGraph)
+    monkeypatch.setattr(graph, "StaticGraph", EagerStaticGraph)
+    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: None)
+
+
+@pytest.mark.parametrize("levers", [{}, {"views": 1, "timesteps": 2, "camera_dropout": 0.5}])
+def test_the_graphed_path_computes_what_the_eager_one_does(cpu_graphs, levers):
+    """The same eps_phi, LoRA gradients and weights step after step, and a warm-up that
+    leaves every weight and moment as it was."""
+    loras = []
+    for graphed in (False, True):
+        torch.manual_seed(0)
+        guidance = vsd_guidance(tiny_prior(), cuda_graph=graphed, **levers)
+        loras.append((guidance.prior, guidance.method.lora))
+    (prior_e, eager), (prior_g, graphed) = loras
+    assert graphed.graphed and not eager.graphed
+    generator = torch.Generator().manual_seed(1)
+    for a, b in zip(eager.parameters, graphed.parameters):  # a LoRA that is not the prior
+        a.data.copy_(torch.randn(a.shape, generator=generator) * 0.05)
+        b.data.copy_(a.data)
+    x0, t = torch.rand(3, 3, 32, 32) * 2 - 1, torch.tensor([100, 500, 900])
+    z_t = prior_e.add_noise(x0, torch.randn_like(x0), t)
+    for step in range(3):
+        out = []
+        for prior, lora in ((prior_e, eager), (prior_g, graphed)):
+            torch.manual_seed(10 + step)
+            eps_phi, mse = lora.step(z_t, t, x0, prior.embed([PROMPT] * 3), cameras_for(3))
+            out.append((eps_phi, mse, [p.grad.clone() for p in lora.parameters]))
+        (eps_e, mse_e, grads_e), (eps_g, mse_g, grads_g) = out
+        torch.testing.assert_close(eps_g, eps_e)
+        torch.testing.assert_close(mse_g, mse_e)
+        for a, b in zip(grads_g, grads_e):
+            torch.testing.assert_close(a, b)
+        for a, b in zip(graphed.parameters, eager.parameters):  # fused and foreach AdamW
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert float(graphed._found_inf) == 0.0 and len(graphed._train_graphs) == 1
+    assert all(float(s["step"]) == 3 for s in graphed.optimizer.state.values())  # no warm-up step
+
+
+def test_the_graphed_path_skips_a_nonfinite_step_and_resumes_either_way(cpu_graphs, monkeypatch):
+    torch.manual_seed(0)
+    prior = tiny_prior()
+    guidance = vsd_guidance(prior, cuda_graph=True)
+    lora = guidance.method.lora
+    x0 = torch.rand(2, 3, 32, 32, requires_grad=True)
+    guidance.loss(x0, [PROMPT] * 2, 0, cameras=cameras_for(2))[0].backward()
+    weights = [p.detach().clone() for p in lora.parameters]
+    state = guidance.state_dict()
+    with monkeypatch.context() as patched:
+        patched.setattr(prior, "diffusion_target", lambda x0, noise, t: noise * float("nan"))
+        guidance.loss(x0, [PROMPT] * 2, 1, cameras=cameras_for(2))[0].backward()
+    assert float(lora._found_inf) == 1.0
+    assert all(torch.equal(a, p) for a, p in zip(weights, lora.parameters))
+    assert all(float(s["step"]) == 1 for s in lora.optimizer.state.values())
+    # the graphed run's checkpoint resumes eagerly (and back) with its own optimizer kind
+    eager = vsd_guidance(tiny_prior(), cuda_graph=False)
+    eager.load_state_dict(state)
+    group = eager.method.lora.optimizer.param_groups[0]
+    assert not group["fused"] and not group["capturable"]
+    assert all(s["step"].device.type == "cpu" for s in eager.method.lora.optimizer.state.values())
+    again = vsd_guidance(tiny_prior(), cuda_graph=True)
+    again.load_state_dict(eager.state_dict())
+    assert again.method.lora.optimizer.param_groups[0]["fused"]
 
 
 # --------------------------------------------------------------------------- runs and bad input

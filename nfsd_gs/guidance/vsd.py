@@ -153,6 +153,11 @@ def lora_rows(x0: Tensor, embeddings: Tensor, labels: Tensor, views: int,
             labels.repeat(timesteps, 1))
 
 
+def graphs_available(device: torch.device) -> bool:
+    """Whether eps_phi and the LoRA step can be CUDA graphs on ``device``."""
+    return torch.device(device).type == "cuda"
+
+
 def all_finite(tensors: Sequence[Tensor]) -> Tensor:  # 0-dim bool, no host sync
     """Whether every element is finite, from the total 2-norm (one multi-tensor kernel; a
     finite gradient whose norm overflows float32, ~1e38, counts as not finite)."""
@@ -182,7 +187,7 @@ class CameraLora:
         self.half = config.autocast and prior.dtype in (torch.float16, torch.bfloat16)
         for layer in self._adapted_layers:  # under autocast the input stays half precision
             layer.cast_input_dtype_enabled = not self.half
-        self.graphed = config.cuda_graph and torch.device(prior.device).type == "cuda"
+        self.graphed = config.cuda_graph and graphs_available(prior.device)
         # fused + capturable: an AdamW that runs inside a CUDA graph and skips on found_inf
         self._optimizer_mode = ({"fused": True, "capturable": True, "foreach": None}
                                 if self.graphed else {})
