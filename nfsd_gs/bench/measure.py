@@ -10,16 +10,13 @@ optimizer, densify), peak memory, and the floor measured on the same inputs:
 * the encoder forward + backward,
 * the rasterizer forward + backward,
 
-with the ratio step / floor.  :func:`bench_asset` times one whole asset instead, as a
-user pays for it, in one process: start-up (process start to the first training step),
-the training loop, the outputs after it, the end-to-end time and the step's floor.
+with the ratio step / floor.  One whole asset, and the levers of issue 25, are measured
+in :mod:`nfsd_gs.bench.asset`.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +50,8 @@ class BenchSettings:
     timed_steps: int = 5  # steps of the phase split
     floor_repeats: int = 10
     asset_steps: int = 1200
+    gaussians: int = 100_000  # --levers: the fixed Gaussian count of the sampled steps
+    sample_steps: int = 30  # --levers: steps sampled over the schedule per lever
     overrides: Tuple[str, ...] = ()
 
 
@@ -177,49 +176,15 @@ def format_table(rows: Sequence[dict]) -> str:
 
 
 def process_age_s() -> float:
-    """Seconds since this process started (Linux /proc), or since this module was imported."""
+    """Seconds since this process started (Linux /proc: the start time in clock ticks after
+    boot against the uptime, both to 10 ms; /proc/stat's btime is whole seconds), or since
+    this module was imported."""
     try:
         ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime"))
-        return time.time() - (boot + ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError, StopIteration):
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
         return time.perf_counter() - _IMPORTED
 
 
 _IMPORTED = time.perf_counter()
-
-
-def bench_asset(settings: BenchSettings) -> dict:
-    """One asset end to end (see the module docstring); returns the row of the table."""
-    from ..train.loop import train
-    from ..train.run import start_run
-
-    overrides = [f"prior.model={settings.prior}", f"prior.encoder={settings.encoder}",
-                 f"steps={settings.asset_steps}", *settings.overrides]
-    config = resolve_config(settings.config, PROMPT, overrides,
-                            output_root=tempfile.mkdtemp(prefix="nfsd_asset_"))
-    run, run_dir = start_run(config)
-    startup_s = process_age_s()
-    before_train = time.perf_counter()
-    train(run, run_dir, progress=False)
-    synchronize(run.device)
-    train_s = time.perf_counter() - before_train
-    end_to_end_s = process_age_s()
-    last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
-    loop_s = float(last["elapsed_s"])
-    floor = measure_floor(run, settings.floor_repeats)
-    step_ms = loop_s * 1e3 / max(config.steps, 1)
-    return {"encoder": config.prior.encoder, "steps": config.steps, "startup_s": startup_s,
-            "loop_s": loop_s, "step_ms": step_ms, "outputs_s": train_s - loop_s,
-            "end_to_end_s": end_to_end_s, **floor, "ratio": step_ms / floor["floor_total"],
-            "device": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else "cpu"}
-
-
-def format_asset_table(row: dict) -> str:
-    """The one-asset table (markdown)."""
-    columns = ["encoder", "steps", "startup_s", "loop_s", "step_ms", "floor_total", "ratio",
-               "outputs_s", "end_to_end_s", "device"]
-    cells = [f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in columns]
-    return "\n".join(["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
-                      "| " + " | ".join(cells) + " |"])
