@@ -198,6 +198,8 @@ def test_the_dry_runs_made_what_they_measure(dry_runs):
         levers = [row["lever"] for row in asset["levers"]["rows"]]
         assert levers == (["baseline", "direct-load-fp16-files", "negative-where-used", "defaults"]
                           if encoder == "vae" else ["baseline", "defaults"])
+    curve = (out["gpu_steps_curve.sh"] / "curve.md").read_text()  # 2 prompts x seed 0
+    assert "| 1 | 2 |" in curve and "| 2 | 2 |" in curve and "The fewest steps" in curve
     report = (out["gpu_asset.sh"] / "levers.md").read_text()
     assert "| negative-where-used |" in report and "| start-up phase | s | share |" in report
     assert "Skipped" not in report
