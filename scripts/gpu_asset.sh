@@ -16,8 +16,11 @@
 #   compile2_vae   --levers compile in a new process: the compile cache now filled (a
 #                  second asset's cost)
 #   levers_taesd   the levers with TAESD (the load levers are the VAE's)
+#   gpu_tests      pytest -m gpu tests/test_gpu_step.py: each changed kernel path's
+#                  gradients against the plain one (also in scripts/gpu_testbed.sh)
 # Writes OUT_DIR/asset_vae.json and asset_taesd.json (the asset, its start-up profile, the
-# lever rows), levers.md (the same as tables) and logs.tgz; prints levers.md last.
+# lever rows), levers.md (the same as tables, and the GPU tests' summary line) and logs.tgz;
+# prints levers.md last.
 # DRY_RUN=1: the same parts on the CPU: random:tiny-latent, 4 steps, 1 sampled step a lever,
 # a few levers, no compile (the CPU's inductor takes minutes).
 set -euo pipefail
@@ -79,6 +82,8 @@ part levers_vae 150 python -m nfsd_gs.bench --levers $LEVERS_VAE --encoder vae "
 part levers_taesd 80 python -m nfsd_gs.bench --levers $LEVERS_TAESD --encoder taesd \
   "${COMMON[@]}" --json "$WORK/levers_taesd.json"
 
+[ "$DRY_RUN" = 1 ] || part gpu_tests 90 python -m pytest -q -m gpu tests/test_gpu_step.py
+
 python - "$WORK" "$OUT" <<'PY'
 import json, sys
 from pathlib import Path
@@ -91,6 +96,10 @@ for encoder in ("vae", "taesd"):
                               read(f"compile2_{encoder}.json"))
     (out / f"asset_{encoder}.json").write_text(json.dumps(data, indent=2) + "\n")
     report.append(text)
+tests = work / "gpu_tests.log"
+if tests.is_file():
+    lines = [line for line in tests.read_text().splitlines() if line.strip()]
+    report += ["GPU tests (pytest -m gpu tests/test_gpu_step.py): " + (lines[-1] if lines else "no output"), ""]
 skipped = work / "skipped.log"
 if skipped.is_file():
     report += ["Skipped:", "", *[f"- {line}" for line in skipped.read_text().splitlines()]]

@@ -292,7 +292,7 @@ def test_several_assets_share_one_unet_call_split_by_their_row_counts():
 
 def test_expected_unet_rows_follow_the_timestep_schedule():
     """The exact expectation of rows a step, against a count over 10,000 drawn steps."""
-    from nfsd_gs.bench.asset import unet_rows_per_step
+    from nfsd_gs.bench.measure import unet_rows_per_step
     from nfsd_gs.guidance.schedule import probability_below
 
     flat = GuidanceConfig(t_anneal="none")  # t ~ U{20..980}: P(t < 200) = 180 / 961
@@ -306,7 +306,7 @@ def test_expected_unet_rows_follow_the_timestep_schedule():
     gen = torch.Generator().manual_seed(0)
     below = sum(int(sample_timesteps(annealed, 1000, s, steps, 1, CPU, gen)[0] < 200)
                 for s in range(steps) for _ in range(draws // steps))
-    from nfsd_gs.bench.asset import unet_row_distribution
+    from nfsd_gs.bench.measure import unet_row_distribution
 
     per_view = unet_row_distribution(GuidanceConfig(t_per_view=True), ["cond", "uncond",
                                                                        "negative"], 4, 1000, 50)

@@ -30,7 +30,6 @@ Gaussian count is fixed (``--gaussians``, refinement off).
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 import time
 from dataclasses import dataclass
@@ -39,16 +38,16 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import torch
 
-from ..config import Config, GuidanceConfig, resolve_config
+from ..config import Config, resolve_config
 from ..guidance import ScoreDistillation
 from ..guidance.prior import DiffusionPrior, import_model_libraries
-from ..guidance.schedule import probability_below
 from ..render.rasterize import load_kernels
 from ..train.run import Run, build_run, start_run
 from ..train.step import training_step
 from ..utils.device import init_device, resolve_device
 from ..utils.timing import WallTimer, synchronize
-from .measure import PROMPT, BenchSettings, measure_floor, process_age_s, time_ms
+from .measure import (PROMPT, BenchSettings, measure_floor, process_age_s, time_ms,
+                      unet_row_distribution, unet_rows_per_step)
 
 #: The configuration before issue 25, which every single lever is measured against.
 BASELINE: Tuple[str, ...] = (
@@ -89,7 +88,8 @@ LEVERS: Tuple[Lever, ...] = (
     Lever("defaults", (), "this release's defaults", on_baseline=False),
     Lever("all", ("prior.compile_encoder=true", "prior.cudnn_benchmark=true",
                   "prior.unet_channels_last=true"),
-          "the defaults plus compile, cuDNN search and a channels-last U-Net",
+          "the defaults plus compile, cuDNN search and a channels-last U-Net (after 'compile' "
+          "in the same process, its compilation is reused: first-use s as a warm cache)",
           on_baseline=False),
 )
 LEVER_NAMES = tuple(lever.name for lever in LEVERS)
@@ -122,37 +122,6 @@ def lever_config(settings: BenchSettings, lever: Lever) -> Config:
 
 
 # --------------------------------------------------------------------------- U-Net rows
-
-
-def unet_rows_per_step(config: GuidanceConfig, branches: Sequence[str], views: int,
-                       num_train_timesteps: int, total_steps: int) -> float:
-    """The expected U-Net rows per step over a whole run, exactly (see
-    :func:`unet_row_distribution`): K V less V P(t < threshold) on average over the steps."""
-    distribution = unet_row_distribution(config, branches, views, num_train_timesteps,
-                                         max(total_steps, 1))
-    return sum(rows * share for rows, share in distribution.items())
-
-
-def unet_row_distribution(config: GuidanceConfig, branches: Sequence[str], views: int,
-                          num_train_timesteps: int, total_steps: int) -> Dict[int, float]:
-    """{rows: the share of a whole run's steps whose U-Net call has that many rows}, exactly
-    from the timestep schedule (NFSD leaving out the negative rows of views below the
-    threshold: one shared t gives 2V or 3V rows, one t per view a binomial mix)."""
-    full = len(branches) * views
-    if not ("negative" in branches and config.method == "nfsd" and config.negative_where_used):
-        return {full: 1.0}
-    shares: Dict[int, float] = {}
-    for step in range(total_steps):
-        p = probability_below(config, num_train_timesteps, step, total_steps,
-                              config.negative_threshold_t)
-        if config.t_per_view:
-            mix = {k: math.comb(views, k) * p ** k * (1 - p) ** (views - k)
-                   for k in range(views + 1)}
-        else:
-            mix = {views: p, 0: 1 - p}
-        for below, share in mix.items():
-            shares[full - below] = shares.get(full - below, 0.0) + share / total_steps
-    return shares
 
 
 def possible_row_counts(guidance: ScoreDistillation, views: int, t_per_view: bool) -> List[int]:

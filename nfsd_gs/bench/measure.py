@@ -16,6 +16,7 @@ in :mod:`nfsd_gs.bench.asset`.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -24,10 +25,11 @@ from typing import Callable, Dict, Sequence, Tuple
 
 import torch
 
-from ..config import Config, resolve_config
+from ..config import Config, GuidanceConfig, resolve_config
 from ..guidance import ScoreDistillation
 from ..guidance.graph import GraphedCall
 from ..guidance.prior import DiffusionPrior
+from ..guidance.schedule import probability_below
 from ..train.run import Run, build_run
 from ..train.step import training_step
 from ..utils.device import resolve_device
@@ -107,22 +109,64 @@ def measure_floor(run: Run, repeats: int) -> Dict[str, float]:  # milliseconds
         prior.encode(rgb).sum().backward()
 
     guidance: ScoreDistillation = run.guidance
-    k = len(guidance.branches)
-    x0 = prior.encode(rgb.detach())
-    z = x0.repeat(k, 1, 1, 1).to(prior.dtype)
-    t = torch.full((views * k,), 500, device=device, dtype=torch.long)
-    embeddings = guidance.branch_embeddings([c.prompt] * views)
+    x0 = prior.encode(rgb.detach()).to(prior.dtype)
     graphed = GraphedCall(prior._eager_unet) if device.type == "cuda" else prior._eager_unet
+    # the U-Net at each row count a step of this run can have, weighted by the share of
+    # the run's steps that have it (NFSD: 2V rows below t = 200, 3V above)
+    shares = unet_row_distribution(c.guidance, guidance.branches, views,
+                                   prior.num_train_timesteps, c.steps)
+    unet_ms = {}
+    for rows in sorted(shares):
+        z = x0.repeat(-(-rows // views), 1, 1, 1)[:rows]
+        t = torch.full((rows,), 500, device=device, dtype=torch.long)
+        embeddings = prior.embed([c.prompt] * rows)
 
-    def unet_graph():
-        with torch.no_grad():
-            graphed(z, t, embeddings)
+        def unet_graph(z=z, t=t, embeddings=embeddings):
+            with torch.no_grad():
+                graphed(z, t, embeddings)
 
-    floor = {"floor_unet_graph": time_ms(unet_graph, device, repeats),
+        unet_ms[rows] = time_ms(unet_graph, device, repeats)
+    floor = {"floor_unet_graph": sum(unet_ms[rows] * share for rows, share in shares.items()),
              "floor_encode_fb": time_ms(encode_fb, device, repeats),
              "floor_render_fb": time_ms(render_fb, device, repeats)}
     floor["floor_total"] = sum(floor.values())
+    floor["floor_unet_ms_by_rows"] = unet_ms
     return floor
+
+
+# --------------------------------------------------------------------------- U-Net rows
+
+
+def unet_row_distribution(config: GuidanceConfig, branches: Sequence[str], views: int,
+                          num_train_timesteps: int, total_steps: int) -> Dict[int, float]:
+    """{rows: the share of a whole run's steps whose U-Net call has that many rows}, exactly
+    from the timestep schedule (NFSD leaving out the negative rows of views below the
+    threshold: one shared t gives 2V or 3V rows, one t per view a binomial mix)."""
+    full = len(branches) * views
+    total_steps = max(total_steps, 1)
+    if not ("negative" in branches and config.method == "nfsd" and config.negative_where_used):
+        return {full: 1.0}
+    shares: Dict[int, float] = {}
+    for step in range(total_steps):
+        p = probability_below(config, num_train_timesteps, step, total_steps,
+                              config.negative_threshold_t)
+        if config.t_per_view:
+            mix = {k: math.comb(views, k) * p ** k * (1 - p) ** (views - k)
+                   for k in range(views + 1)}
+        else:
+            mix = {views: p, 0: 1 - p}
+        for below, share in mix.items():
+            shares[full - below] = shares.get(full - below, 0.0) + share / total_steps
+    return shares
+
+
+def unet_rows_per_step(config: GuidanceConfig, branches: Sequence[str], views: int,
+                       num_train_timesteps: int, total_steps: int) -> float:
+    """The expected U-Net rows per step over a whole run, exactly (see
+    :func:`unet_row_distribution`): K V less V P(t < threshold) on average over the steps."""
+    distribution = unet_row_distribution(config, branches, views, num_train_timesteps,
+                                         total_steps)
+    return sum(rows * share for rows, share in distribution.items())
 
 
 def bench_one(settings: BenchSettings, prior: DiffusionPrior, views: int, method: str,
