@@ -70,3 +70,9 @@ def test_lever_mode_measures_each_lever_against_the_baseline(tmp_path, capsys):
     assert set(rows["negative-where-used"]["unet_ms_by_rows"]) == {"4", "6"}
     assert "load U-Net" not in result["startup_profile"]  # random weights: built, not loaded
     assert "| negative-where-used |" in capsys.readouterr().out
+
+
+def test_an_unknown_lever_is_one_error_line(capsys):
+    assert main(["--levers", "baseline", "warp-drive", "--prior", "random:tiny"]) == 2
+    err = capsys.readouterr().err
+    assert "lever 'warp-drive' is not one of baseline, direct-load" in err
