@@ -104,8 +104,8 @@ def test_changed_encoder_paths_give_the_plain_gradients(changed, tmp_path):
 def test_negative_rows_where_used_give_the_full_batch_step_gradients():
     """Below t = 200 the step asks for 2V rows instead of 3V; the gradients agree with the
     full batch's up to the fp16 U-Net's batch-dependent rounding."""
-    fixed = ["guidance.t_min=0.1", "guidance.t_max=0.1", "guidance.t_anneal=none",
-             "prior.dtype=float16", "prior.cuda_graph=true"]
+    fixed = ["guidance.t_min=0.1", "guidance.t_max=0.15", "guidance.t_max_end=0.15",
+             "guidance.t_anneal=none", "prior.dtype=float16", "prior.cuda_graph=true"]
     full = step_gradients(fixed + ["guidance.negative_where_used=false"])
     fewer = step_gradients(fixed + ["guidance.negative_where_used=true"])
     for key in ("means", "scales", "opacities", "sh0"):
