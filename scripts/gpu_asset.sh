@@ -35,7 +35,7 @@ BUDGET_S=${BUDGET_S:-470}
 [ -n "${DEADLINE:-}" ] && BUDGET_S=$(( DEADLINE - START - 10 ))  # 10 s for the report
 PRIOR=random:sd21-base; STEPS=1200; SAMPLES=20; FLOOR=5; COMPILE2=1
 LEVERS_VAE="baseline direct-load direct-load-fp16-files contiguous channels-last negative-where-used compile cudnn-benchmark unet-channels-last defaults all"
-LEVERS_TAESD="baseline contiguous negative-where-used compile cudnn-benchmark unet-channels-last defaults all"
+LEVERS_TAESD="baseline contiguous channels-last negative-where-used compile cudnn-benchmark unet-channels-last defaults all"
 ARGS=()
 if [ "$DRY_RUN" = 1 ]; then
   PRIOR=random:tiny-latent; STEPS=4; SAMPLES=1; FLOOR=1; COMPILE2=0; BUDGET_S=100000
