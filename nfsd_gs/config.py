@@ -89,8 +89,37 @@ class PriorConfig:
     #: Seed of the weights of a ``random:`` prior.
     random_seed: int = 0
     #: Replay the U-Net call as a CUDA graph (CUDA only; same kernels, same result,
-    #: no launch overhead). Captured on the first step, per batch shape.
+    #: no launch overhead). Captured on first use, per batch shape (NFSD: 2V to 3V rows).
     cuda_graph: bool = True
+    #: Load each component's weights straight onto the device in the prior's dtype
+    #: (``from_pretrained(torch_dtype=..., device_map=...)``, with accelerate); false: load
+    #: them in float32 on the CPU, then move and cast (slower start-up, the same weights).
+    load_direct: bool = True
+    #: Weight files of this variant (``fp16``: ``*.fp16.safetensors``, half the bytes to
+    #: read); null: the plain files.
+    variant: Optional[str] = None
+    #: Memory layout of the encoder's input [B, 3, H, W] (renders are [B, H, W, 3]):
+    #: ``contiguous`` (NCHW), ``strided`` (the permuted view as it is: channels-last
+    #: strides into an NCHW-weighted encoder, the layout before issue 25),
+    #: ``channels_last`` (input and the VAE's weights both channels-last).
+    encoder_layout: Literal["contiguous", "strided", "channels_last"] = "contiguous"
+    #: torch.compile the encoder (forward and backward). Compiling takes tens of seconds
+    #: the first time; the compiled code is kept in ``compile_cache`` (inductor's FX-graph
+    #: and AOTAutograd caches), so the next process pays seconds.
+    compile_encoder: bool = False
+    compile_cache: str = "~/.cache/nfsd_gs/inductor"
+    #: Let cuDNN time its convolution algorithms on first use and keep the fastest
+    #: (``torch.backends.cudnn.benchmark``, set for the process; the shapes never change).
+    cudnn_benchmark: bool = False
+    #: Keep the U-Net's weights channels-last (NHWC convolutions; CUDA).
+    unet_channels_last: bool = False
+
+    def validate(self) -> None:
+        _check(self.variant is None or bool(self.variant.strip()), "prior.variant", self.variant,
+               "must name a weight variant (e.g. fp16) or be null")
+        _check(not self.compile_encoder or bool(self.compile_cache.strip()),
+               "prior.compile_cache", self.compile_cache,
+               "must name a folder when prior.compile_encoder is true")
 
 
 @dataclass
@@ -124,6 +153,10 @@ class GuidanceConfig:
     negative_prompt: str = NFSD_NEGATIVE_PROMPT
     #: NFSD: below this timestep delta_D is eps(z_t; empty) alone (paper: 200 of 1000).
     negative_threshold_t: int = 200
+    #: NFSD: ask the U-Net for the negative prompt only for the views whose t is at least
+    #: ``negative_threshold_t`` (the rows delta_D uses): 2V + k rows instead of 3V. False:
+    #: every view, every step (the gradient is the same).
+    negative_where_used: bool = True
     #: Timesteps are drawn from U[t_min, t_max] as fractions of the training steps.
     t_min: float = 0.02
     t_max: float = 0.98
@@ -544,7 +577,7 @@ class Config:
         _check(self.steps >= 0, "steps", self.steps, "must be >= 0")
         _check(self.max_nonfinite_steps >= 1, "max_nonfinite_steps", self.max_nonfinite_steps,
                "must be >= 1")
-        for section in (self.guidance, self.camera, self.background, self.init, self.gaussians,
+        for section in (self.prior, self.guidance, self.camera, self.background, self.init, self.gaussians,
                         self.nerf, self.densify, self.output):
             section.validate()
         _check(not (self.output.mesh_texture and self.representation != "gaussians"),

@@ -100,7 +100,8 @@ def test_every_preset_trains_its_own_choices(preset, monkeypatch):
     rows = []
     predict = DiffusionPrior.predict_noise
     monkeypatch.setattr(DiffusionPrior, "predict_noise",
-                        lambda self, z, t, e: rows.append(z.shape[0]) or predict(self, z, t, e))
+                        lambda self, z, t, e: rows.append((z.shape[0], int(t.max())))
+                        or predict(self, z, t, e))
     run = build_run(config)
     backend = {"gaussians": GaussianModel, "nerf": NerfField}[chosen.representation]
     assert type(run.model) is backend
@@ -112,8 +113,12 @@ def test_every_preset_trains_its_own_choices(preset, monkeypatch):
     for step in range(3):
         stats = training_step(run, step)
         assert "nonfinite" not in stats and torch.isfinite(stats["loss"])
-    # one U-Net call per step, over the views x the method's branches
-    assert rows == [2 * BRANCHES[chosen.guidance.method]] * 3
+    # one U-Net call per step, over the views x the method's branches (NFSD's negative
+    # prompt only at t >= 200, where delta_D reads it)
+    below = config.guidance.negative_threshold_t
+    assert [count for count, _ in rows] == [
+        2 * BRANCHES[chosen.guidance.method] - (2 if chosen.guidance.method == "nfsd"
+                                                and t < below else 0) for _, t in rows]
     assert any(not torch.equal(b, p) for b, p in zip(before, params))  # the optimizers moved it
     if lora:  # VSD's eps_phi trained beside it
         assert any(not torch.equal(b, p) for b, p in zip(lora_before, lora.parameters))

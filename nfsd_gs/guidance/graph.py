@@ -21,7 +21,7 @@ class _Captured:
     """One captured call: static inputs, the graph, its static output."""
 
     def __init__(self, function: Callable[[Tensor, Tensor, Tensor], Tensor],
-                 z: Tensor, t: Tensor, embeddings: Tensor, warmup: int = 2):
+                 z: Tensor, t: Tensor, embeddings: Tensor, pool=None, warmup: int = 2):
         self.z, self.t, self.embeddings = z.clone(), t.clone(), embeddings.clone()
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -30,7 +30,7 @@ class _Captured:
                 function(self.z, self.t, self.embeddings)
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph), torch.no_grad():
+        with torch.cuda.graph(self.graph, pool=pool), torch.no_grad():
             self.output = function(self.z, self.t, self.embeddings)
 
     def __call__(self, z: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
@@ -42,14 +42,21 @@ class _Captured:
 
 
 class GraphedCall:
-    """``function(z, t, embeddings)`` captured per input shape on first use, then replayed."""
+    """``function(z, t, embeddings)`` captured per input shape on first use, then replayed.
+
+    The graphs of every shape (NFSD: a batch of 2V + k rows, k = 0..V) share one memory
+    pool: they never run at the same time, and each replay's output is copied out before
+    the next, so the U-Net's activations are held once, not once per shape."""
 
     def __init__(self, function: Callable[[Tensor, Tensor, Tensor], Tensor]):
         self.function = function
         self.captured: Dict[ShapeKey, _Captured] = {}
+        self.pool = None
 
     def __call__(self, z: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
         key = (tuple(z.shape), tuple(t.shape), tuple(embeddings.shape))
         if key not in self.captured:
-            self.captured[key] = _Captured(self.function, z, t, embeddings)
+            if self.pool is None:
+                self.pool = torch.cuda.graph_pool_handle()
+            self.captured[key] = _Captured(self.function, z, t, embeddings, self.pool)
         return self.captured[key](z, t, embeddings)

@@ -42,6 +42,7 @@ from ..errors import ConfigError, NfsdError
 from .base import DistillationMethod
 from .cfg import classifier_free_guidance
 from .prior import DiffusionPrior
+from .schedule import draw_noise
 
 ADAPTER_NAME = "vsd"
 #: The attention projections ProlificDreamer adapts (diffusers' LoRA attention processors).
@@ -169,7 +170,7 @@ class CameraLora:
         high = min(int(c.t_max * prior.num_train_timesteps), prior.num_train_timesteps - 1)
         t = torch.randint(int(c.t_min * prior.num_train_timesteps), high + 1,
                           (x0.shape[0],)).to(x0.device)
-        noise = torch.randn_like(x0)
+        noise = draw_noise(x0)
         z_t = prior.add_noise(x0, noise, t)
         output = self._output(unet, z_t, t, embeddings, cameras)
         squared_error = (output - prior.diffusion_target(x0, noise, t)).pow(2)

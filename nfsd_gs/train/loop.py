@@ -62,8 +62,14 @@ def train(run: Run, run_dir: Path, progress: bool = True, viewer=None) -> Path:
                     f"{model_path}; continue with --resume {run_dir}", signals.received)
             if run.step % c.output.checkpoint_every == 0 and run.step < c.steps:
                 write_checkpoint(run, run_dir)
+    return write_outputs(run, run_dir)
+
+
+def write_outputs(run: Run, run_dir: Path) -> Path:
+    """What a finished run leaves: the last checkpoint, the model and the extras the config
+    asks for (turntable, mesh); returns the model's path."""
     write_checkpoint(run, run_dir)
-    model_path = run.model.export(run_dir, c.output)
+    model_path = run.model.export(run_dir, run.config.output)
     write_extras(run, run_dir)
     return model_path
 
