@@ -1,5 +1,6 @@
 """The README's set-up is what CI runs (issue 15, item 8)."""
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -42,3 +43,68 @@ def test_cuda_line_does_not_repin_torch():
     assert cuda == ['pip install -e ".[dev]"']
     setup = (ROOT / "setup.py").read_text()
     assert '"torch>=2.4"' in setup  # a range any recent CUDA build satisfies
+
+
+# ----------------------------------------------------------------------------- prompts (issue 27)
+
+README = ROOT / "README.md"
+#: A command that runs another prior than the shipped one: its prompt is not the bundled world's.
+OTHER_PRIOR = re.compile(r"--config\s+(?!default\b)\S+|prior\.model=(?!bundled:shapes)")
+
+
+def readme_prompts():
+    """Every prompt the README offers for the shipped prior: the ``--prompt "..."`` of its
+    commands (but those of another preset or prior), the ``"prompt"`` of its JSON lines, and
+    every `backticked` text that names an object of the bundled world."""
+    from nfsd_gs.errors import PromptError
+    from nfsd_gs.shapeworld import parse_prompt
+
+    text = README.read_text()
+    found = []
+    for line in text.splitlines():
+        if not OTHER_PRIOR.search(line):
+            found += re.findall(r'--prompt\s+"([^"]+)"', line)
+        found += re.findall(r'"prompt":\s*"([^"]+)"', line)
+    for span in re.findall(r"`([^`\n]+)`", text):
+        candidate = span.strip().strip('"')
+        try:
+            parse_prompt(candidate)  # the whole world: both splits
+        except PromptError:
+            continue
+        found.append(candidate)
+    return sorted(set(found))
+
+
+def test_the_readme_prompts_are_accepted_by_the_shipped_prior():
+    import torch
+
+    from nfsd_gs.config import PriorConfig
+    from nfsd_gs.errors import PromptError
+    from nfsd_gs.guidance.prior import DiffusionPrior
+
+    prompts = readme_prompts()
+    assert {"a red cone", "an orange pyramid", "A Red Cone!"} <= set(prompts), prompts
+    prior = DiffusionPrior.load(PriorConfig(model="bundled:shapes"), torch.device("cpu"))
+    refused = {}
+    for prompt in prompts:
+        try:
+            prior.check_prompt(prompt)
+        except PromptError as err:
+            refused[prompt] = str(err)
+    assert not refused, refused
+
+
+def test_the_readme_words_are_the_shipped_priors():
+    """The README's list of words is what `python -m nfsd_gs.shapeworld words` reads off the
+    shipped prior's prior_info.json, whose vocabulary is its tokenizer's."""
+    from nfsd_gs.shapeworld import SHAPES_PRIOR_DIR, prompt_guide, shipped_prior_splits
+    from nfsd_gs.utils.tokenizer import SPECIAL_TOKENS
+
+    text = README.read_text()
+    block = re.search(r"<!-- prompt-words:.*?-->\n(.*?)\n<!-- /prompt-words -->", text, re.S)
+    assert block, "README lost its prompt-words block"
+    assert block.group(1) == prompt_guide(shipped_prior_splits()), \
+        "run `python -m nfsd_gs.shapeworld words` and paste its output into the README"
+    info = json.loads((SHAPES_PRIOR_DIR / "prior_info.json").read_text())
+    tokenizer = json.loads((SHAPES_PRIOR_DIR / "tokenizer" / "tokenizer.json").read_text())
+    assert sorted(set(tokenizer["model"]["vocab"]) - set(SPECIAL_TOKENS)) == info["vocabulary"]

@@ -146,5 +146,5 @@ def test_default_config_runs_on_the_bundled_prior(tmp_path):
 def test_prompt_outside_the_bundled_vocabulary_lists_what_it_knows(tmp_path, capsys):
     assert main(["--prompt", "a DSLR photo of a corgi", "--output-root", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "unknown to prior 'bundled:shapes'" in err and "cone" in err and "red" in err
+    assert "prior 'bundled:shapes' does not know" in err and "cone" in err and "red" in err
     assert len(err.splitlines()) == 1 and not any(tmp_path.iterdir())

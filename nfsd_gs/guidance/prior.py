@@ -199,16 +199,21 @@ class DiffusionPrior:
     # ------------------------------------------------------------------ prompts
 
     def check_prompt(self, prompt: str) -> None:
-        """Empty prompts, and words a closed-vocabulary prior has never seen, are errors."""
+        """Empty prompts, and words a closed-vocabulary prior has never seen, are errors.
+
+        The bundled prior's prompt must name an object of a world split its own vocabulary
+        covers (``shapeworld.splits_known_to``): the error names that prior's words only."""
         if not prompt or not prompt.strip():
             raise PromptError("the prompt is empty: pass --prompt \"a red cone\" (or prompt=...)")
         if self.name == "bundled:shapes":  # its closed world names its own words
-            from ..shapeworld import parse_prompt
+            from ..shapeworld import parse_prompt, splits_known_to
 
             try:
-                parse_prompt(prompt)
+                parse_prompt(prompt, splits_known_to(self.tokenizer.get_vocab()),
+                             knower=f"prior '{self.name}'")
             except PromptError as err:
-                raise PromptError(f"unknown to prior '{self.name}': {err}") from None
+                raise PromptError(f"{err}; any other prompt needs Stable Diffusion "
+                                  f"(--config nfsd_gs)") from None
         unknown = unknown_words(self.tokenizer, prompt)
         if unknown:
             raise PromptError(
