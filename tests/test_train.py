@@ -148,3 +148,32 @@ def test_prompt_outside_the_bundled_vocabulary_lists_what_it_knows(tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert "prior 'bundled:shapes' does not know" in err and "cone" in err and "red" in err
     assert len(err.splitlines()) == 1 and not any(tmp_path.iterdir())
+
+
+class ScriptedJudge:
+    """A judge that names every view as scripted: {head: [names per view]}."""
+
+    def __init__(self, verdicts):
+        self.verdicts = verdicts
+
+    def verdict(self, images):
+        assert len(images) == len(self.verdicts["shape"])
+        return self.verdicts
+
+
+def test_the_end_of_run_verdict_names_what_was_asked_and_no_stray_accent(monkeypatch):
+    """Issue 27: `4/8 views look like "cyan cylinder + yellow band" (shape right in 100%,
+    colour in 100%)` for a solid prompt: the accent head's noise named, counts that did not
+    match. The verdict of a solid prompt judges shape and colour, every count out of 8."""
+    import nfsd_gs.score.judging as judging
+    from nfsd_gs.config import resolve_config
+    from nfsd_gs.train.__main__ import judge_verdict
+
+    run = build_run(resolve_config(None, "a cyan cylinder", ["device=cpu", "init.num_points=50"]))
+    scripted = {"shape": ["cylinder"] * 8, "colour": ["cyan"] * 8,
+                "accent": ["yellow band"] * 4 + ["none"] * 4}
+    monkeypatch.setattr(judging, "load_judge", lambda *a, **k: ScriptedJudge(scripted))
+    assert judge_verdict(run) == '8/8 views look like the "cyan cylinder" asked for'
+    scripted["shape"] = ["cylinder"] * 7 + ["cube"]
+    assert judge_verdict(run) == ('7/8 views look like the "cyan cylinder" asked for (shape '
+                                  'right in 7/8, colour in 8/8); the other looks like "cyan cube" (1)')

@@ -17,7 +17,6 @@ import shlex
 import shutil
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -142,9 +141,10 @@ def report_finished(run: Run, run_dir: Path, model_path: Path, seconds: float) -
 
 
 def judge_verdict(run: Run) -> Optional[str]:
-    """What the judge calls 8 views of the trained model (the one judge, in memory), for
-    runs of the prior whose world it knows; None for other priors."""
-    from ..score import WorldJudge, judges
+    """What the judge calls 8 views of the trained model (the one judge, in memory) against
+    what the prompt asked, for runs of the prior whose world it knows; None for other priors."""
+    from ..score import WorldJudge, judges, verdict_line
+    from ..shapeworld import parse_prompt
 
     if not judges(run.config):
         return None
@@ -153,10 +153,7 @@ def judge_verdict(run: Run) -> Optional[str]:
                                                      against_truth=False).scores
     except NfsdError as err:
         return f"not judged ({err})"
-    judged = scores["judged"]
-    name, count = Counter(judged).most_common(1)[0]
-    return (f'{count}/{len(judged)} views look like "{name}" (shape right in '
-            f'{scores["shape_acc"]:.0%}, colour in {scores["colour_acc"]:.0%})')
+    return verdict_line(parse_prompt(run.config.prompt), scores["verdicts"])
 
 
 def format_duration(seconds: float) -> str:
