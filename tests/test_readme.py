@@ -31,11 +31,21 @@ def test_ci_runs_the_readme_setup_verbatim():
     assert cpu == ['pip install "torch==2.13.0" -e ".[dev]"', "python -m pytest -q"]
     npm = [line for line in browser if line.startswith("npm ")]
     assert npm == ["npm ci --prefix viewer/web"]  # the Spark check's own install
-    for command in cpu + npm:
+    for command in cpu + browser:  # every line, the apt-get ones too (issue 27, item 3)
         assert runs(command, ci_lines), command
-    apt_packages = shlex.split(browser[0])[2:]  # apt-get install <packages>
-    ci = "\n".join(ci_lines)
-    assert all(package in ci for package in apt_packages)
+
+
+def test_the_readme_browser_setup_is_complete():
+    """Issue 27: `apt-get install chromium nodejs npm` failed as written: no update, no -y,
+    and Debian's npm conflicts with a nodejs from another repository."""
+    _, _, browser = setup_blocks()
+    apt = [shlex.split(line) for line in browser if "apt-get" in line]
+    assert apt and all("-y" in words for words in apt if "install" in words)
+    first_install = next(i for i, words in enumerate(apt) if "install" in words)
+    assert any("update" in words for words in apt[:first_install + 1])
+    assert apt[first_install].index("update") < apt[first_install].index("install")
+    npm = next(words for words in apt if "npm" in words[words.index("install"):])
+    assert npm[:3] == ["command", "-v", "npm"], "Debian's npm only where there is no npm"
 
 
 def test_cuda_line_does_not_repin_torch():
