@@ -231,3 +231,26 @@ def test_a_cached_hub_prior_loads_offline_without_asking_the_hub(tmp_path, monke
         prior_module.cache_only("org/model", "prior.model", "model_index.json", None, False)
     monkeypatch.setattr(hub, "offline_reason", lambda: None)  # the hub answers: load as usual
     assert not prior_module.cache_only("org/model", "prior.model", "model_index.json", None, False)
+
+
+@pytest.mark.slow
+def test_the_progress_bar_shows_the_median_loss_and_the_timestep_schedule(tmp_path, capsys):
+    """Issue 27: the bar showed one step's loss, which swings from 1.8 to 681 in a healthy
+    run with the step's random timestep. It shows the median of the last steps' losses,
+    and t_max, the schedule's upper end now."""
+    from nfsd_gs.guidance.schedule import max_timestep_fraction
+    from nfsd_gs.train.loop import LOSS_WINDOW
+
+    assert main(["--config", "tiny_test", "--prompt", "a red cube", "--output-root",
+                 str(tmp_path), "output.name=run", "steps=3", "output.log_every=3",
+                 "output.snapshot_every=100", "init.num_points=50"]) == 0
+    final = [text for text in capsys.readouterr().err.split("\r") if "3/3" in text][-1]
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text()
+               .splitlines()]
+    assert [r["step"] for r in records] == [3]  # the log has the last step only ...
+    config = load_config(tmp_path / "run" / "config.yaml")
+    run = build_run(config)  # ... the bar the median of every step's loss (3 < LOSS_WINDOW)
+    losses = sorted(float(training_step(run, step)["loss"]) for step in range(3))
+    assert 3 < LOSS_WINDOW and losses[0] < losses[1] < losses[2]
+    assert f"loss={losses[1]:.3g}" in final and f"{records[0]['loss']:.3g}" != f"{losses[1]:.3g}"
+    assert f"t_max={max_timestep_fraction(config.guidance, 3, 3):.2f}" in final
