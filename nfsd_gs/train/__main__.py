@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 from ..checkpoint import list_checkpoints
 from ..cli import add_override_arguments, fail, parse_command_line
 from ..config import resolve_config
-from ..errors import NfsdError
+from ..errors import NfsdError, TrainingInterrupted
 from .loop import train
 from .outputs import open_viewer
 from .resume import check_resume_overrides, resume_run
@@ -90,6 +90,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         finally:
             if viewer is not None:
                 viewer.close()
+    except TrainingInterrupted as stop:  # a deliberate stop, saved: no error
+        print(stop, file=sys.stderr)
+        return 2
     except NfsdError as err:
         return fail(err)
     except KeyboardInterrupt:  # before the loop, after it, or a second Ctrl-C inside it

@@ -59,8 +59,8 @@ def train(run: Run, run_dir: Path, progress: bool = True, viewer=None) -> Path:
 
     ``viewer``: a ``nfsd_gs.viewer.training.TrainingViewer`` (``--viewer``) or None.
     On SIGINT/SIGTERM the current step finishes, a checkpoint and ``model.ply`` are
-    written and :class:`~nfsd_gs.errors.TrainingInterrupted` says where (exit status 2
-    from the command line).
+    written and :class:`~nfsd_gs.errors.TrainingInterrupted` says where and how to resume
+    (the command line prints it, not as an error, and exits with status 2).
     """
     from tqdm import tqdm
 
@@ -93,9 +93,10 @@ def train(run: Run, run_dir: Path, progress: bool = True, viewer=None) -> Path:
                 bar.close()
                 checkpoint = write_checkpoint(run, run_dir)
                 model_path = run.model.export(run_dir, c.output)
+                how = "Ctrl-C" if signals.received == "SIGINT" else signals.received
                 raise TrainingInterrupted(
-                    f"{signals.received} at step {run.step}: saved {checkpoint} and "
-                    f"{model_path}; continue with --resume {run_dir}", signals.received)
+                    f"stopped at step {run.step} ({how}): saved {checkpoint} and {model_path}; "
+                    f"resume with python -m nfsd_gs.train --resume {run_dir}", signals.received)
             if run.step % c.output.checkpoint_every == 0 and run.step < c.steps:
                 write_checkpoint(run, run_dir)
     write_checkpoint(run, run_dir)
