@@ -118,3 +118,29 @@ def test_the_readme_words_are_the_shipped_priors():
     info = json.loads((SHAPES_PRIOR_DIR / "prior_info.json").read_text())
     tokenizer = json.loads((SHAPES_PRIOR_DIR / "tokenizer" / "tokenizer.json").read_text())
     assert sorted(set(tokenizer["model"]["vocab"]) - set(SPECIAL_TOKENS)) == info["vocabulary"]
+
+
+# ----------------------------------------------------------------------------- slips (issue 27)
+
+
+def test_the_readme_states_the_default_timestep_schedule():
+    """Issue 27: the README said t is annealed to [0.02, 0.5]; the default config uses 0.3."""
+    from nfsd_gs.config import load_config
+
+    text = " ".join(README.read_text().split())
+    found = re.search(r"`t ~ U\[([\d.]+), ([\d.]+)\]·T`, annealed to `\[([\d.]+), ([\d.]+)\]` "
+                      r"over the first (\d+) % of the run", text)
+    assert found, "the README lost its sentence on the timestep schedule"
+    g = load_config("default").guidance
+    assert [float(v) for v in found.groups()[:4]] == [g.t_min, g.t_max, g.t_min, g.t_max_end]
+    assert g.t_anneal_start == 0 and int(found.group(5)) == round(100 * g.t_anneal_end)
+
+
+def test_the_readme_links_files_that_exist():
+    """Issue 27: the README pointed to a DESIGN.md that is not in the repository."""
+    text = README.read_text()
+    linked = re.findall(r"\]\((?!https?:|#)([^)#\s]+)", text)
+    named = re.findall(r"`((?:[\w.-]+/)+[\w.-]+\.md|[A-Z][A-Z_]+\.md)`", text)  # repo docs
+    assert "docs/ARCHITECTURE.md" in linked
+    missing = [path for path in {*linked, *named} if not (ROOT / path).exists()]
+    assert not missing, missing
