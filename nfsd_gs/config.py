@@ -42,6 +42,24 @@ def _check_at_least(section: str, values: Dict[str, float], low: float) -> None:
     for name, value in values.items():
         _check(value >= low, f"{section}.{name}", value, f"must be >= {low}")
 
+def runs_on_cpu(device: str) -> bool:
+    """Whether a run of ``device`` runs on the CPU (``auto``: when CUDA is not available)."""
+    if device == "auto":
+        import torch
+
+        return not torch.cuda.is_available()
+    return str(device).split(":", 1)[0] == "cpu"
+
+
+def _if_cpu(device: str, on_cpu: Any, otherwise: Any) -> Any:
+    """The ``${if_cpu:${device},A,B}`` of a preset: A for a run on the CPU, else B."""
+    return on_cpu if runs_on_cpu(device) else otherwise
+
+
+# A preset may choose a value by where the run goes (configs/default.yaml: views a step).
+OmegaConf.register_resolver("if_cpu", _if_cpu, replace=True)
+
+
 def _config_dir() -> Path:
     """``configs/`` beside the package (a checkout or editable install), else the copy a
     regular install puts under ``<prefix>/share/nfsd_gs/configs``."""

