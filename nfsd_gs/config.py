@@ -42,6 +42,24 @@ def _check_at_least(section: str, values: Dict[str, float], low: float) -> None:
     for name, value in values.items():
         _check(value >= low, f"{section}.{name}", value, f"must be >= {low}")
 
+def runs_on_cpu(device: str) -> bool:
+    """Whether a run of ``device`` runs on the CPU (``auto``: when CUDA is not available)."""
+    if device == "auto":
+        import torch
+
+        return not torch.cuda.is_available()
+    return str(device).split(":", 1)[0] == "cpu"
+
+
+def _if_cpu(device: str, on_cpu: Any, otherwise: Any) -> Any:
+    """The ``${if_cpu:${device},A,B}`` of a preset: A for a run on the CPU, else B."""
+    return on_cpu if runs_on_cpu(device) else otherwise
+
+
+# A preset may choose a value by where the run goes (configs/default.yaml: views a step).
+OmegaConf.register_resolver("if_cpu", _if_cpu, replace=True)
+
+
 def _config_dir() -> Path:
     """``configs/`` beside the package (a checkout or editable install), else the copy a
     regular install puts under ``<prefix>/share/nfsd_gs/configs``."""
@@ -89,8 +107,37 @@ class PriorConfig:
     #: Seed of the weights of a ``random:`` prior.
     random_seed: int = 0
     #: Replay the U-Net call as a CUDA graph (CUDA only; same kernels, same result,
-    #: no launch overhead). Captured on the first step, per batch shape.
+    #: no launch overhead). Captured on first use, per batch shape (NFSD: 2V to 3V rows).
     cuda_graph: bool = True
+    #: Load each component's weights straight onto the device in the prior's dtype
+    #: (``from_pretrained(torch_dtype=..., device_map=...)``, with accelerate); false: load
+    #: them in float32 on the CPU, then move and cast (slower start-up, the same weights).
+    load_direct: bool = True
+    #: Weight files of this variant (``fp16``: ``*.fp16.safetensors``, half the bytes to
+    #: read); null: the plain files.
+    variant: Optional[str] = None
+    #: Memory layout of the encoder's input [B, 3, H, W] (renders are [B, H, W, 3]):
+    #: ``contiguous`` (NCHW), ``strided`` (the permuted view as it is: channels-last
+    #: strides into an NCHW-weighted encoder, the layout before issue 25),
+    #: ``channels_last`` (input and the VAE's weights both channels-last).
+    encoder_layout: Literal["contiguous", "strided", "channels_last"] = "contiguous"
+    #: torch.compile the encoder (forward and backward). Compiling takes tens of seconds
+    #: the first time; the compiled code is kept in ``compile_cache`` (inductor's FX-graph
+    #: and AOTAutograd caches), so the next process pays seconds.
+    compile_encoder: bool = False
+    compile_cache: str = "~/.cache/nfsd_gs/inductor"
+    #: Let cuDNN time its convolution algorithms on first use and keep the fastest
+    #: (``torch.backends.cudnn.benchmark``, set for the process; the shapes never change).
+    cudnn_benchmark: bool = False
+    #: Keep the U-Net's weights channels-last (NHWC convolutions; CUDA).
+    unet_channels_last: bool = False
+
+    def validate(self) -> None:
+        _check(self.variant is None or bool(self.variant.strip()), "prior.variant", self.variant,
+               "must name a weight variant (e.g. fp16) or be null")
+        _check(not self.compile_encoder or bool(self.compile_cache.strip()),
+               "prior.compile_cache", self.compile_cache,
+               "must name a folder when prior.compile_encoder is true")
 
 
 @dataclass
@@ -149,6 +196,10 @@ class GuidanceConfig:
     negative_prompt: str = NFSD_NEGATIVE_PROMPT
     #: NFSD: below this timestep delta_D is eps(z_t; empty) alone (paper: 200 of 1000).
     negative_threshold_t: int = 200
+    #: NFSD: ask the U-Net for the negative prompt only for the views whose t is at least
+    #: ``negative_threshold_t`` (the rows delta_D uses): 2V + k rows instead of 3V. False:
+    #: every view, every step (the gradient is the same).
+    negative_where_used: bool = True
     #: Timesteps are drawn from U[t_min, t_max] as fractions of the training steps.
     t_min: float = 0.02
     t_max: float = 0.98
@@ -323,10 +374,28 @@ class GaussianConfig:
     #: Multiply the means learning rates by the scene extent (the init's
     #: diameter), as 3DGS does with its camera extent.
     scale_means_lr_by_extent: bool = True
+    # -- geometry terms added to the distillation loss (GaussianModel.regularization);
+    # 0 = off. Each is a mean over the Gaussians, so its weight does not depend on N.
+    #: Opacity pushed to 0 or 1: weight x mean(min(a, 1 - a)) (GaussianDreamerPro's
+    #: binarization): no half-transparent haze at the silhouette.
+    opacity_binarize_weight: float = 0.0
+    #: Large Gaussians penalized: weight x mean(max_k s_k) / scene extent (s_k the
+    #: standard deviations): many small splats instead of a few wide blurry ones.
+    scale_weight: float = 0.0
+    #: Gaussians flattened into discs: weight x mean(min_k s_k) / scene extent (PGSR's
+    #: flattening loss; the surfels of 2DGS, Huang et al. 2024, inside the 3DGS rasterizer).
+    flatten_weight: float = 0.0
+    #: The terms above apply from this fraction of the run on (0: from the first step).
+    regularize_from: float = 0.0
 
     def validate(self) -> None:
         _check(0 <= self.sh_degree <= 3, "gaussians.sh_degree", self.sh_degree,
                "must be 0, 1, 2 or 3")
+        _check_at_least("gaussians", dict(opacity_binarize_weight=self.opacity_binarize_weight,
+                                          scale_weight=self.scale_weight,
+                                          flatten_weight=self.flatten_weight), 0)
+        _check(0.0 <= self.regularize_from <= 1.0, "gaussians.regularize_from",
+               self.regularize_from, "must lie in [0, 1]")
 
 
 @dataclass
@@ -411,7 +480,8 @@ class NerfConfig:
 
 @dataclass
 class DensifyConfig:
-    """Adaptive density control with gsplat's strategies, unmodified."""
+    """Adaptive density control with gsplat's strategies (``nfsd_gs/densify.py`` adds the
+    opacity reset of ``default.reset_every`` that gsplat 1.5.3 never makes)."""
 
     strategy: Literal["default", "mcmc", "none"] = "default"
     #: Hard cap on the number of Gaussians (lowest opacities pruned past it).
@@ -433,9 +503,17 @@ class DensifyConfig:
             cap_max=100_000, refine_start_iter=100, refine_stop_iter=1000, refine_every=100
         )
     )
+    #: ``strategy=default``: log the 2D-gradient statistics ``default.grow_grad2d`` is
+    #: compared with, at each refine step (quantiles, and the share of Gaussians above a
+    #: ladder of thresholds: ``grad2d_*`` in metrics.jsonl); costs nothing when false.
+    log_grad2d: bool = False
 
     def validate(self) -> None:
         _check(self.max_gaussians >= 1, "densify.max_gaussians", self.max_gaussians, "must be >= 1")
+        _check(self.default.reset_every >= 1, "densify.default.reset_every",
+               self.default.reset_every, "must be >= 1")
+        _check(self.default.refine_every >= 1, "densify.default.refine_every",
+               self.default.refine_every, "must be >= 1")
 
 
 @dataclass
@@ -542,7 +620,7 @@ class Config:
         _check(self.steps >= 0, "steps", self.steps, "must be >= 0")
         _check(self.max_nonfinite_steps >= 1, "max_nonfinite_steps", self.max_nonfinite_steps,
                "must be >= 1")
-        for section in (self.guidance, self.camera, self.background, self.init, self.gaussians,
+        for section in (self.prior, self.guidance, self.camera, self.background, self.init, self.gaussians,
                         self.nerf, self.densify, self.output):
             section.validate()
         _check(not (self.output.mesh_texture and self.representation != "gaussians"),

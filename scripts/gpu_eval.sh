@@ -9,7 +9,9 @@
 # all), SEEDS (default 0,1,2), STEPS (default: the config's), EVAL_TIMEOUT (seconds, 450),
 # PARALLEL (default 1: evaluations sharing the GPU, each on its share of the prompts, merged
 # at the end; their train times are then measured under contention), DEVICE (default cuda;
-# cpu to try the script with tiny settings).
+# cpu to try the script with tiny settings), VARIANTS (eval's --variant specs, space
+# separated, evaluated instead of the comparison's: scripts/gpu_steps_curve.sh), EVAL_DIR
+# (the evaluation folder, default outputs/gpu_eval/SPLIT).
 #
 # The evaluation folder, outputs/gpu_eval/SPLIT in the work tree, survives between calls
 # on a warm machine: calling again (e.g. with a larger PROMPTS_LIMIT) keeps finished runs
@@ -24,13 +26,20 @@ OUT=${1:?output folder}
 SPLIT=${2:-solid}
 LIMIT=${PROMPTS_LIMIT-4}
 PARALLEL=${PARALLEL:-1}
-EVAL=outputs/gpu_eval/$SPLIT
-ARGS=(--comparison --split "$SPLIT" --seeds "${SEEDS:-0,1,2}" --device "${DEVICE:-cuda}")
+EVAL=${EVAL_DIR:-outputs/gpu_eval/$SPLIT}
+WHICH=(--comparison)
+ARGS=(--split "$SPLIT" --seeds "${SEEDS:-0,1,2}" --device "${DEVICE:-cuda}")
 if [ "$DRY_RUN" = 1 ]; then
-  EVAL=$OUT/eval; LIMIT=2; PARALLEL=2
-  ARGS=(--variants nfsd@7.5 --split "$SPLIT" --seeds 0 --device cpu --steps 1 --no-warmup
+  EVAL=${EVAL_DIR:-$OUT/eval}; LIMIT=2; PARALLEL=2
+  WHICH=(--variants nfsd@7.5 --steps 1)
+  ARGS=(--split "$SPLIT" --seeds 0 --device cpu --no-warmup
         --align-yaws 8 --align-scales 0.65,1.3,3 camera.batch_size=1 init.num_points=50)
 fi
+if [ -n "${VARIANTS:-}" ]; then
+  WHICH=(--variants none)
+  for variant in $VARIANTS; do WHICH+=(--variant "$variant"); done
+fi
+ARGS=("${WHICH[@]}" "${ARGS[@]}")
 mkdir -p "$OUT" "$EVAL"
 if [ -n "${STEPS:-}" ]; then ARGS+=(--steps "$STEPS"); fi
 # SIGINT first: an evaluation stops after writing what it finished (status 'interrupted').

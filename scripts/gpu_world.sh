@@ -15,7 +15,8 @@
 # still warm, so the next call can continue it with PRIOR_ARGS="--resume .work/prior1 ...".
 # SKIP_JUDGE=1 keeps the shipped judge (no judge training); PROBE=1 first times the prior's
 # training step at batch 256/512/1024 (scripts/prior_throughput.py); CHECK_PER_PROMPT sets
-# the check's samples per prompt (default: 192 images per split); PRIOR_FALLBACK_ARGS: if
+# the check's samples per prompt (default 4: 192 solid, 768 two-tone images; the check is
+# scripts/gpu_prior_check.sh, with the DDIM-GLIDE sampler); PRIOR_FALLBACK_ARGS: if
 # the prior's training fails (say --compile), it runs again with these for the time left.
 # A CPU dry run of the logic (tiny sizes; one check, CFG 7.5 on the solid split, one image
 # per prompt): DRY_RUN=1 bash scripts/gpu_world.sh /tmp/world_dry, which is
@@ -58,13 +59,8 @@ summarize() {
 import json, sys
 from pathlib import Path
 work = Path(sys.argv[1])
-print("| split | CFG | images | shape | colour | accent | all heads |")
-print("|---|---|---|---|---|---|---|")
-for path in sorted((work / "checks").glob("check_*.json")):
-    r = json.loads(path.read_text())
-    acc = lambda h: f"{r[h + '_accuracy']:.1%}" if h + "_accuracy" in r else "-"
-    print(f"| {r['split']} | {r['cfg_scale']} | {r['images']} | {acc('shape')} | {acc('colour')} "
-          f"| {acc('accent')} | {acc('all')} |")
+table = work / "checks" / "prior_checks.md"
+print(table.read_text() if table.is_file() else "(no check yet)")
 info = Path(sys.argv[2]) / "prior_info.json"
 if info.is_file():
     i = json.loads(info.read_text())
@@ -120,23 +116,12 @@ done
 summarize
 JUDGE="$WORK/judge"
 [ -f "$JUDGE/judge.json" ] || JUDGE=nfsd_gs/assets/judge  # fall back to the shipped one
-if [ -d "$PRIOR_DIR/unet" ]; then
-  for cfg in $CHECK_CFGS; do
-    for split in $CHECK_SPLITS; do
-      name="check_${split}_cfg${cfg}"
-      left=$(( DEADLINE_S - ($(date +%s) - start) - 15 ))
-      [ "$left" -gt 90 ] && left=90
-      if [ "$left" -lt 20 ]; then stamp "$name skipped: the ${DEADLINE_S} s deadline"; continue; fi
-      stamp "$name"
-      tolerate timeout "$left" python -m nfsd_gs.shapeworld check --prior "$PRIOR_DIR" --judge "$JUDGE" \
-        --split "$split" --cfg "$cfg" --device "$DEVICE" --batch-size 192 $CHECK_ARGS \
-        ${CHECK_PER_PROMPT:+--per-prompt $CHECK_PER_PROMPT} \
-        --json "$WORK/checks/$name.json" --grid "$WORK/checks/$name.png" \
-        > "$WORK/checks/$name.md" 2> "$WORK/checks/$name.log"
-      grep "images, CFG" "$WORK/checks/$name.md" || tail -2 "$WORK/checks/$name.log"
-      summarize
-    done
-  done
+if [ -d "$PRIOR_DIR/unet" ]; then  # the check (scripts/gpu_prior_check.sh), within the deadline
+  stamp "checks"
+  PRIORS="new=$PRIOR_DIR" JUDGE="$JUDGE" SPLITS="$CHECK_SPLITS" CFGS="$CHECK_CFGS" \
+    PER_PROMPT="${CHECK_PER_PROMPT:-4}" CHECK_ARGS="$CHECK_ARGS" DEVICE="$DEVICE" \
+    DEADLINE_S=$(( DEADLINE_S - ($(date +%s) - start) - 60 )) \
+    tolerate bash "$(dirname "$0")/gpu_prior_check.sh" "$WORK/checks"
 fi
 
 summarize

@@ -1,36 +1,74 @@
 """Merge the rows of several `python -m nfsd_gs.eval` result folders into one table.
 
-    python scripts/merge_eval.py OUT_DIR RESULT_DIR [RESULT_DIR ...]
+    python scripts/merge_eval.py OUT_DIR RESULT_DIR [RESULT_DIR ...] [--levers BASE]
 
 Used when an evaluation was split over several processes or commands with
-different prompt sets; writes OUT_DIR/results.json and results.md.
+different prompt sets; writes OUT_DIR/results.json and results.md and prints the
+per-variant table. With ``--levers BASE`` (issue 21's screening) it also writes
+OUT_DIR/levers.md and levers.json (``nfsd_gs.eval.report.lever_rows``: the lever
+table, with each variant's paired difference against the BASE variant) and prints
+that table last. A RESULT_DIR without results.json (a process stopped before its
+first run finished) is skipped with a note.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
 from nfsd_gs.eval import summarize, summary_table, write_results
+from nfsd_gs.eval.report import lever_rows, lever_table
+from nfsd_gs.utils.io import write_text
 
 
-def main(argv) -> int:
-    out, sources = Path(argv[0]), [Path(a) for a in argv[1:]]
+def merge(sources):
     results = [json.loads((s / "results.json").read_text()) for s in sources]
     rows = [row for result in results for row in result["rows"]]
-    variants = list(dict.fromkeys(row["variant"] for row in rows))
+    definitions = {v["name"]: v for r in results for v in r["meta"]["variants"]}
+    variants = list(dict.fromkeys([row["variant"] for row in rows] + list(definitions)))
     statuses = {result["meta"]["status"] for result in results}
     meta = {**results[0]["meta"], "status": "complete" if statuses == {"complete"} else
             "/".join(sorted(statuses)),
             "prompts": list(dict.fromkeys(row["prompt"] for row in rows)),
             "seeds": sorted({row.get("seed") for row in rows if row.get("seed") is not None}),
-            "variants": list({v["name"]: v for r in results for v in r["meta"]["variants"]}.values()),
+            "variants": list(definitions.values()),
             "merged_from": [str(s) for s in sources]}
-    result = {"meta": meta, "summary": summarize(rows, variants), "rows": rows}
-    out.mkdir(parents=True, exist_ok=True)
-    write_results(out, result)
+    present = [v for v in variants if any(row["variant"] == v for row in rows)]
+    return {"meta": meta, "summary": summarize(rows, present), "rows": rows}, variants
+
+
+def main(argv) -> int:
+    parser = argparse.ArgumentParser(prog="python scripts/merge_eval.py")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("sources", type=Path, nargs="+")
+    parser.add_argument("--levers", metavar="BASE", default=None,
+                        help="also write levers.md/levers.json, differences against BASE")
+    args = parser.parse_args(argv)
+    sources = [s for s in args.sources if (s / "results.json").is_file()]
+    for skipped in sorted(set(args.sources) - set(sources)):
+        print(f"note: {skipped} has no results.json; skipped", file=sys.stderr)
+    if not sources:
+        print("error: no results.json in any source folder", file=sys.stderr)
+        return 2
+    result, variants = merge(sources)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_results(args.out, result)
     print(summary_table(result["summary"]))
+    if args.levers is not None:
+        entries = lever_rows(result["rows"], variants, base=args.levers)
+        definitions = {v["name"]: " ".join(v["overrides"]) for v in result["meta"]["variants"]}
+        legend = "\n".join(f"- `{name}`: `{definitions.get(name, '') or '-'}`" for name in variants)
+        meta = result["meta"]
+        write_text(args.out / "levers.md",
+                   f"# Lever screening ({meta['status']})\n\nconfig `{meta['config']}`, "
+                   f"overrides `{' '.join(meta['overrides']) or '-'}`, device {meta['device']}"
+                   f"{' (' + meta['gpu'] + ')' if meta.get('gpu') else ''}, "
+                   f"{len(meta['prompts'])} prompts x seeds {meta['seeds']}.\n\n{legend}\n\n"
+                   f"{lever_table(entries)}\n")
+        write_text(args.out / "levers.json", json.dumps(entries, indent=2) + "\n")
+        print("\n" + lever_table(entries))
     return 0
 
 

@@ -442,3 +442,22 @@ def test_ctrl_c_writes_what_is_done(tmp_path, judge_dir, monkeypatch):
     assert result["meta"]["status"] == "interrupted"
     assert [r["error"] is None for r in result["rows"]] == [True, False]
     assert "(interrupted)" in (out / "results.md").read_text()
+
+
+def test_steps_curve_finds_the_fewest_steps_within_the_seed_spread():
+    from nfsd_gs.eval.report import steps_curve, steps_curve_table
+
+    def summary(name, mean, seed_std):
+        return {"variant": name, "runs": 36, "all_acc_ours": mean,
+                "all_acc_ours_seed_std": seed_std, "train_s": 1.0}
+
+    summaries = [summary("steps400", 0.90, 0.03), summary("steps100", 0.70, 0.05),
+                 summary("steps200", 0.88, 0.01), summary("nfsd@7.5", 0.95, 0.0),
+                 summary("steps300", 0.91, None)]
+    rows, fewest = steps_curve(summaries)
+    assert [r["steps"] for r in rows] == [100, 200, 300, 400]  # other variants left out
+    assert fewest == 200  # 0.88 >= 0.90 - 0.03; 0.70 is not
+    assert "**200**" in steps_curve_table(rows, fewest)
+    rows, fewest = steps_curve([summary("steps400", 0.9, None), summary("steps200", 0.89, None)])
+    assert fewest == 400 and "No shorter run" in steps_curve_table(rows, fewest)
+    assert steps_curve([summary("steps400", None, None)])[1] is None

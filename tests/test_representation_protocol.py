@@ -50,6 +50,9 @@ class FlatDisc(torch.nn.Module):
     def finish(self):
         pass
 
+    def regularization(self, step, total_steps):
+        return {}
+
     count_name = "discs"
 
     @property

@@ -192,9 +192,21 @@ def test_the_dry_runs_made_what_they_measure(dry_runs):
     assert evaluation["meta"]["status"] == "complete" and len(evaluation["rows"]) == 2
     assert all(row["error"] is None for row in evaluation["rows"])
     assert "| nfsd_7_5 | 1 |" in dry_runs["strip_metrics.py"].output
-    assert "| solid | 7.5 | 48 |" in (out["gpu_world.sh"] / "summary.md").read_text()
+    assert "| new | ddim-glide | solid | 7.5 | 48 |" in (out["gpu_world.sh"] / "summary.md").read_text()
+    assert "| tiny | ddim-glide | solid | 7.5 | 48 |" in dry_runs["gpu_prior_check.sh"].output
     assert "installed into" in dry_runs["install_world_assets.sh"].output
-    assert "| vae | 2 |" in (out["gpu_asset.sh"] / "asset_vae.md").read_text()
+    for encoder in ("vae", "taesd"):  # the asset with its start-up profile, the lever rows
+        asset = json.loads((out["gpu_asset.sh"] / f"asset_{encoder}.json").read_text())
+        assert asset["asset"]["encoder"] == encoder and asset["asset"]["steps"] == 4
+        assert "load U-Net" in asset["asset"]["startup_profile"]
+        levers = [row["lever"] for row in asset["levers"]["rows"]]
+        assert levers == (["baseline", "direct-load-fp16-files", "negative-where-used", "defaults"]
+                          if encoder == "vae" else ["baseline", "defaults"])
+    curve = (out["gpu_steps_curve.sh"] / "curve.md").read_text()  # 2 prompts x seed 0
+    assert "| 1 | 2 |" in curve and "| 2 | 2 |" in curve and "The fewest steps" in curve
+    report = (out["gpu_asset.sh"] / "levers.md").read_text()
+    assert "| negative-where-used |" in report and "| start-up phase | s | share |" in report
+    assert "Skipped" not in report
     vsd = (out["gpu_vsd.sh"] / "summary.md").read_text()  # two evaluation processes, merged
     assert "| nfsd@7.5 | 2 (2 x 1) | 0 |" in vsd and "| vsd@7.5 | 2 (2 x 1) | 0 |" in vsd
     assert "| sds | 2 |" in vsd and " | 1.00x |" in vsd  # the lever table, against SDS
@@ -218,6 +230,9 @@ def test_the_dry_runs_made_what_they_measure(dry_runs):
     assert "| grey-init | a red cone | 0 |" in (out["gpu_sweep_gaussians.sh"] / "results.md").read_text()
     assert "| nfsd@7.5 | 1 (1 x 1) | 0 |" in (out["gpu_testbed.sh"] / "solid_results.md").read_text()
     assert "repacked:" in dry_runs["repack_ray_wheel.sh"].output
+    assert sorted(p.name for p in out["gpu_levers.sh"].iterdir()) == [
+        "levers.json", "levers.md", "levers.tgz", "results.json", "results.md"]
+    assert dry_runs["gpu_levers.sh"].output.rstrip().splitlines()[-1].startswith("| gs-combo |")
     assert "| 1,000 | 0 |" in dry_runs["checkpoint_cost.py"].output
     assert "| viewer |" in dry_runs["bench_viewer.py"].output
     probe = json.loads((out["vsd_probe.py"] / "summary.json").read_text())

@@ -11,12 +11,15 @@ of it, e.g. VSD's ``guidance.vsd.views=1``); ``--baseline NAME`` adds each row's
 over that row's and prints the short table of rows (step ms, of which the LoRA's, peak GiB).
 
 ``--asset`` times one whole asset instead, as a user pays for it, in one process: start-up
-(process start to the first training step: imports, loading the prior, building the run),
-the training loop (``--asset-steps``, 1,200 by default), the outputs after it (checkpoint,
-``model.ply``, turntable), the end-to-end time, and the step's floor on the same run.
+(process start to the first training step: imports, loading the prior, building the run)
+and its profile by phase, the training loop (``--asset-steps``, 1,200 by default), the
+outputs after it (checkpoint, ``model.ply``, turntable), the end-to-end time, and the
+step's floor on the same run. ``--levers [NAME ...]`` measures issue 25's levers one at a
+time over the baseline in one process (all of them by default) and prints the lever table.
 ``--save-prior DIR`` writes the random prior to DIR first (then time ``--asset --prior
-DIR``: the weights on local disk, as a real model would be). The measurements are in
-:mod:`nfsd_gs.bench.measure`.
+DIR``: the weights on local disk, as a real model would be): float32 files, their fp16
+variant and, for latent priors, a random TAESD in ``DIR/taesd``. The measurements are in
+:mod:`nfsd_gs.bench.measure` and :mod:`nfsd_gs.bench.asset`.
 """
 
 from __future__ import annotations
@@ -34,9 +37,9 @@ from typing import List, Optional, Sequence
 from ..cli import add_override_arguments, fail, parse_command_line
 from ..errors import NfsdError
 from ..utils.io import write_text
-from .measure import (BenchSettings, bench_asset, bench_config, bench_one, compare_to,
-                      format_asset_table, format_lever_table, format_table, method_row,
-                      variant_row)
+from .asset import LEVER_NAMES, bench_asset, bench_levers, format_asset_table, format_lever_table
+from .measure import (BenchSettings, bench_config, bench_one, compare_to, format_table,
+                      format_variant_table, method_row, process_age_s, variant_row)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -64,6 +67,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--asset", action="store_true",
                         help="time one whole asset end to end instead (see above)")
     parser.add_argument("--asset-steps", type=int, default=1200)
+    parser.add_argument("--levers", nargs="*", default=None, metavar="NAME",
+                        help="measure issue 25's levers (default: all of "
+                             f"{', '.join(LEVER_NAMES)}) and print the lever table")
+    parser.add_argument("--sample-steps", type=int, default=30,
+                        help="--levers: steps timed per lever, spread over the schedule")
     parser.add_argument("--save-prior", type=Path, default=None, metavar="DIR",
                         help="write the random prior (--prior random:...) to DIR and exit")
     add_override_arguments(parser)
@@ -72,18 +80,25 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def settings_from_args(args: argparse.Namespace) -> BenchSettings:
     values = {f.name: getattr(args, f.name) for f in fields(BenchSettings)}
-    return BenchSettings(**{**values, "overrides": tuple(args.overrides)})
+    return BenchSettings(**{**values, "gaussians": args.gaussians[0],
+                            "overrides": tuple(args.overrides)})
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    entry_s = process_age_s()  # the interpreter and this command's imports
     args = parse_args(argv)
     try:
-        return run_benchmark(args)
+        return run_benchmark(args, entry_s)
     except NfsdError as err:
         return fail(err)
 
 
-def run_benchmark(args: argparse.Namespace) -> int:
+def write_json(path: Optional[Path], data) -> None:
+    if path is not None:
+        write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def run_benchmark(args: argparse.Namespace, entry_s: float = 0.0) -> int:
     import torch
 
     from ..guidance.prior import DiffusionPrior
@@ -91,16 +106,22 @@ def run_benchmark(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     if args.save_prior is not None:
-        from ..guidance.architectures import random_components, save_components
+        from ..guidance.architectures import save_random_prior
+        from ..guidance.prior import quiet_model_libraries
 
-        save_components(random_components(args.prior.split(":", 1)[1]), args.save_prior)
+        quiet_model_libraries()
+        save_random_prior(args.prior, args.save_prior)
         print(f"wrote {args.save_prior}", file=sys.stderr)
         return 0
     if args.asset:
-        row = bench_asset(settings)
+        row = bench_asset(settings, entry_s)
         print(format_asset_table(row))
-        if args.json is not None:
-            write_text(args.json, json.dumps(row, indent=2) + "\n")
+        write_json(args.json, row)
+        return 0
+    if args.levers is not None:
+        result = bench_levers(settings, args.levers or LEVER_NAMES, entry_s)
+        print(format_lever_table(result))
+        write_json(args.json, result)
         return 0
     kinds = [method_row(m) for m in args.methods] + [variant_row(v) for v in args.variant]
     if not kinds:
@@ -130,17 +151,15 @@ def run_benchmark(args: argparse.Namespace) -> int:
                            "error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"})
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-        if args.json is not None:  # after every row: a run stopped at its time limit keeps them
-            write_text(args.json, json.dumps(rows + failed, indent=2) + "\n")
+        write_json(args.json, rows + failed)  # after every row: a run stopped at its limit keeps them
     if args.baseline is not None:
         compare_to(rows, args.baseline)
     print(format_table(rows))
     if args.baseline is not None:
-        print("\n" + format_lever_table(rows))
+        print("\n" + format_variant_table(rows))
     for row in failed:
         print(f"| {row['variant']} | {row['views']} | failed: {row['error']} |")
-    if args.json is not None:
-        write_text(args.json, json.dumps(rows + failed, indent=2) + "\n")
+    write_json(args.json, rows + failed)
     return 1 if failed else 0
 
 

@@ -10,16 +10,14 @@ optimizer, densify), peak memory, and the floor measured on the same inputs:
 * the encoder forward + backward,
 * the rasterizer forward + backward,
 
-with the ratio step / floor.  :func:`bench_asset` times one whole asset instead, as a
-user pays for it, in one process: start-up (process start to the first training step),
-the training loop, the outputs after it, the end-to-end time and the step's floor.
+with the ratio step / floor.  One whole asset, and the levers of issue 25, are measured
+in :mod:`nfsd_gs.bench.asset`.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +25,12 @@ from typing import Callable, Dict, Sequence, Tuple
 
 import torch
 
-from ..config import Config, resolve_config
+from ..config import Config, GuidanceConfig, resolve_config
 from ..errors import ConfigError
 from ..guidance import ScoreDistillation
 from ..guidance.graph import GraphedCall
 from ..guidance.prior import DiffusionPrior
+from ..guidance.schedule import probability_below
 from ..train.run import Run, build_run
 from ..train.step import training_step
 from ..utils.device import resolve_device
@@ -54,6 +53,8 @@ class BenchSettings:
     timed_steps: int = 5  # steps of the phase split
     floor_repeats: int = 10
     asset_steps: int = 1200
+    gaussians: int = 100_000  # --levers: the fixed Gaussian count of the sampled steps
+    sample_steps: int = 30  # --levers: steps sampled over the schedule per lever
     overrides: Tuple[str, ...] = ()
 
 
@@ -136,22 +137,64 @@ def measure_floor(run: Run, repeats: int) -> Dict[str, float]:  # milliseconds
         prior.encode(rgb).sum().backward()
 
     guidance: ScoreDistillation = run.guidance
-    k = len(guidance.branches)
-    x0 = prior.encode(rgb.detach())
-    z = x0.repeat(k, 1, 1, 1).to(prior.dtype)
-    t = torch.full((views * k,), 500, device=device, dtype=torch.long)
-    embeddings = guidance.branch_embeddings([c.prompt] * views)
+    x0 = prior.encode(rgb.detach()).to(prior.dtype)
     graphed = GraphedCall(prior._eager_unet) if device.type == "cuda" else prior._eager_unet
+    # the U-Net at each row count a step of this run can have, weighted by the share of
+    # the run's steps that have it (NFSD: 2V rows below t = 200, 3V above)
+    shares = unet_row_distribution(c.guidance, guidance.branches, views,
+                                   prior.num_train_timesteps, c.steps)
+    unet_ms = {}
+    for rows in sorted(shares):
+        z = x0.repeat(-(-rows // views), 1, 1, 1)[:rows]
+        t = torch.full((rows,), 500, device=device, dtype=torch.long)
+        embeddings = prior.embed([c.prompt] * rows)
 
-    def unet_graph():
-        with torch.no_grad():
-            graphed(z, t, embeddings)
+        def unet_graph(z=z, t=t, embeddings=embeddings):
+            with torch.no_grad():
+                graphed(z, t, embeddings)
 
-    floor = {"floor_unet_graph": time_ms(unet_graph, device, repeats),
+        unet_ms[rows] = time_ms(unet_graph, device, repeats)
+    floor = {"floor_unet_graph": sum(unet_ms[rows] * share for rows, share in shares.items()),
              "floor_encode_fb": time_ms(encode_fb, device, repeats),
              "floor_render_fb": time_ms(render_fb, device, repeats)}
     floor["floor_total"] = sum(floor.values())
+    floor["floor_unet_ms_by_rows"] = unet_ms
     return floor
+
+
+# --------------------------------------------------------------------------- U-Net rows
+
+
+def unet_row_distribution(config: GuidanceConfig, branches: Sequence[str], views: int,
+                          num_train_timesteps: int, total_steps: int) -> Dict[int, float]:
+    """{rows: the share of a whole run's steps whose U-Net call has that many rows}, exactly
+    from the timestep schedule (NFSD leaving out the negative rows of views below the
+    threshold: one shared t gives 2V or 3V rows, one t per view a binomial mix)."""
+    full = len(branches) * views
+    total_steps = max(total_steps, 1)
+    if not ("negative" in branches and config.method == "nfsd" and config.negative_where_used):
+        return {full: 1.0}
+    shares: Dict[int, float] = {}
+    for step in range(total_steps):
+        p = probability_below(config, num_train_timesteps, step, total_steps,
+                              config.negative_threshold_t)
+        if config.t_per_view:
+            mix = {k: math.comb(views, k) * p ** k * (1 - p) ** (views - k)
+                   for k in range(views + 1)}
+        else:
+            mix = {views: p, 0: 1 - p}
+        for below, share in mix.items():
+            shares[full - below] = shares.get(full - below, 0.0) + share / total_steps
+    return shares
+
+
+def unet_rows_per_step(config: GuidanceConfig, branches: Sequence[str], views: int,
+                       num_train_timesteps: int, total_steps: int) -> float:
+    """The expected U-Net rows per step over a whole run, exactly (see
+    :func:`unet_row_distribution`): K V less V P(t < threshold) on average over the steps."""
+    distribution = unet_row_distribution(config, branches, views, num_train_timesteps,
+                                         total_steps)
+    return sum(rows * share for rows, share in distribution.items())
 
 
 def bench_one(settings: BenchSettings, prior: DiffusionPrior, views: int, row: Row,
@@ -223,7 +266,7 @@ def compare_to(rows: Sequence[dict], baseline: str) -> None:
         row["baseline"] = baseline
 
 
-def format_lever_table(rows: Sequence[dict]) -> str:
+def format_variant_table(rows: Sequence[dict]) -> str:
     """The short table of variants (levers): step ms, of which the LoRA's (VSD's own model),
     peak GiB allocated and reserved, and the step time over the baseline's."""
     baseline = rows[0].get("baseline", "baseline") if rows else "baseline"
@@ -237,49 +280,15 @@ def format_lever_table(rows: Sequence[dict]) -> str:
 
 
 def process_age_s() -> float:
-    """Seconds since this process started (Linux /proc), or since this module was imported."""
+    """Seconds since this process started (Linux /proc: the start time in clock ticks after
+    boot against the uptime, both to 10 ms; /proc/stat's btime is whole seconds), or since
+    this module was imported."""
     try:
         ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime"))
-        return time.time() - (boot + ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError, StopIteration):
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
         return time.perf_counter() - _IMPORTED
 
 
 _IMPORTED = time.perf_counter()
-
-
-def bench_asset(settings: BenchSettings) -> dict:
-    """One asset end to end (see the module docstring); returns the row of the table."""
-    from ..train.loop import train
-    from ..train.run import start_run
-
-    overrides = [f"prior.model={settings.prior}", f"prior.encoder={settings.encoder}",
-                 f"steps={settings.asset_steps}", *settings.overrides]
-    config = resolve_config(settings.config, PROMPT, overrides,
-                            output_root=tempfile.mkdtemp(prefix="nfsd_asset_"))
-    run, run_dir = start_run(config)
-    startup_s = process_age_s()
-    before_train = time.perf_counter()
-    train(run, run_dir, progress=False)
-    synchronize(run.device)
-    train_s = time.perf_counter() - before_train
-    end_to_end_s = process_age_s()
-    last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
-    loop_s = float(last["elapsed_s"])
-    floor = measure_floor(run, settings.floor_repeats)
-    step_ms = loop_s * 1e3 / max(config.steps, 1)
-    return {"encoder": config.prior.encoder, "steps": config.steps, "startup_s": startup_s,
-            "loop_s": loop_s, "step_ms": step_ms, "outputs_s": train_s - loop_s,
-            "end_to_end_s": end_to_end_s, **floor, "ratio": step_ms / floor["floor_total"],
-            "device": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else "cpu"}
-
-
-def format_asset_table(row: dict) -> str:
-    """The one-asset table (markdown)."""
-    columns = ["encoder", "steps", "startup_s", "loop_s", "step_ms", "floor_total", "ratio",
-               "outputs_s", "end_to_end_s", "device"]
-    cells = [f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in columns]
-    return "\n".join(["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
-                      "| " + " | ".join(cells) + " |"])

@@ -30,8 +30,8 @@ run and the catalogue.
 from .prompts import ObjectSpec, all_prompts, parse_prompt, split_prompts
 from .report import format_markdown, summarize, summary_table, write_results
 from .runner import Settings, evaluate, run_config
-from .variants import COMPARISON_VARIANTS, DEFAULT_VARIANTS, VARIANTS, Variant
+from .variants import COMPARISON_VARIANTS, DEFAULT_VARIANTS, LEVER_VARIANTS, VARIANTS, Variant
 
-__all__ = ["COMPARISON_VARIANTS", "DEFAULT_VARIANTS", "ObjectSpec", "Settings", "VARIANTS",
+__all__ = ["COMPARISON_VARIANTS", "DEFAULT_VARIANTS", "LEVER_VARIANTS", "ObjectSpec", "Settings", "VARIANTS",
            "Variant", "all_prompts", "evaluate", "format_markdown", "parse_prompt",
            "run_config", "split_prompts", "summarize", "summary_table", "write_results"]

@@ -159,6 +159,74 @@ def prompt_table(rows: Sequence[Dict]) -> str:
     return "\n".join(lines)
 
 
+def _pairs(rows: Sequence[Dict], variant: str) -> Dict[Tuple, Dict]:
+    """(prompt, seed) -> row of ``variant``'s runs that trained without error."""
+    return {(r["prompt"], r.get("seed")): r for r in rows
+            if r["variant"] == variant and not r.get("error")}
+
+
+def lever_rows(rows: Sequence[Dict], variants: Sequence[str], base: Optional[str] = None,
+               focus_shape: str = "cylinder") -> List[Dict]:
+    """Issue 21's lever table as data, one dict per variant over its finished runs:
+    judge accuracies (and shape accuracy on ``focus_shape`` prompts, the failures),
+    IoU, Delta E, speckle (ours and the ground truth's), sharpness as a share of the
+    ground truth's (ratio of the means over the runs), train seconds per asset, and,
+    against ``base`` on the (prompt, seed) runs both finished, the paired differences
+    in shape accuracy and in sharpness / GT (same prompts, same seeds: far less noisy
+    than comparing the unpaired means)."""
+    table = []
+    reference = _pairs(rows, base) if base else {}
+    for name in variants:
+        mine = _pairs(rows, name)
+        ok = list(mine.values())
+        errors = sum(1 for r in rows if r["variant"] == name and r.get("error"))
+        ours = lambda key, runs=ok: _mean([r["ours"].get(key) for r in runs])  # noqa: E731
+        truth = lambda key, runs=ok: _mean([r["truth"].get(key) for r in runs])  # noqa: E731
+        focus = [r for r in ok if r.get("shape") == focus_shape]
+        sharp_truth = truth("sharpness")
+        entry = {"variant": name, "runs": len(ok), "errors": errors,
+                 "shape_acc": ours("shape_acc"), "focus_shape": focus_shape,
+                 "focus_runs": len(focus), "focus_shape_acc": ours("shape_acc", focus),
+                 "colour_acc": ours("colour_acc"), "iou": ours("iou"),
+                 "colour_de": ours("colour_de"), "speckle": ours("speckle"),
+                 "speckle_truth": truth("speckle"),
+                 "sharpness_vs_truth": (ours("sharpness") / sharp_truth
+                                        if ours("sharpness") is not None and sharp_truth else None),
+                 "train_s": _mean([r.get("train_s") for r in ok])}
+        shared = sorted(set(mine) & set(reference), key=str) if base and name != base else []
+        if shared:
+            a, b = [mine[k] for k in shared], [reference[k] for k in shared]
+            shared_truth = truth("sharpness", a)
+            entry["paired_runs"] = len(shared)
+            entry["paired_shape_diff"] = ours("shape_acc", a) - ours("shape_acc", b)
+            entry["paired_sharpness_diff"] = ((ours("sharpness", a) - ours("sharpness", b))
+                                              / shared_truth if shared_truth else None)
+        table.append(entry)
+    return table
+
+
+def lever_table(entries: Sequence[Dict]) -> str:
+    """Markdown of :func:`lever_rows`."""
+    focus = entries[0]["focus_shape"] if entries else "cylinder"
+    header = ["variant", "runs", "shape", f"shape ({focus}s)", "colour", "IoU", "Delta E",
+              "speckle (GT)", "sharpness / GT", "s per asset", "vs base, same runs: "
+              "shape, sharpness / GT"]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for e in entries:
+        runs = str(e["runs"]) + (f" (+{e['errors']} errors)" if e["errors"] else "")
+        paired = "–"
+        if e.get("paired_runs"):
+            paired = (f"{100 * e['paired_shape_diff']:+.0f} pts, "
+                      f"{_fmt(e['paired_sharpness_diff'], '+.2f')} ({e['paired_runs']} runs)")
+        cells = [e["variant"], runs, _pct(e["shape_acc"]),
+                 f"{_pct(e['focus_shape_acc'])} ({e['focus_runs']})", _pct(e["colour_acc"]),
+                 _fmt(e["iou"], ".3f"), _fmt(e["colour_de"], ".1f"),
+                 f"{_fmt(e['speckle'], '.3f')} ({_fmt(e['speckle_truth'], '.3f')})",
+                 _fmt(e["sharpness_vs_truth"], ".2f"), _fmt(e["train_s"], ".1f"), paired]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 METRICS_LEGEND = (
     "Accuracies: fraction of views the judge names as the prompt's shape / colour / accent "
     "(GT: the judge on ground-truth renders of the same views; all heads: every head the "
@@ -193,3 +261,54 @@ def write_results(out: Path, result: Dict) -> None:
     """``results.json`` and ``results.md`` in ``out``, each atomically."""
     write_text(out / "results.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
     write_text(out / "results.md", format_markdown(result))
+
+
+# ---------------------------------------------------------------------------- steps to quality
+
+#: Variant names of a steps-to-quality curve: ``steps<N>`` = the config with ``steps=N``.
+STEPS_VARIANT_PREFIX = "steps"
+
+
+def steps_curve(summaries: Sequence[Dict], metric: str = "all_acc_ours"
+                ) -> Tuple[List[Dict], Optional[int]]:
+    """The summaries of variants ``steps<N>`` as a curve, and the fewest steps that reach the
+    longest run's score.
+
+    Returns rows sorted by N (steps, the metric's mean and seed-to-seed spread, train s)
+    and the smallest N whose mean is at least the reference's (the largest N) less the
+    larger of the two seed spreads (one seed: less nothing): "the same score, within
+    what training again with another seed changes". None if no variant scored."""
+    rows = []
+    for s in summaries:
+        name = s["variant"]
+        if name.startswith(STEPS_VARIANT_PREFIX) and name[len(STEPS_VARIANT_PREFIX):].isdigit():
+            rows.append({"steps": int(name[len(STEPS_VARIANT_PREFIX):]), "variant": name,
+                         "runs": s["runs"], "mean": s.get(metric),
+                         "seed_std": s.get(f"{metric}_seed_std"), "train_s": s.get("train_s")})
+    rows.sort(key=lambda r: r["steps"])
+    scored = [r for r in rows if r["mean"] is not None]
+    if not scored:
+        return rows, None
+    reference = scored[-1]
+    for row in scored:
+        slack = max(reference["seed_std"] or 0.0, row["seed_std"] or 0.0)
+        if row["mean"] >= reference["mean"] - slack:
+            return rows, row["steps"]
+    return rows, reference["steps"]
+
+
+def steps_curve_table(rows: Sequence[Dict], fewest: Optional[int],
+                      metric: str = "all_acc_ours") -> str:
+    """Markdown of :func:`steps_curve`, with its verdict."""
+    lines = [f"| steps | runs | {metric} (± seed spread) | train s |", "|---:|---:|---|---:|"]
+    for r in rows:
+        spread_text = f" (±{100 * r['seed_std']:.0f})" if r["seed_std"] is not None else ""
+        lines.append(f"| {r['steps']} | {r['runs']} | {_pct(r['mean'])}{spread_text} | "
+                     f"{_fmt(r['train_s'], '.1f')} |")
+    if fewest is None:
+        return "\n".join(lines + ["", "No variant scored."])
+    longest = max(r["steps"] for r in rows)
+    verdict = (f"The fewest steps within the seed spread of {longest} steps: **{fewest}**."
+               if fewest < longest else
+               f"No shorter run reaches the score of {longest} steps within the seed spread.")
+    return "\n".join(lines + ["", verdict])

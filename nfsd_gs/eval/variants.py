@@ -44,6 +44,43 @@ VARIANTS: Dict[str, Tuple[str, ...]] = {
     "shape-init": _NFSD + ("init.kind={primitive}",),
     "shape-colour-init": _NFSD + ("init.kind={primitive}", "init.color={colour_rgb}"),
 }
+
+#: Issue 21's levers on the Gaussians, one variant each (NFSD@7.5 on ``--config``; see
+#: docs/eval/levers.md for why each and its CPU evidence) and the combinations screened:
+_LEVERS: Dict[str, Tuple[str, ...]] = {
+    "gs-base": (),
+    # gsplat 1.5.3 never resets opacity (nfsd_gs/densify.py); reset at steps 100 and 200
+    "gs-reset": ("densify.default.reset_every=100",),
+    # up to the prior's "overhead view" (its data: 10 % of views at 62-75 degrees), where a
+    # cylinder's round top and a cube's square one differ most
+    "gs-elev75": ("camera.elevation_range=[-10,75]",),
+    # NFSD's 2D gradients (a loss summed over pixels) are ~64x64 times those of a per-pixel
+    # mean loss: 2e-4 grows every Gaussian (all split at steps 150 and 200). 0.8 = gsplat's
+    # 2e-4 x 64 x 64, about the 90th percentile: only the top ~10 % grow
+    "gs-grad": ("densify.default.grow_grad2d=0.8",),
+    # the other way: one more round of (uniform) splitting, at steps 100, 150, 200: 16k
+    "gs-dense": ("densify.default.refine_start_iter=50",),
+    # geometry terms over the second half of the run
+    "gs-binarize": ("gaussians.opacity_binarize_weight=50", "gaussians.regularize_from=0.5"),
+    # the same from a half-opaque start: at init.initial_opacity 0.1 and opacities_lr 0.01,
+    # 95 % of a default run's opacities end in [0.05, 0.5], and the binarization pushes
+    # those to 0 (73 % below 0.05 on the CPU run), not to 1
+    "gs-bin-opa0.5": ("gaussians.opacity_binarize_weight=50", "gaussians.regularize_from=0.5",
+                      "init.initial_opacity=0.5"),
+    "gs-scale": ("gaussians.scale_weight=100", "gaussians.regularize_from=0.5"),
+    "gs-flat": ("gaussians.flatten_weight=100", "gaussians.regularize_from=0.5"),
+    # random backgrounds more often (DreamGaussian, LucidDreamer: 0.5-0.66; ours 0.5)
+    "gs-bg0.8": ("background.random_probability=0.8",),
+    # the end of the t_max annealing the other Gaussian repos use (issue 18 chose 0.3)
+    "gs-tend0.5": ("guidance.t_max_end=0.5",),
+    # every lever expected to sharpen or to show the caps, together
+    "gs-combo": ("camera.elevation_range=[-10,75]", "densify.default.refine_start_iter=50",
+                 "gaussians.opacity_binarize_weight=50", "init.initial_opacity=0.5",
+                 "gaussians.flatten_weight=100", "gaussians.regularize_from=0.5"),
+}
+VARIANTS.update({name: _NFSD + overrides for name, overrides in _LEVERS.items()})
+#: The lever screening of issue 21 (scripts/gpu_levers.sh), the baseline first.
+LEVER_VARIANTS: Tuple[str, ...] = tuple(_LEVERS)
 #: The paper's comparison (NFSD at 7.5 vs SDS at 7.5 and at 100).
 DEFAULT_VARIANTS: Tuple[str, ...] = ("nfsd@7.5", "sds@7.5", "sds@100")
 #: Issue 18's comparison: the paper's three, NFSD without its negative term, and the NeRF.

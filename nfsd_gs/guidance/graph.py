@@ -66,7 +66,12 @@ class StaticGraph:
 
 class GraphedCall:
     """``function(*inputs)`` (no autograd) captured per input shape on first use, then
-    replayed; ``context`` and ``pool`` as for :class:`StaticGraph`."""
+    replayed; ``context`` as for :class:`StaticGraph`.
+
+    The graphs of every shape (NFSD: a batch of 2V + k rows, k = 0..V) share one memory
+    pool (``pool``, default a new one): they never run at the same time, and each replay's
+    output is copied out before the next, so the U-Net's activations are held once, not once
+    per shape."""
 
     def __init__(self, function: Callable[..., Tensor],
                  context: Optional[Callable[[], ContextManager]] = None,
@@ -79,6 +84,8 @@ class GraphedCall:
     def __call__(self, *inputs: Tensor) -> Tensor:
         key = tuple((tuple(x.shape), x.dtype) for x in inputs)
         if key not in self.captured:
+            if self.pool is None:
+                self.pool = torch.cuda.graph_pool_handle()
             self.captured[key] = StaticGraph(self.function, inputs, context=self.context,
                                              pool=self.pool)
         return self.captured[key](*inputs)

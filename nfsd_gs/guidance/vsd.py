@@ -80,6 +80,7 @@ from .base import DistillationMethod
 from .cfg import classifier_free_guidance
 from .graph import GraphedCall, StaticGraph
 from .prior import DiffusionPrior
+from .schedule import draw_noise
 
 ADAPTER_NAME = "vsd"
 #: The attention projections ProlificDreamer adapts (diffusers' LoRA attention processors).
@@ -273,7 +274,7 @@ class CameraLora:
         high = min(int(c.t_max * prior.num_train_timesteps), prior.num_train_timesteps - 1)
         t = torch.randint(int(c.t_min * prior.num_train_timesteps), high + 1,
                           (x0.shape[0],)).to(x0.device)
-        noise = torch.randn_like(x0)
+        noise = draw_noise(x0)
         if c.camera_dropout > 0 and float(torch.rand(())) < c.camera_dropout:
             labels = torch.zeros_like(labels)  # ProlificDreamer's unconditional camera
         z_t = prior.add_noise(x0, noise, t)

@@ -54,6 +54,10 @@ class Representation(Protocol):
     def finish(self) -> None:
         """Put every schedule at its end state (full SH degree...): a finished model."""
 
+    def regularization(self, step: int, total_steps: int) -> Dict[str, Tensor]:
+        """Terms the trainer adds to the distillation loss at ``step`` (``{name: weighted
+        0-d tensor}``, logged as ``reg_<name>``); ``{}`` for none."""
+
     #: What :attr:`num_primitives` counts, as the progress bar names it ("gaussians").
     count_name: str
 

@@ -140,6 +140,35 @@ class GaussianModel(torch.nn.Module):
     def finish(self) -> None:
         self.active_sh_degree = self.max_sh_degree
 
+    def regularization(self, step: int, total_steps: int) -> Dict[str, Tensor]:
+        """The geometry terms of ``config`` (weights > 0) to add to the loss at ``step``:
+        ``{name: weighted 0-d tensor}``, ``{}`` when all are off or before
+        ``regularize_from`` x ``total_steps``. Means over the N Gaussians; s_k the standard
+        deviations exp(scales) [N, 3], a = sigmoid(opacities) [N], E the scene extent:
+
+        * ``opacity_binarize``: mean(min(a, 1 - a)) (GaussianDreamerPro): its gradient
+          lowers a below 1/2 and raises it above, towards hard, opaque surfaces;
+        * ``scale``: mean(max_k s_k) / E: shrinks each Gaussian's widest axis;
+        * ``flatten``: mean(min_k s_k) / E (PGSR's flattening loss): shrinks the thinnest
+          axis, making surfels (2DGS, Huang et al. 2024) of 3D Gaussians.
+        """
+        c = self.config
+        if step < c.regularize_from * total_steps:
+            return {}
+        s = self.splats
+        terms: Dict[str, Tensor] = {}
+        if c.opacity_binarize_weight > 0:
+            alpha = torch.sigmoid(s["opacities"])  # [N]
+            terms["opacity_binarize"] = c.opacity_binarize_weight * torch.minimum(
+                alpha, 1.0 - alpha).mean()
+        if c.scale_weight > 0 or c.flatten_weight > 0:
+            sigma = torch.exp(s["scales"]) / self.scene_extent  # [N, 3]
+            if c.scale_weight > 0:
+                terms["scale"] = c.scale_weight * sigma.amax(dim=-1).mean()
+            if c.flatten_weight > 0:
+                terms["flatten"] = c.flatten_weight * sigma.amin(dim=-1).mean()
+        return terms
+
     def make_densifier(self, config: DensifyConfig,
                        optimizers: Mapping[str, torch.optim.Optimizer]):
         """gsplat's strategy named by ``config.strategy`` (None for ``none``) on these splats."""

@@ -188,6 +188,11 @@ class NerfField(torch.nn.Module):
     def finish(self) -> None:
         self.active_resolution = None
 
+    def regularization(self, step: int, total_steps: int) -> Dict[str, Tensor]:
+        """No geometry terms: the field's density needs none (the Gaussians' are in
+        ``gaussians.*_weight``)."""
+        return {}
+
     count_name = "occupied_cells"
 
     @property

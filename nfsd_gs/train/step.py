@@ -74,7 +74,12 @@ def apply_gradients(run: Run, step: int, rendered: Rendered, loss: Tensor,
     refine after the optimizer step; the 2D gradients stay on ``rendered.out.info``).
 
     A step whose loss or gradients are not finite changes nothing (see
-    :func:`first_nonfinite`); its stats carry ``nonfinite`` = 1 and ``bad_group``."""
+    :func:`first_nonfinite`); its stats carry ``nonfinite`` = 1 and ``bad_group``.
+    The representation's own regularization terms (``Representation.regularization``,
+    none by default) join ``loss`` here, per asset."""
+    terms = run.model.regularization(step, run.config.steps)  # {name: weighted 0-d tensor}
+    loss = sum(terms.values(), loss)  # the distillation loss itself when there are none
+    stats = {**stats, **{f"reg_{name}": term.detach() for name, term in terms.items()}}
     if run.densifier is not None:
         run.densifier.pre_backward(step, rendered.out.info)
     with timer.phase("backward"):
@@ -91,7 +96,7 @@ def apply_gradients(run: Run, step: int, rendered: Rendered, loss: Tensor,
             optimizer.zero_grad(set_to_none=True)
     if run.densifier is not None:
         with timer.phase("densify"):
-            run.densifier.post_backward(step, rendered.out.info)
+            stats.update(run.densifier.post_backward(step, rendered.out.info))
     return {"loss": loss.detach(), **stats}
 
 
