@@ -8,6 +8,8 @@
   or uses every core.
 * Ctrl-C while the command is still importing torch ends in one line, not a
   traceback (:func:`quiet_keyboard_interrupt`, installed before the imports).
+* A positional word without ``=`` is no override: the one-line error says so and, when
+  it follows a flag's value (``--prompt a red cone``), that the value needs quotes.
 
 Usage in a command's ``parse_args``::
 
@@ -53,10 +55,48 @@ def add_override_arguments(parser: argparse.ArgumentParser,
 
 def parse_command_line(parser: argparse.ArgumentParser,
                        argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    """Parse flags and overrides in any order, then apply ``--threads`` (if the parser has it)."""
-    args = parser.parse_intermixed_args(None if argv is None else list(argv))
+    """Parse flags and overrides in any order, then apply ``--threads`` (if the parser has it).
+
+    A word that is no ``KEY=VALUE`` override ends the command with one line (status 2)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_intermixed_args(argv)
+    problem = bare_override_problem(argv, getattr(args, "overrides", None) or [])
+    if problem:
+        parser.exit(2, f"error: {problem}\n")
     set_threads(getattr(args, "threads", None))
     return args
+
+
+def bare_override_problem(argv: Sequence[str], overrides: Sequence[str]) -> Optional[str]:
+    """Why the first override without ``=`` is none, or None when every one has it.
+
+    ``--prompt a red cone`` gives the prompt ``a`` and the overrides ``red`` and ``cone``:
+    the words after a flag's value are its own, unquoted, and the message says how to
+    quote them: ``--prompt "a red cone"``."""
+    bare = [o for o in overrides if "=" not in o]
+    if not bare:
+        return None
+    message = f"'{bare[0]}' is not a KEY=VALUE override (e.g. steps=600)"
+    first = argv.index(bare[0])
+    start = first
+    while start > 0 and not argv[start - 1].startswith("-") and "=" not in argv[start - 1]:
+        start -= 1  # back over the words before it, to the flag whose value they follow
+    before = argv[start - 1] if start > 0 else ""
+    if before.startswith("--") and "=" in before:  # --prompt=a red cone
+        flag, value = before.split("=", 1)
+        words = [value, *argv[start:first]]
+    elif before.startswith("-") and start < first:  # --prompt a red cone
+        flag, words = before, argv[start:first]
+    else:  # no flag before it, or one that takes no value
+        return message
+    end = first
+    while end < len(argv) and argv[end] in bare:  # the unquoted words that follow
+        words.append(argv[end])
+        end += 1
+    if any(" " in word for word in words):  # the value was quoted: the word is another thing
+        return message
+    quoted = '"' + " ".join(words).replace('"', '\\"') + '"'
+    return f"{message}: a {flag} of several words needs quotes, {flag} {quoted}"
 
 
 def set_threads(threads: Optional[int]) -> None:

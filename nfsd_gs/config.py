@@ -42,6 +42,24 @@ def _check_at_least(section: str, values: Dict[str, float], low: float) -> None:
     for name, value in values.items():
         _check(value >= low, f"{section}.{name}", value, f"must be >= {low}")
 
+def runs_on_cpu(device: str) -> bool:
+    """Whether a run of ``device`` runs on the CPU (``auto``: when CUDA is not available)."""
+    if device == "auto":
+        import torch
+
+        return not torch.cuda.is_available()
+    return str(device).split(":", 1)[0] == "cpu"
+
+
+def _if_cpu(device: str, on_cpu: Any, otherwise: Any) -> Any:
+    """The ``${if_cpu:${device},A,B}`` of a preset: A for a run on the CPU, else B."""
+    return on_cpu if runs_on_cpu(device) else otherwise
+
+
+# A preset may choose a value by where the run goes (configs/default.yaml: views a step).
+OmegaConf.register_resolver("if_cpu", _if_cpu, replace=True)
+
+
 def _config_dir() -> Path:
     """``configs/`` beside the package (a checkout or editable install), else the copy a
     regular install puts under ``<prefix>/share/nfsd_gs/configs``."""
@@ -89,28 +107,82 @@ class PriorConfig:
     #: Seed of the weights of a ``random:`` prior.
     random_seed: int = 0
     #: Replay the U-Net call as a CUDA graph (CUDA only; same kernels, same result,
-    #: no launch overhead). Captured on the first step, per batch shape.
+    #: no launch overhead). Captured on first use, per batch shape (NFSD: 2V to 3V rows).
     cuda_graph: bool = True
+    #: Load each component's weights straight onto the device in the prior's dtype
+    #: (``from_pretrained(torch_dtype=..., device_map=...)``, with accelerate); false: load
+    #: them in float32 on the CPU, then move and cast (slower start-up, the same weights).
+    load_direct: bool = True
+    #: Weight files of this variant (``fp16``: ``*.fp16.safetensors``, half the bytes to
+    #: read); null: the plain files.
+    variant: Optional[str] = None
+    #: Memory layout of the encoder's input [B, 3, H, W] (renders are [B, H, W, 3]):
+    #: ``contiguous`` (NCHW), ``strided`` (the permuted view as it is: channels-last
+    #: strides into an NCHW-weighted encoder, the layout before issue 25),
+    #: ``channels_last`` (input and the VAE's weights both channels-last).
+    encoder_layout: Literal["contiguous", "strided", "channels_last"] = "contiguous"
+    #: torch.compile the encoder (forward and backward). Compiling takes tens of seconds
+    #: the first time; the compiled code is kept in ``compile_cache`` (inductor's FX-graph
+    #: and AOTAutograd caches), so the next process pays seconds.
+    compile_encoder: bool = False
+    compile_cache: str = "~/.cache/nfsd_gs/inductor"
+    #: Let cuDNN time its convolution algorithms on first use and keep the fastest
+    #: (``torch.backends.cudnn.benchmark``, set for the process; the shapes never change).
+    cudnn_benchmark: bool = False
+    #: Keep the U-Net's weights channels-last (NHWC convolutions; CUDA).
+    unet_channels_last: bool = False
+
+    def validate(self) -> None:
+        _check(self.variant is None or bool(self.variant.strip()), "prior.variant", self.variant,
+               "must name a weight variant (e.g. fp16) or be null")
+        _check(not self.compile_encoder or bool(self.compile_cache.strip()),
+               "prior.compile_cache", self.compile_cache,
+               "must name a folder when prior.compile_encoder is true")
 
 
 @dataclass
 class VsdConfig:
     """VSD's eps_phi (ProlificDreamer, Wang et al. 2023, Alg. 1): a LoRA of the prior's
-    U-Net, conditioned on the camera, trained on the current renders (see guidance/vsd.py)."""
+    U-Net, conditioned on the camera, trained on the current renders (see guidance/vsd.py,
+    whose docstring compares these choices with ProlificDreamer's and threestudio's)."""
 
     #: Rank of the LoRA on the U-Net's attention projections (to_q, to_k, to_v, to_out.0).
     lora_rank: int = 4
-    #: AdamW learning rate of the LoRA and the camera MLP (ProlificDreamer's, per issue 16).
+    #: AdamW learning rate of the LoRA and the camera MLP (ProlificDreamer and threestudio: 1e-4).
     lr: float = 1e-3
-    #: The LoRA's own diffusion-loss timesteps: U[t_min, t_max] x T, one per view.
+    #: The LoRA's own diffusion-loss timesteps: U[t_min, t_max] x T, one per training row.
     t_min: float = 0.02
     t_max: float = 0.98
+    #: Views of the step the LoRA trains on (the first ``views``; 0: all of them).
+    #: ProlificDreamer and threestudio render one view a step and train on it.
+    views: int = 0
+    #: Timestep draws per trained view (threestudio's ``lora_n_timestamp_samples``).
+    timesteps: int = 1
+    #: Probability that a LoRA step sees a zero camera (ProlificDreamer's ``uncond_p``: 0.1).
+    camera_dropout: float = 0.0
+    #: Fraction of the run before which the LoRA is neither trained nor used: until then
+    #: eps_phi is its untrained self, which is exactly the prior's conditional prediction.
+    start: float = 0.0
+    #: Classifier-free guidance against ``guidance.negative_prompt`` instead of the empty
+    #: prompt: eps_cfg = eps_neg + s (eps_cond - eps_neg), as threestudio's VSD does when
+    #: given a negative prompt (one branch for another: the same U-Net rows).
+    negative: bool = False
+    #: eps_phi's forward and the LoRA step replayed as CUDA graphs (CUDA only).
+    cuda_graph: bool = True
+    #: The LoRA U-Net under autocast in the prior's half precision (float32 LoRA weights
+    #: stay the master copy). Only where the prior itself is half precision.
+    autocast: bool = False
 
     def validate(self) -> None:
         _check(self.lora_rank >= 1, "guidance.vsd.lora_rank", self.lora_rank, "must be >= 1")
         _check(self.lr > 0, "guidance.vsd.lr", self.lr, "must be > 0")
         _check(0.0 <= self.t_min < self.t_max <= 1.0, "guidance.vsd.t_min",
                [self.t_min, self.t_max], "must satisfy 0 <= t_min < t_max <= 1")
+        _check(self.views >= 0, "guidance.vsd.views", self.views, "must be >= 0 (0: every view)")
+        _check(self.timesteps >= 1, "guidance.vsd.timesteps", self.timesteps, "must be >= 1")
+        _check(0.0 <= self.camera_dropout <= 1.0, "guidance.vsd.camera_dropout",
+               self.camera_dropout, "must lie in [0, 1]")
+        _check(0.0 <= self.start < 1.0, "guidance.vsd.start", self.start, "must lie in [0, 1)")
 
 
 @dataclass
@@ -124,6 +196,10 @@ class GuidanceConfig:
     negative_prompt: str = NFSD_NEGATIVE_PROMPT
     #: NFSD: below this timestep delta_D is eps(z_t; empty) alone (paper: 200 of 1000).
     negative_threshold_t: int = 200
+    #: NFSD: ask the U-Net for the negative prompt only for the views whose t is at least
+    #: ``negative_threshold_t`` (the rows delta_D uses): 2V + k rows instead of 3V. False:
+    #: every view, every step (the gradient is the same).
+    negative_where_used: bool = True
     #: Timesteps are drawn from U[t_min, t_max] as fractions of the training steps.
     t_min: float = 0.02
     t_max: float = 0.98
@@ -544,7 +620,7 @@ class Config:
         _check(self.steps >= 0, "steps", self.steps, "must be >= 0")
         _check(self.max_nonfinite_steps >= 1, "max_nonfinite_steps", self.max_nonfinite_steps,
                "must be >= 1")
-        for section in (self.guidance, self.camera, self.background, self.init, self.gaussians,
+        for section in (self.prior, self.guidance, self.camera, self.background, self.init, self.gaussians,
                         self.nerf, self.densify, self.output):
             section.validate()
         _check(not (self.output.mesh_texture and self.representation != "gaussians"),

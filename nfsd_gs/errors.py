@@ -39,7 +39,9 @@ class TrainingDiverged(NfsdError):
 
 
 class TrainingInterrupted(NfsdError):
-    """SIGINT or SIGTERM stopped a run between two steps; its checkpoint and model are saved."""
+    """SIGINT or SIGTERM stopped a run between two steps; its checkpoint and model are saved.
+    Not a failure: the command line prints its message (where, and how to resume) without
+    ``error:``."""
 
     def __init__(self, message: str, signal_name: str):
         super().__init__(message)

@@ -13,7 +13,8 @@
 # config's), EVAL_TIMEOUT (seconds, 450),
 # PARALLEL (default 1: evaluations sharing the GPU, each on its share of the prompts, merged
 # at the end; their train times are then measured under contention), DEVICE (default cuda;
-# cpu to try the script with tiny settings).
+# cpu to try the script with tiny settings), EVAL_DIR (the evaluation folder, default
+# outputs/gpu_eval/SPLIT). VARIANT_SPECS alone evaluates only those (scripts/gpu_steps_curve.sh).
 #
 # The evaluation folder, outputs/gpu_eval/SPLIT in the work tree, survives between calls
 # on a warm machine: calling again (e.g. with a larger PROMPTS_LIMIT) keeps finished runs
@@ -29,12 +30,15 @@ SPLIT=${2:-solid}
 LIMIT=${PROMPTS_LIMIT-4}
 PARALLEL=${PARALLEL:-1}
 PROMPTS=${PROMPTS:-}
-EVAL=outputs/gpu_eval/$SPLIT
+EVAL=${EVAL_DIR:-outputs/gpu_eval/$SPLIT}
 if [ -n "${VARIANTS:-}" ]; then WHICH=(--variants "$VARIANTS"); else WHICH=(--comparison); fi
+[ -n "${VARIANT_SPECS:-}" ] && [ -z "${VARIANTS:-}" ] && WHICH=(--variants none)
 ARGS=("${WHICH[@]}" --split "$SPLIT" --seeds "${SEEDS:-0,1,2}" --device "${DEVICE:-cuda}")
 if [ "$DRY_RUN" = 1 ]; then
-  EVAL=$OUT/eval; LIMIT=2; PARALLEL=2
-  ARGS=(--variants "${VARIANTS:-nfsd@7.5}" --split "$SPLIT" --seeds 0 --device cpu --steps 1
+  EVAL=${EVAL_DIR:-$OUT/eval}; LIMIT=2; PARALLEL=2
+  if [ -z "${VARIANTS:-}" ] && [ -n "${VARIANT_SPECS:-}" ]; then WHICH=(--variants none)
+  else WHICH=(--variants "${VARIANTS:-nfsd@7.5}"); fi
+  ARGS=("${WHICH[@]}" --split "$SPLIT" --seeds 0 --device cpu --steps 1
         --no-warmup --align-yaws 8 --align-scales 0.65,1.3,3 camera.batch_size=1
         init.num_points=50)
 fi

@@ -7,6 +7,7 @@
 #   scripts/gpu_testbed.sh OUT_DIR
 # Knobs (environment): EVAL_GROUPS, SPLITS, CANDIDATES (below), PROMPTS_LIMIT (first N prompts of each split's set, default 4),
 # SEEDS ("0 1 2"), EVAL_TIMEOUT (seconds per process, default 400; SIGINT keeps what finished),
+# ASSETS (runs each process trains at once, one U-Net call a step: --assets-per-process),
 # TWO_TONE_PRIOR (prior.model for the two-tone split and a solid-split check of it; default:
 # the bundled prior), TESTS (gpu test files), DEVICE and STEPS (a CPU dry run:
 # DEVICE=cpu STEPS=2 PROMPTS_LIMIT=1 SEEDS=0 scripts/gpu_testbed.sh /tmp/dry).
@@ -21,7 +22,7 @@ TESTS=${TESTS-tests/test_render.py tests/test_gpu_step.py tests/test_mesh.py tes
 E=outputs/testbed
 EXTRA=(); COLLECT=()
 if [ "$DRY_RUN" = 1 ]; then
-  E=$OUT/testbed; LIMIT=1; SEEDS=0; SPLITS=solid; EVAL_GROUPS="nfsd@7.5:1"; DEVICE=cpu; STEPS=1
+  E=$OUT/testbed; LIMIT=1; SEEDS=0; SPLITS=solid; EVAL_GROUPS="nfsd@7.5:1"; DEVICE=cpu; STEPS=1; ASSETS=2
   TESTS="tests/test_gpu_step.py"; COLLECT=(--collect-only)
   EXTRA=(--no-warmup --align-yaws 8 --align-scales 0.65,1.3,3 camera.batch_size=1 init.num_points=50)
 fi
@@ -44,7 +45,7 @@ pids=()
 evaluate() {  # NAME ARGS...: one evaluation process in the background
   local name=$1; shift
   timeout -s INT -k 30 "$T" python -m nfsd_gs.eval --device "${DEVICE:-cuda}" --limit "${LIMIT}" \
-    ${STEPS:+--steps "$STEPS"} --out "$E/$name" "${EXTRA[@]}" "$@" > "$E/$name.log" 2>&1 &
+    ${STEPS:+--steps "$STEPS"} ${ASSETS:+--assets-per-process "$ASSETS"} --out "$E/$name" "${EXTRA[@]}" "$@" > "$E/$name.log" 2>&1 &
   pids+=($!)
 }
 for seed in $SEEDS; do

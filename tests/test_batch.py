@@ -164,6 +164,73 @@ def test_planning_skips_finished_lines_and_remakes_changed_ones(tmp_path):
     assert [job.line.name for job in jobs] == ["cone", "cube"]
 
 
+def test_the_counts_a_catalogue_prints_add_up(tmp_path):
+    """Issue 27: header `2 of 3 lines to make`, bar `2/2`, end `done 1 failed 2`. The header
+    accounts for every line; the bar and its postfix count this invocation's lines only,
+    and the postfix is set before the bar ticks (the first tick read `1/3 ... done 0`)."""
+    from nfsd_gs.batch.__main__ import plan_summary
+    from nfsd_gs.batch.manifest import invocation_summary
+    from nfsd_gs.batch.scheduler import Scheduler
+
+    defaults = Defaults("tiny_test", TINY, tmp_path)
+    lines = [Line(1, "a red cone", "cone"), Line(2, "a blue cube", "cube"),
+             Line(3, "a green torus", "torus"), Line(4, "a red cone", "bad", None, ("steps=x",))]
+    signature = {line.name: config_signature(line_config(line, defaults)) for line in lines[:3]}
+    (tmp_path / "cone").mkdir()
+    earlier = Manifest(tmp_path / "manifest.jsonl", [
+        Row(1, "cone", "a red cone", 0, status="done", run_dir=str(tmp_path / "cone"),
+            signature=signature["cone"]),
+        Row(3, "torus", "a green torus", 0, status="failed", run_dir=str(tmp_path / "torus"),
+            signature=signature["torus"])])
+    manifest, jobs = plan_lines(lines, defaults, earlier, retry_failed=False)
+    assert plan_summary(lines, jobs, manifest) == (
+        "1 to make, 1 done earlier, 1 failed earlier (--retry-failed makes them again), "
+        "1 bad (failed before starting: see the end)")
+    manifest, jobs = plan_lines(lines, defaults, earlier, retry_failed=True)
+    assert plan_summary(lines, jobs, manifest) == \
+        "2 to make, 1 done earlier, 1 bad (failed before starting: see the end)"
+
+    class Bar:  # what tqdm would draw at each tick
+        def __init__(self):
+            self.n, self.postfix, self.drawn = 0, "", []
+
+        def set_postfix_str(self, text, refresh=True):
+            self.postfix = text
+
+        def update(self, count):
+            self.n += count
+            self.drawn.append((self.n, self.postfix.split(" |")[0]))
+
+    bar = Bar()
+    scheduler = Scheduler(jobs, manifest, [], None, 0, bar)
+    scheduler._record(jobs[0].row, {"status": "failed", "seconds": 1.0, "error": "diverged"})
+    scheduler._record(jobs[1].row, {"status": "done", "seconds": 2.0})
+    assert bar.drawn == [(1, "done 0 failed 1 running 0"), (2, "done 1 failed 1 running 0")]
+    assert invocation_summary(len(jobs), scheduler.made, scheduler.failed, 7200.0) == \
+        "this time: 1 of 2 lines made, 1 failed, 0 not finished, in 7200.0 s (0 assets/hour)"
+
+
+def test_nothing_to_do_says_so_without_a_rate(tmp_path, capsys):
+    """Issue 27: `0 assets made in 0.0 s: 0 assets/hour` came before "nothing to do"."""
+    prompts = write(tmp_path / "p.txt", "a red cone", "a blue cube")
+    out = tmp_path / "out"
+    defaults = Defaults(None, (), out)
+    rows = []
+    for number, (prompt, name) in enumerate((("a red cone", "a_red_cone"),
+                                             ("a blue cube", "a_blue_cube")), 1):
+        config = line_config(Line(number, prompt, name), defaults)
+        (out / name).mkdir(parents=True)
+        rows.append(Row(number, name, prompt, 0, status="done", run_dir=str(out / name),
+                        signature=config_signature(config), seconds=3.0))
+    Manifest(out / "manifest.jsonl", rows).write()
+    assert main([str(prompts), "--output-root", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "assets made" not in captured.out and "assets/hour" not in captured.out
+    assert "| done | 2 |" in captured.out
+    assert captured.err.strip() == ("nothing to do: all 2 lines are finished (2 done earlier; "
+                                    f"{out / 'manifest.jsonl'})")
+
+
 # ----------------------------------------------------------------------------- on Ray
 
 LONG = 24  # steps of the runs that get interrupted: long enough to be caught mid-way
@@ -223,6 +290,10 @@ def killed_catalogue(tmp_path_factory):
 def test_a_bad_line_fails_alone_and_a_killed_worker_is_retried(killed_catalogue):
     _, out, returncode, stdout, stderr, worker = killed_catalogue
     assert returncode == 1, stderr  # a line failed
+    # issue 27: counts that add up, and no warning from Ray at every start
+    assert stderr.startswith("6 lines: 6 to make; 2 workers, "), stderr
+    assert "this time: 5 of 6 lines made, 1 failed, 0 not finished" in stdout
+    assert "Token authentication" not in stderr
     rows = manifest_rows(out)
     assert sorted(r["status"] for r in rows.values()) == ["done"] * 5 + ["failed"]
     assert rows["empty"]["error"] == 'the prompt is empty: pass --prompt "a red cone" (or prompt=...)'
@@ -247,7 +318,7 @@ def test_a_second_invocation_makes_nothing(killed_catalogue):
     process = batch_process(prompts, out)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 1  # the bad line is still failed
-    assert "nothing to do: all 6 lines are finished" in stderr
+    assert "nothing to do: all 6 lines are finished (5 done earlier, 1 failed earlier" in stderr
     assert (out / "manifest.jsonl").read_bytes() == manifest
     assert {p: p.stat().st_mtime_ns for p in out.rglob("model.ply")} == models
 
@@ -262,7 +333,7 @@ def test_ctrl_c_saves_running_assets_and_the_same_command_finishes(tmp_path):
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 2, stderr
-    assert re.fullmatch(r"error: stopped by SIGINT: [123] lines not finished \(saved at their "
+    assert re.fullmatch(r"stopped \(Ctrl-C\): [123] lines not finished \(saved at their "
                         r"last checkpoint\); run the same command again to continue",
                         stderr.strip().splitlines()[-1])
     rows = manifest_rows(out)

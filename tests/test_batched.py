@@ -158,7 +158,7 @@ def test_a_stop_saves_the_live_assets_after_their_step_and_starts_no_other(tmp_p
     left = pool.step("SIGINT")
     assert [(o.asset.key, o.status) for o in left] == [("a", STOPPED), ("b", STOPPED)]
     for outcome in left:
-        assert outcome.run.step == 3 and "SIGINT at step 3" in str(outcome.error)
+        assert outcome.run.step == 3 and "stopped at step 3 (Ctrl-C)" in str(outcome.error)
         assert (outcome.run_dir / "model.ply").is_file()
         assert (outcome.run_dir / "checkpoints" / "step_000003.pt").is_file()
 
@@ -206,7 +206,7 @@ def test_bucket_sizes_and_padding():
     for n in range(1, 200):  # at most a third wasted
         assert n <= bucket_rows(n) and bucket_rows(n) <= max(1.5 * n, n + 1)
     z, t, e = torch.randn(5, 3, 4, 4), torch.arange(5), torch.randn(5, 7, 2)
-    zp, tp, ep = pad_rows(z, t, e, 6)
+    zp, tp, ep = pad_rows((z, t, e), 6)
     assert zp.shape[0] == tp.shape[0] == ep.shape[0] == 6
     assert torch.equal(zp[:5], z) and torch.equal(zp[5], z[4]) and tp.tolist() == [0, 1, 2, 3, 4, 4]
     with pytest.raises(ValueError):

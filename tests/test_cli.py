@@ -133,3 +133,29 @@ def test_progress_bar_names_its_count(tmp_path, capsys, representation, count_na
                        "--output-root", str(tmp_path)]) == 0
     err = capsys.readouterr().err
     assert f"{count_name}=" in err and " n=" not in err
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["--prompt", "a", "red", "cone"], ' a --prompt of several words needs quotes, --prompt "a red cone"'),
+    (["steps=3", "-p", "a", "red", "cone", "--no-progress"],
+     ' a -p of several words needs quotes, -p "a red cone"'),
+    (["--prompt=an", "orange", "pyramid"],
+     ' a --prompt of several words needs quotes, --prompt "an orange pyramid"'),
+    (["--prompt", "a red cone", "red"], ""),  # quoted: 'red' is something else
+    (["--no-progress", "red"], ""),
+])
+def test_an_unquoted_prompt_is_one_line_that_says_to_quote_it(argv, hint, capsys):
+    """Issue 27: `--prompt a red cone` said `override 'red' is not of the form key=value`."""
+    with pytest.raises(SystemExit) as exit_info:
+        train.parse_args(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    bare = next(a for a in argv[1:] if a in ("red", "orange"))
+    assert err == f"error: '{bare}' is not a KEY=VALUE override (e.g. steps=600)" + (
+        f":{hint}" if hint else "")
+
+
+def test_an_unquoted_prompt_list_of_the_evaluation_says_to_quote_it(capsys):
+    with pytest.raises(SystemExit):
+        evaluation.parse_args(["--prompts", "a", "red", "cone,a", "blue", "cube"])
+    assert capsys.readouterr().err.strip().endswith('--prompts "a red cone,a blue cube"')

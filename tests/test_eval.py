@@ -469,3 +469,22 @@ def test_runs_trained_together_score_as_trained_alone(tmp_path, judge_dir, capsy
         assert b["ours"]["colour_de"] == pytest.approx(a["ours"]["colour_de"], abs=0.05)
     assert main([*args, "--out", str(tmp_path / "m1"), "--assets-per-process", "2"]) == 0
     assert capsys.readouterr().err.count("kept from an earlier run") == 4
+
+
+def test_steps_curve_finds_the_fewest_steps_within_the_seed_spread():
+    from nfsd_gs.eval.report import steps_curve, steps_curve_table
+
+    def summary(name, mean, seed_std):
+        return {"variant": name, "runs": 36, "all_acc_ours": mean,
+                "all_acc_ours_seed_std": seed_std, "train_s": 1.0}
+
+    summaries = [summary("steps400", 0.90, 0.03), summary("steps100", 0.70, 0.05),
+                 summary("steps200", 0.88, 0.01), summary("nfsd@7.5", 0.95, 0.0),
+                 summary("steps300", 0.91, None)]
+    rows, fewest = steps_curve(summaries)
+    assert [r["steps"] for r in rows] == [100, 200, 300, 400]  # other variants left out
+    assert fewest == 200  # 0.88 >= 0.90 - 0.03; 0.70 is not
+    assert "**200**" in steps_curve_table(rows, fewest)
+    rows, fewest = steps_curve([summary("steps400", 0.9, None), summary("steps200", 0.89, None)])
+    assert fewest == 400 and "No shorter run" in steps_curve_table(rows, fewest)
+    assert steps_curve([summary("steps400", None, None)])[1] is None

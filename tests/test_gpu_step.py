@@ -77,3 +77,58 @@ def test_graphed_unet_pads_to_a_bucket_and_drops_the_padding():
     torch.testing.assert_close(graphed.predict_noise(z, t, embeddings),
                                eager.predict_noise(z, t, embeddings), rtol=1e-4, atol=1e-4)
     assert len(graphed._unet_call.captured) == 1
+
+
+def test_graphs_of_several_batch_sizes_share_a_pool_and_replay_exactly():
+    """NFSD's U-Net call has 2V + k rows (issue 25): one graph per row count, one memory
+    pool, replayed in any order, each equal to the eager call."""
+    eager = DiffusionPrior.load(PriorConfig(model="random:tiny-latent", cuda_graph=False), CUDA)
+    graphed = DiffusionPrior.load(PriorConfig(model="random:tiny-latent", cuda_graph=True), CUDA)
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    for rows in (12, 8, 10, 12, 8, 9):
+        z = torch.randn(rows, 4, 32, 32, device=CUDA, generator=generator)
+        t = torch.randint(20, 980, (rows,), device=CUDA, generator=generator)
+        embeddings = eager.embed(["a cone"] * rows)
+        torch.testing.assert_close(graphed.predict_noise(z, t, embeddings),
+                                   eager.predict_noise(z, t, embeddings), rtol=0, atol=0)
+    assert len(graphed._unet_call.captured) == 4
+
+
+def encoder_gradients(prior, config):
+    """x0 and d(sum w x0)/d rgb of one fp16 encode under ``config`` (a PriorConfig)."""
+    prior.configure(config)
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    rgb = torch.rand(4, 64, 64, 3, device=CUDA, generator=generator, requires_grad=True)
+    x0 = prior.encode(rgb)
+    weights = torch.randn(x0.shape, device=CUDA, generator=generator)
+    (x0 * weights).sum().backward()
+    return x0.detach().flatten(), rgb.grad.flatten()
+
+
+@pytest.mark.parametrize("changed", [dict(encoder_layout="contiguous"),
+                                     dict(encoder_layout="channels_last"),
+                                     dict(encoder_layout="contiguous", cudnn_benchmark=True),
+                                     dict(encoder_layout="contiguous", compile_encoder=True)])
+def test_changed_encoder_paths_give_the_plain_gradients(changed, tmp_path):
+    """Each kernel path of issue 25's encoder levers against the plain one (strided input,
+    eager, no cuDNN search): the same latents and input gradients up to fp16 rounding."""
+    prior = DiffusionPrior.load(PriorConfig(model="random:tiny-latent"), CUDA)
+    plain = encoder_gradients(prior, PriorConfig(encoder_layout="strided"))
+    fast = encoder_gradients(prior, PriorConfig(compile_cache=str(tmp_path / "cache"), **changed))
+    prior.configure(PriorConfig())
+    for a, b in zip(plain, fast):
+        assert torch.isfinite(b).all()
+        assert float((a - b).norm() / a.norm()) < 1e-2  # fp16 operands
+        assert torch.nn.functional.cosine_similarity(a, b, dim=0) > 0.9999
+
+
+def test_negative_rows_where_used_give_the_full_batch_step_gradients():
+    """Below t = 200 the step asks for 2V rows instead of 3V; the gradients agree with the
+    full batch's up to the fp16 U-Net's batch-dependent rounding."""
+    fixed = ["guidance.t_min=0.1", "guidance.t_max=0.15", "guidance.t_max_end=0.15",
+             "guidance.t_anneal=none", "prior.dtype=float16", "prior.cuda_graph=true"]
+    full = step_gradients(fixed + ["guidance.negative_where_used=false"])
+    fewer = step_gradients(fixed + ["guidance.negative_where_used=true"])
+    for key in ("means", "scales", "opacities", "sh0"):
+        cosine = torch.nn.functional.cosine_similarity(full[key], fewer[key], dim=0)
+        assert cosine > 0.999, (key, float(cosine))

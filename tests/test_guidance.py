@@ -67,7 +67,8 @@ def test_nfsd_gradient_matches_hand_computation(t_fraction):
     expected = w * (delta_d + 7.5 * delta_c) / 2  # / B
     assert stats["t"].item() == t
     torch.testing.assert_close(x0.grad, expected.expand(2, -1, -1, -1))
-    assert prior.unet_calls == [6]  # ONE call: 2 views x [cond, uncond, negative]
+    # ONE call: 2 views x [cond, uncond, negative], the negative only where delta_D reads it
+    assert prior.unet_calls == [6 if t >= 200 else 4]
 
 
 def test_nfsd_has_no_noise_term():
@@ -223,3 +224,204 @@ def test_prompt_checks(tiny_prior, tmp_path):
     # the content words only: not the article (nor view or negative-prompt words)
     with pytest.raises(PromptError, match=r"\['corgi'\] are unknown.*made of: cone red \("):
         closed.check_prompt("a red corgi")
+
+
+# --------------------------------------------------------------------------- NFSD's negative rows (issue 25)
+
+
+@pytest.mark.parametrize("t_fraction,per_view", [(0.1, False), (0.5, False), (None, True)])
+def test_negative_rows_only_where_used_give_the_full_batch_gradient(tiny_prior, t_fraction,
+                                                                    per_view):
+    """The same gradient, bit for bit, below and above t = 200 (and with one t per view, a
+    mix), from fewer U-Net rows: 2V + k instead of 3V."""
+    grads, rows, ts = [], [], []
+    for used in (False, True):
+        fixed = dict(t_min=t_fraction, t_max=t_fraction) if t_fraction else {}
+        config = GuidanceConfig(t_anneal="none", t_per_view=per_view,
+                                negative_where_used=used, **fixed)
+        guidance = ScoreDistillation(tiny_prior, config, total_steps=10)
+        torch.manual_seed(3)
+        x0 = torch.randn(4, 3, 32, 32, requires_grad=True)
+        loss, stats = guidance.loss(x0, ["a cone"] * 4, step=0)
+        loss.backward()
+        grads.append(x0.grad)
+        rows.append(guidance.unet_rows)
+        ts.append(stats["t"])
+    assert torch.isfinite(grads[1]).all()
+    assert torch.equal(grads[0], grads[1])
+    above = {0.1: 0, 0.5: 4}.get(t_fraction)
+    if above is None:  # seed 3 draws views on both sides of 200
+        assert 8 < rows[1] < 12
+    else:
+        assert rows == [12, 8 + above]
+
+
+def test_split_predictions_puts_rows_back_and_marks_the_missing_ones():
+    prior, guidance, eps = scripted_setup("nfsd", 0.5)
+    layout = guidance.row_layout(torch.tensor([100, 300, 199, 200]))
+    assert layout.branches[2] == ("negative", (1, 3)) and layout.rows == 10
+    z_t, t = torch.randn(4, 3, 4, 4), torch.tensor([100, 300, 199, 200])
+    z, t_rows, embeddings = guidance.unet_inputs(z_t, t, ["a cone"] * 4, layout)
+    assert z.shape[0] == t_rows.shape[0] == embeddings.shape[0] == 10
+    torch.testing.assert_close(z[8:], z_t[[1, 3]])
+    split = guidance.split_predictions(prior.predict_noise(z, t_rows, embeddings), layout)
+    torch.testing.assert_close(split["negative"][[1, 3]], eps[NEGATIVE].expand(2, -1, -1, -1))
+    assert split["negative"][[0, 2]].isnan().all()
+    torch.testing.assert_close(split["uncond"], eps[""].expand(4, -1, -1, -1))
+    with pytest.raises(ValueError, match="9 rows of predictions for a layout of 10 rows"):
+        guidance.split_predictions(torch.zeros(9, 3, 4, 4), layout)
+
+
+def test_several_assets_share_one_unet_call_split_by_their_row_counts():
+    """What a caller holding several assets does (issue 24): concatenate each asset's rows,
+    one U-Net call, split by each asset's row count; each gets its own predictions."""
+    prior, guidance, eps = scripted_setup("nfsd", 0.5)
+    below = guidance.row_layout(torch.tensor([50, 50]))  # 4 rows: no negative
+    above = guidance.row_layout(torch.tensor([500, 500, 500]))  # 9 rows
+    z_below, z_above = torch.randn(2, 3, 4, 4), torch.randn(3, 3, 4, 4)
+    inputs = [guidance.unet_inputs(z_below, torch.tensor([50, 50]), ["a cone"] * 2, below),
+              guidance.unet_inputs(z_above, torch.tensor([500] * 3), ["a cone"] * 3, above)]
+    joint = prior.predict_noise(*(torch.cat(parts) for parts in zip(*inputs)))
+    assert prior.unet_calls == [13]
+    first, second = joint.split([below.rows, above.rows])
+    alone = guidance.split_predictions(first, below)
+    assert set(alone) == {"cond", "uncond", "negative"} and alone["negative"].isnan().all()
+    torch.testing.assert_close(guidance.split_predictions(second, above)["negative"],
+                               eps[NEGATIVE].expand(3, -1, -1, -1))
+
+
+def test_expected_unet_rows_follow_the_timestep_schedule():
+    """The exact expectation of rows a step, against a count over 10,000 drawn steps."""
+    from nfsd_gs.bench.measure import unet_rows_per_step
+    from nfsd_gs.guidance.schedule import probability_below
+
+    flat = GuidanceConfig(t_anneal="none")  # t ~ U{20..980}: P(t < 200) = 180 / 961
+    assert probability_below(flat, 1000, 0, 1, 200) == pytest.approx(180 / 961)
+    assert unet_rows_per_step(flat, ["cond", "uncond", "negative"], 4, 1000, 5) == \
+        pytest.approx(12 - 4 * 180 / 961)
+    assert unet_rows_per_step(GuidanceConfig(negative_where_used=False),
+                              ["cond", "uncond", "negative"], 4, 1000, 5) == 12.0
+    annealed = GuidanceConfig()  # t_max 0.98 -> 0.5 over the first 80 % of the run
+    steps, draws = 100, 10_000
+    gen = torch.Generator().manual_seed(0)
+    below = sum(int(sample_timesteps(annealed, 1000, s, steps, 1, CPU, gen)[0] < 200)
+                for s in range(steps) for _ in range(draws // steps))
+    from nfsd_gs.bench.measure import unet_row_distribution
+
+    per_view = unet_row_distribution(GuidanceConfig(t_per_view=True), ["cond", "uncond",
+                                                                       "negative"], 4, 1000, 50)
+    assert set(per_view) == {8, 9, 10, 11, 12} and sum(per_view.values()) == pytest.approx(1)
+    assert sum(r * p for r, p in per_view.items()) == pytest.approx(
+        unet_rows_per_step(GuidanceConfig(), ["cond", "uncond", "negative"], 4, 1000, 50))
+    observed = 12 - 4 * below / draws
+    expected = unet_rows_per_step(annealed, ["cond", "uncond", "negative"], 4, 1000, steps)
+    assert abs(observed - expected) < 4 * 4 * (0.25 / draws) ** 0.5  # 4 standard errors
+
+
+# --------------------------------------------------------------------------- the encoder and loading (issue 25)
+
+
+@pytest.fixture(scope="module")
+def latent_prior():
+    return DiffusionPrior.load(PriorConfig(model="random:tiny-latent"), CPU)
+
+
+def encoder_input_formats(prior, layout):
+    """Encode a batch with ``layout``; returns (x0, rgb grad, the VAE's input strides)."""
+    seen = []
+    hook = prior.vae.encoder.conv_in.register_forward_pre_hook(
+        lambda module, args: seen.append(args[0].stride()))
+    try:
+        prior.configure(PriorConfig(encoder_layout=layout))
+        rgb = torch.rand(2, 64, 64, 3, generator=torch.Generator().manual_seed(0),
+                         requires_grad=True)
+        x0 = prior.encode(rgb)
+        (x0 * torch.linspace(-1, 1, x0.numel()).view_as(x0)).sum().backward()
+    finally:
+        hook.remove()
+        prior.configure(PriorConfig())
+    return x0.detach(), rgb.grad, seen[0]
+
+
+def test_encoder_layouts_change_the_memory_layout_not_the_result(latent_prior):
+    x0, grad, strides = encoder_input_formats(latent_prior, "contiguous")
+    assert strides == (3 * 64 * 64, 64 * 64, 64, 1)  # NCHW
+    for layout in ("strided", "channels_last"):
+        other_x0, other_grad, other_strides = encoder_input_formats(latent_prior, layout)
+        assert other_strides == (64 * 64 * 3, 1, 64 * 3, 3)  # channels-last
+        torch.testing.assert_close(other_x0, x0, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(other_grad, grad, rtol=1e-5, atol=1e-6)
+    assert latent_prior.vae.encoder.conv_in.weight.is_contiguous()  # configure() restored it
+
+
+def test_noise_is_drawn_in_nchw_order_whatever_the_strides():
+    """A seed gives each element the same noise whether x0 came out channels-last or not
+    (randn_like would follow the strides)."""
+    from nfsd_gs.guidance.schedule import draw_noise
+
+    x0 = torch.zeros(2, 4, 8, 8)
+    noises = []
+    for tensor in (x0, x0.contiguous(memory_format=torch.channels_last)):
+        torch.manual_seed(7)
+        noises.append(draw_noise(tensor))
+    assert torch.equal(noises[0], noises[1])
+    torch.manual_seed(7)
+    assert not torch.equal(torch.randn_like(x0.contiguous(memory_format=torch.channels_last)),
+                           noises[0])
+
+
+def test_every_load_path_gives_the_same_weights(tmp_path):
+    """float32 load then cast (the old path), direct load in the prior's dtype, and the
+    fp16 files: the same weights, in the prior's dtype; TAESD from the saved folder."""
+    from nfsd_gs.guidance.architectures import save_random_prior
+    from nfsd_gs.utils.timing import WallTimer
+
+    folder = save_random_prior("random:tiny-latent", tmp_path / "sd")
+    loaded = {}
+    for name, options in (("plain", dict(load_direct=False)), ("direct", dict(load_direct=True)),
+                          ("fp16", dict(load_direct=True, variant="fp16"))):
+        timer = WallTimer()
+        loaded[name] = DiffusionPrior.load(
+            PriorConfig(model=str(folder), local_files_only=True, dtype="float16",
+                        encoder="taesd", taesd_model=str(folder / "taesd"), **options), CPU, timer)
+        assert {"load U-Net", "load text encoder", "load TAESD"} <= set(timer.seconds)
+    for name in ("direct", "fp16"):
+        for part in ("unet", "text_encoder", "vae"):
+            plain = getattr(loaded["plain"], part).state_dict()
+            other = getattr(loaded[name], part).state_dict()
+            assert plain.keys() == other.keys()
+            assert all(torch.equal(plain[k], other[k]) and other[k].dtype == plain[k].dtype
+                       for k in plain), (name, part)
+    assert loaded["direct"].unet.dtype == torch.float16
+    assert type(loaded["fp16"].vae).__name__ == "AutoencoderTiny"
+
+
+@pytest.mark.slow
+def test_compiled_encoder_matches_eager_and_keeps_its_cache(latent_prior, tmp_path,
+                                                            monkeypatch):
+    """``prior.compile_encoder``: torch.compile of the encoder (here with the aot_eager
+    backend: the CPU has no fast compiler), its cache in ``prior.compile_cache``."""
+    import os
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/nonexistent")  # restored after the test
+    compiled = []
+    original = torch.compile
+
+    def compile_on_cpu(function, **options):
+        compiled.append(options)
+        return original(function, backend="aot_eager", **options)
+
+    monkeypatch.setattr(torch, "compile", compile_on_cpu)
+    eager = encoder_input_formats(latent_prior, "contiguous")
+    latent_prior.configure(PriorConfig(compile_encoder=True, compile_cache=str(tmp_path / "c")))
+    try:
+        rgb = torch.rand(2, 64, 64, 3, generator=torch.Generator().manual_seed(0),
+                         requires_grad=True)
+        x0 = latent_prior.encode(rgb)
+        (x0 * torch.linspace(-1, 1, x0.numel()).view_as(x0)).sum().backward()
+    finally:
+        latent_prior.configure(PriorConfig())
+    assert compiled == [{"dynamic": False}]
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str((tmp_path / "c").resolve())
+    torch.testing.assert_close(x0.detach(), eager[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(rgb.grad, eager[1], rtol=1e-5, atol=1e-6)

@@ -31,7 +31,7 @@ class PaintRed(DistillationMethod):
         super().__init__(prior, config)
         self.steps = 0
 
-    def observe(self, z_t, t, x0, prompts, cameras):
+    def observe(self, z_t, t, x0, prompts, cameras, progress=0.0):
         self.steps += 1
         return {"x0": x0.detach()}, {"toy_steps": torch.tensor(float(self.steps))}
 

@@ -431,3 +431,21 @@ def test_shap_e_missing_model_names_the_fallbacks(tmp_path):
         initial_splats(config, 0, prompt="a red cone")
     message = str(info.value)
     assert "\n" not in message and "init.kind=sphere" in message and "missing" in message
+
+
+def test_shap_e_from_a_hub_without_network_is_one_line_at_once(tmp_path, monkeypatch):
+    """Issue 27: no network is said at once, with what to download (no retries)."""
+    import time
+
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty_cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = init_config("init.kind=shap_e", "init.shap_e_model=openai/shap-e")
+    start = time.monotonic()
+    with pytest.raises(PriorLoadError) as info:
+        initial_splats(config, 0, prompt="a red cone")
+    assert time.monotonic() - start < 5
+    message = str(info.value)
+    assert "\n" not in message and "`hf download openai/shap-e --local-dir shap-e`" in message
+    assert "init.shap_e_model=/path/to/shap-e" in message

@@ -86,3 +86,76 @@ def test_shipped_judge_is_accurate_on_ground_truth():
             hits[head] += sum(got == truth[head] for got in verdict[head])
     for head in judge.heads:
         assert hits[head] / (2 * len(specs)) >= 0.9, (head, hits)
+
+
+# ------------------------------------------------------------------ the end-of-run verdict (issue 27)
+
+
+_WORLD_JUDGE = []
+
+
+def truth_verdicts(prompt: str) -> dict:
+    """The shipped judge's verdicts on 8 ground-truth renders of ``prompt``'s object, on the
+    evaluation orbit every model is judged on (``WorldJudge.truth``)."""
+    from nfsd_gs.config import resolve_config
+    from nfsd_gs.score import WorldJudge
+
+    if not _WORLD_JUDGE:
+        _WORLD_JUDGE.append(WorldJudge())
+    scores, _ = _WORLD_JUDGE[0].truth(resolve_config(None, prompt))
+    return scores["verdicts"]
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no shipped judge")
+def test_the_verdict_line_of_a_two_tone_object():
+    from nfsd_gs.score import verdict_line
+    from nfsd_gs.shapeworld import parse_prompt
+
+    asked = parse_prompt("a brown cube with a yellow top")
+    assert verdict_line(asked, truth_verdicts("a brown cube with a yellow top")) == \
+        '8/8 views look like the "brown cube with a yellow top" asked for'
+    # the object with its accent on a band instead: the accent is what differs, and says so
+    band = truth_verdicts("a brown cube with a yellow band")
+    assert verdict_line(asked, band) == (
+        '0/8 views look like the "brown cube with a yellow top" asked for (shape right in 8/8, '
+        'colour in 8/8, accent in 0/8); they look like "brown cube with a yellow band" (8)')
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no shipped judge")
+def test_the_verdict_line_of_a_solid_object():
+    from nfsd_gs.score import verdict_line
+    from nfsd_gs.shapeworld import parse_prompt
+
+    asked = parse_prompt("a cyan cylinder")
+    assert verdict_line(asked, truth_verdicts("a cyan cylinder")) == \
+        '8/8 views look like the "cyan cylinder" asked for'
+    pyramid = truth_verdicts("an orange pyramid")
+    assert verdict_line(asked, pyramid) == (
+        '0/8 views look like the "cyan cylinder" asked for (shape right in 0/8, colour in 0/8); '
+        'they look like "orange pyramid" (8)')
+
+
+def test_the_verdict_line_counts_views_and_ignores_an_accent_nobody_asked_for():
+    """Issue 27: a solid prompt's verdict named a "yellow band" the judge's accent head saw,
+    and its majority count did not match its percentages."""
+    from nfsd_gs.score import verdict_line
+    from nfsd_gs.shapeworld import parse_prompt
+
+    verdicts = {"shape": ["cylinder"] * 6 + ["cube"] * 2,
+                "colour": ["cyan"] * 5 + ["blue"] * 3,
+                "accent": ["yellow band"] * 4 + ["none"] * 4}
+    assert verdict_line(parse_prompt("a cyan cylinder"), verdicts) == (
+        '5/8 views look like the "cyan cylinder" asked for (shape right in 6/8, colour in 5/8); '
+        'the other 3 look like "blue cube" (2), "blue cylinder" (1)')
+    verdicts["accent"] = ["yellow band"] * 8
+    verdicts["colour"] = ["cyan"] * 7 + ["blue"]
+    verdicts["shape"] = ["cylinder"] * 8
+    assert verdict_line(parse_prompt("a cyan cylinder"), verdicts) == (
+        '7/8 views look like the "cyan cylinder" asked for (shape right in 8/8, colour in 7/8); '
+        'the other looks like "blue cylinder" (1)')
+    two_tone = {"shape": ["cube"] * 4, "colour": ["brown"] * 4,
+                "accent": ["yellow top", "yellow top", "none", "black top"]}
+    assert verdict_line(parse_prompt("a brown cube with a yellow top"), two_tone) == (
+        '2/4 views look like the "brown cube with a yellow top" asked for (shape right in 4/4, '
+        'colour in 4/4, accent in 2/4); the other 2 look like "brown cube" (1), '
+        '"brown cube with a black top" (1)')

@@ -35,6 +35,7 @@ PYTHON = {
     "checkpoint_cost.py": ["--counts", "1000", "--sh-degrees", "0", "--repeats", "1"],
     "nerf_cpu_cost.py": ["--dry-run", "--steps", "1", "default"],
     "prior_throughput.py": ["--dry-run", "--device", "cpu", "--batch-sizes", "2", "--steps", "1"],
+    "vsd_probe.py": ["--dry-run", "--out", "{out}"],
     "spark_check.py": None,
     "strip_metrics.py": None,
 }
@@ -72,9 +73,11 @@ def shell(name: str, root: Path, *args: str) -> Ran:
 
 
 def python(name: str, root: Path, *args: str) -> Ran:
+    """Run a Python script; ``{out}`` in its arguments is its own output folder."""
     out = root / name
     out.mkdir(parents=True, exist_ok=True)
-    return run([sys.executable, str(SCRIPTS / name), *args], out)
+    return run([sys.executable, str(SCRIPTS / name),
+                *(a.replace("{out}", str(out)) for a in args)], out)
 
 
 def spark_check(root: Path) -> Optional[Ran]:
@@ -200,10 +203,27 @@ def test_the_dry_runs_made_what_they_measure(dry_runs):
     assert "| new | ddim-glide | solid | 7.5 | 48 |" in (out["gpu_world.sh"] / "summary.md").read_text()
     assert "| tiny | ddim-glide | solid | 7.5 | 48 |" in dry_runs["gpu_prior_check.sh"].output
     assert "installed into" in dry_runs["install_world_assets.sh"].output
-    assert "| vae | 2 |" in (out["gpu_asset.sh"] / "asset_vae.md").read_text()
-    vsd = (out["gpu_vsd.sh"] / "summary.md").read_text()
-    assert "| nfsd@7.5 | 1 (1 x 1) | 0 |" in vsd and "| vsd@7.5 | 1 (1 x 1) | 0 |" in vsd
-    assert "| gaussians | 32 | 1 | vsd |" in vsd
+    for encoder in ("vae", "taesd"):  # the asset with its start-up profile, the lever rows
+        asset = json.loads((out["gpu_asset.sh"] / f"asset_{encoder}.json").read_text())
+        assert asset["asset"]["encoder"] == encoder and asset["asset"]["steps"] == 4
+        assert "load U-Net" in asset["asset"]["startup_profile"]
+        levers = [row["lever"] for row in asset["levers"]["rows"]]
+        assert levers == (["baseline", "direct-load-fp16-files", "negative-where-used", "defaults"]
+                          if encoder == "vae" else ["baseline", "defaults"])
+    curve = (out["gpu_steps_curve.sh"] / "curve.md").read_text()  # 2 prompts x seed 0
+    assert "| 1 | 2 |" in curve and "| 2 | 2 |" in curve and "The fewest steps" in curve
+    report = (out["gpu_asset.sh"] / "levers.md").read_text()
+    assert "| negative-where-used |" in report and "| start-up phase | s | share |" in report
+    assert "Skipped" not in report
+    vsd = (out["gpu_vsd.sh"] / "summary.md").read_text()  # two evaluation processes, merged
+    assert "| nfsd@7.5 | 2 (2 x 1) | 0 |" in vsd and "| vsd@7.5 | 2 (2 x 1) | 0 |" in vsd
+    assert "| sds | 2 |" in vsd and " | 1.00x |" in vsd  # the lever table, against SDS
+    levers = json.loads((out["gpu_vsd.sh"] / "bench.json").read_text())
+    assert [(r["variant"], r["method"]) for r in levers] == [
+        ("sds", "sds"), ("vsd-before", "vsd"), ("vsd-1view-graph", "vsd")]
+    assert levers[2]["lora_ms"] > 0 and levers[2]["overrides"] == [
+        "guidance.vsd.views=1", "guidance.vsd.cuda_graph=true"]
+    assert json.loads((out["gpu_vsd.sh"] / "eval.json").read_text())["meta"]["status"] == "complete"
     assert json.loads((out["gpu_core.sh"] / "bench.json").read_text())[0]["method"] == "nfsd"
     assert rows(out["gpu_core.sh"] / "run200_metrics.jsonl")[-1]["step"] == 2
     for asset in ("red_cone", "synthetic"):  # one row per asset, resolution and texture
@@ -223,3 +243,5 @@ def test_the_dry_runs_made_what_they_measure(dry_runs):
     assert dry_runs["gpu_levers.sh"].output.rstrip().splitlines()[-1].startswith("| gs-combo |")
     assert "| 1,000 | 0 |" in dry_runs["checkpoint_cost.py"].output
     assert "| viewer |" in dry_runs["bench_viewer.py"].output
+    probe = json.loads((out["vsd_probe.py"] / "summary.json").read_text())
+    assert [r["setting"] for r in probe] == ["nfsd", "vsd-pd"] and probe[1]["m_3"] is not None

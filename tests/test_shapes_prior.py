@@ -143,7 +143,7 @@ def test_the_trainers_prompt_check_reads_what_people_type_and_names_the_worlds_w
         prior.check_prompt("a gloomy cone, overhead view")
     message = str(caught.value)
     assert "'gloomy'" in message and "sphere, cube, cylinder, cone, torus, pyramid" in message
-    assert "top or band" in message and "low-resolution" not in message
+    assert "<top|band>" in message and "low-resolution" not in message
     assert "unrealistic" not in message and len(message.splitlines()) == 1
 
 

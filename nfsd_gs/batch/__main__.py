@@ -23,7 +23,7 @@ from ..utils.io import make_folder
 from .catalogue import (MANIFEST_NAME, Defaults, Line, line_config,
                         read_catalogue, request_signature)
 from .cluster import DEFAULT_ASSETS_CPU, DEFAULT_ASSETS_GPU
-from .manifest import Manifest, Row, summary_table
+from .manifest import Manifest, Row, invocation_summary, summary_table
 from .scheduler import Job, Scheduler
 
 #: Worker processes per GPU when --per-gpu is not given (see BENCHMARKS.md, "Catalogue").
@@ -118,6 +118,21 @@ def plan_lines(lines: Sequence[Line], defaults: Defaults, earlier: Manifest,
     return manifest, jobs
 
 
+def plan_summary(lines: Sequence[Line], jobs: Sequence[Job], manifest: Manifest) -> str:
+    """What this invocation does with the PROMPTS lines, in counts that add up to them:
+    ``1 to make, 1 done earlier, 1 bad (failed before starting: see the end)``."""
+    making = {job.line.name for job in jobs}
+    others = [manifest.rows[line.name] for line in lines if line.name not in making]
+    bad = sum(row.status == "failed" and not row.run_dir for row in others)
+    done = sum(row.status == "done" for row in others)
+    failed = len(others) - bad - done  # failed in an earlier invocation, line unchanged
+    parts = [f"{len(making)} to make"] if making else []
+    parts += [f"{done} done earlier"] if done else []
+    parts += [f"{failed} failed earlier (--retry-failed makes them again)"] if failed else []
+    parts += [f"{bad} bad (failed before starting: see the end)"] if bad else []
+    return ", ".join(parts)
+
+
 def run_catalogue(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -131,8 +146,9 @@ def run_catalogue(args: argparse.Namespace) -> int:
     manifest, jobs = plan_lines(lines, defaults, earlier, args.retry_failed)
     if not jobs:
         manifest.write()
-        print(summary_table(manifest.rows.values(), 0.0, 0))
-        print(f"nothing to do: all {len(lines)} lines are finished ({defaults.root / MANIFEST_NAME})",
+        print(summary_table(manifest.rows.values()))
+        print(f"nothing to do: all {len(lines)} lines are finished "
+              f"({plan_summary(lines, jobs, manifest)}; {defaults.root / MANIFEST_NAME})",
               file=sys.stderr)
         return 1 if manifest.count("failed") else 0
 
@@ -142,7 +158,8 @@ def run_catalogue(args: argparse.Namespace) -> int:
     try:
         plan = plan_workers(ray.cluster_resources(), args.per_gpu, args.workers, args.gpus,
                             args.assets_per_worker)
-        print(f"{len(jobs)} of {len(lines)} lines to make with {plan.describe()}; "
+        print(f"{len(lines)} line{'s' if len(lines) != 1 else ''}: "
+              f"{plan_summary(lines, jobs, manifest)}; {plan.describe()}; "
               f"writing {defaults.root}", file=sys.stderr, flush=True)
         make_folder(defaults.root)
         manifest.write()
@@ -163,13 +180,16 @@ def run_catalogue(args: argparse.Namespace) -> int:
         wall = time.perf_counter() - start
     finally:
         ray.shutdown()
-    print(summary_table(manifest.rows.values(), wall, scheduler.made))
+    print(summary_table(manifest.rows.values()))
+    print(invocation_summary(len(jobs), scheduler.made, scheduler.failed, wall))
     if scheduler.no_workers:
         return fail(f"{scheduler.no_workers}; {manifest.count('skipped')} lines not made "
                     f"(is nfsd_gs installed where Ray runs its workers?)")
-    if stop.received:
-        return fail(f"stopped by {stop.received}: {manifest.count('skipped')} lines not finished "
-                    f"(saved at their last checkpoint); run the same command again to continue")
+    if stop.received:  # a deliberate stop, saved: no error (status 2: not finished)
+        how = "Ctrl-C" if stop.received == "SIGINT" else stop.received
+        print(f"stopped ({how}): {manifest.count('skipped')} lines not finished (saved at their "
+              f"last checkpoint); run the same command again to continue", file=sys.stderr)
+        return 2
     return 1 if manifest.count("failed") else 0
 
 

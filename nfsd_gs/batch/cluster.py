@@ -40,6 +40,20 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
                            f"or check the address") from None
 
 
+class _DropTokenNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled for this")
+
+
+def quiet_token_notice() -> None:
+    """Ray (2.59+) turns token authentication on for each new local instance and says so in
+    a warning at every start; the in-process instance keeps it on, without the notice.
+    (Setting RAY_AUTH_MODE=token instead would need it before ``import ray``.)"""
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(f, _DropTokenNotice) for f in logger.filters):
+        logger.addFilter(_DropTokenNotice())
+
+
 def connect(address: Optional[str]) -> None:
     """Join the cluster at ``address``, or start Ray in this process (no server to install)."""
     import ray
@@ -55,6 +69,7 @@ def connect(address: Optional[str]) -> None:
         # "local": a new instance even when a `ray start` cluster runs here (plain
         # ray.init() would join that one).
         options = {"address": "local", "include_dashboard": False}
+        quiet_token_notice()
     try:
         ray.init(log_to_driver=False, logging_level=logging.WARNING, **options)
     except Exception as err:  # noqa: BLE001 -- ConnectionError, ValueError, RuntimeError...
@@ -83,7 +98,8 @@ class WorkerPlan:
     def describe(self) -> str:
         share = (f"1/{round(1 / self.num_gpus)} GPU" if self.num_gpus else
                  f"{self.num_cpus:g} CPU")
-        return f"{self.count} workers, {share} each, {self.assets} assets at once in each"
+        return (f"{self.count} worker{'s' if self.count != 1 else ''}, {share} each, "
+                f"{self.assets} asset{'s' if self.assets != 1 else ''} at once in each")
 
 
 def plan_workers(resources: dict, per_gpu: int, workers: Optional[int],

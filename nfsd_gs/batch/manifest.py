@@ -91,10 +91,11 @@ def _fmt(value: Optional[float], spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def summary_table(rows: Iterable[Row], wall_s: float, made: int) -> str:
-    """Counts, mean seconds, Gaussians and judge accuracy per status; then the failed lines."""
+def summary_table(rows: Iterable[Row]) -> str:
+    """The manifest (every line, this invocation's and earlier ones): per status the count,
+    mean seconds, Gaussians and judge accuracy; then the failed lines and why."""
     rows = list(rows)
-    out = ["| status | assets | mean s | mean Gaussians | judge shape | judge colour |",
+    out = ["| status | lines | mean s | mean Gaussians | judge shape | judge colour |",
            "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for status in FINAL:
         chosen = [r for r in rows if r.status == status]
@@ -105,9 +106,16 @@ def summary_table(rows: Iterable[Row], wall_s: float, made: int) -> str:
             _fmt(_mean([r.num_gaussians for r in chosen if r.num_gaussians is not None]), ".0f"),
             _fmt(_mean([s["shape_acc"] for s in scores if "shape_acc" in s]), ".0%"),
             _fmt(_mean([s["colour_acc"] for s in scores if "colour_acc" in s]), ".0%")))
-    rate = 3600.0 * made / wall_s if wall_s > 0 else 0.0
-    out.append(f"\n{made} assets made in {wall_s:.1f} s: {rate:.0f} assets/hour")
     for row in rows:
         if row.status == "failed":
             out.append(f"failed: line {row.line} '{row.name}': {row.error}")
     return "\n".join(out)
+
+
+def invocation_summary(to_make: int, made: int, failed: int, wall_s: float) -> str:
+    """This invocation in one line: of the lines it set out to make, how many it made,
+    how many failed and how many are left, in how long (assets made per hour)."""
+    left = to_make - made - failed
+    rate = 3600.0 * made / wall_s if wall_s > 0 else 0.0
+    return (f"this time: {made} of {to_make} line{'s' if to_make != 1 else ''} made, "
+            f"{failed} failed, {left} not finished, in {wall_s:.1f} s ({rate:.0f} assets/hour)")

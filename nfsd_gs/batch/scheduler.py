@@ -65,7 +65,9 @@ class Scheduler:
         #: ref -> (actor, the job or None for a ``where`` call, the actor's epoch at submission)
         self.flight: Dict[object, Tuple[int, Optional[Job], int]] = {}
         self.later: List[Tuple[float, int]] = []  # (time, actor): reach it again then
-        self.made = 0
+        self.made = 0  # lines of this invocation done ...
+        self.failed = 0  # ... and failed: together the bar's count
+        self.start = time.perf_counter()
         self.last_death = ""
         self.no_workers: Optional[str] = None  # why lines were left with no worker to make them
 
@@ -77,7 +79,7 @@ class Scheduler:
         for index in range(len(self.actors)):
             self._reach(index)
         forwarded = False
-        start = time.perf_counter()
+        self.start = time.perf_counter()
         while True:
             if stop.received and not forwarded:
                 forwarded = True
@@ -100,7 +102,7 @@ class Scheduler:
             ready, _ = ray.wait(list(self.flight), num_returns=1, timeout=0.25)
             for ref in ready:
                 self._collect(ref, stop)
-            self._show(start)
+            self._show()
         if self.queue and not stop.received:  # lines left without a stop: no worker is left
             self.no_workers = f"every worker process died ({self.last_death})"
             for job in self.queue:
@@ -156,8 +158,7 @@ class Scheduler:
             row.status = result["status"]
             row.num_gaussians = result.get("num_gaussians")
             row.score = result.get("score")
-            self.made += row.status == "done"
-            self.bar.update(1)
+            self._finished(row.status)
         self.manifest.write()
 
     def _worker_died(self, index: int, job: Optional[Job], epoch: int, err: Exception,
@@ -194,12 +195,21 @@ class Scheduler:
         else:
             row.status = "failed"
             row.error = f"{died} on each of {row.attempts} attempts (--max-retries {self.max_retries})"
-            self.bar.update(1)
+            self._finished("failed")
         self.manifest.write()
 
-    def _show(self, start: float) -> None:
-        hours = (time.perf_counter() - start) / 3600.0
+    def _finished(self, status: str) -> None:
+        """A line of this invocation is done or failed: count it, then tick the bar, so the
+        bar's count always equals the done and failed it shows."""
+        self.made += status == "done"
+        self.failed += status == "failed"
+        self._show()
+        self.bar.update(1)  # draws the bar with that postfix
+
+    def _show(self, refresh: bool = False) -> None:
+        """The bar's postfix: this invocation's lines (not the manifest's earlier ones)."""
+        hours = (time.perf_counter() - self.start) / 3600.0
         running = sum(job is not None for _, job, _ in self.flight.values())
         self.bar.set_postfix_str(
-            f"done {self.manifest.count('done')} failed {self.manifest.count('failed')} "
-            f"running {running} | {self.made / max(hours, 1e-9):.0f} assets/h", refresh=False)
+            f"done {self.made} failed {self.failed} running {running} | "
+            f"{self.made / max(hours, 1e-9):.0f} assets/h", refresh=refresh)

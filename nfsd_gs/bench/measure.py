@@ -10,16 +10,14 @@ optimizer, densify), peak memory, and the floor measured on the same inputs:
 * the encoder forward + backward,
 * the rasterizer forward + backward,
 
-with the ratio step / floor.  :func:`bench_asset` times one whole asset instead, as a
-user pays for it, in one process: start-up (process start to the first training step),
-the training loop, the outputs after it, the end-to-end time and the step's floor.
+with the ratio step / floor.  One whole asset, and the levers of issue 25, are measured
+in :mod:`nfsd_gs.bench.asset`.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +25,12 @@ from typing import Callable, Dict, Sequence, Tuple
 
 import torch
 
-from ..config import Config, resolve_config
+from ..config import Config, GuidanceConfig, resolve_config
+from ..errors import ConfigError
 from ..guidance import ScoreDistillation
 from ..guidance.graph import GraphedCall
 from ..guidance.prior import DiffusionPrior
+from ..guidance.schedule import probability_below
 from ..train.run import Run, build_run
 from ..train.step import training_step
 from ..utils.device import resolve_device
@@ -53,6 +53,8 @@ class BenchSettings:
     timed_steps: int = 5  # steps of the phase split
     floor_repeats: int = 10
     asset_steps: int = 1200
+    gaussians: int = 100_000  # --levers: the fixed Gaussian count of the sampled steps
+    sample_steps: int = 30  # --levers: steps sampled over the schedule per lever
     overrides: Tuple[str, ...] = ()
 
 
@@ -72,9 +74,36 @@ def time_ms(function: Callable[[], object], device: torch.device, repeats: int,
     return (time.perf_counter() - start) * 1e3 / repeats
 
 
+@dataclass(frozen=True)
+class Row:
+    """What one row of the step table runs: a guidance method, and overrides on top of it
+    (a lever of that method, e.g. ``guidance.vsd.cuda_graph=false``) under its own name."""
+
+    name: str
+    method: str
+    overrides: Tuple[str, ...] = ()
+
+
+def method_row(method: str) -> Row:
+    """The row of a plain method (``--methods``)."""
+    return Row(method, method)
+
+
+def variant_row(spec: str) -> Row:
+    """``NAME=guidance.method=M,K=V,...`` (``--variant``) -> its row; the method must be named."""
+    from ..eval.variants import parse_variant
+
+    variant = parse_variant(spec)
+    methods = [o.split("=", 1)[1] for o in variant.overrides if o.startswith("guidance.method=")]
+    if len(methods) != 1:
+        raise ConfigError(f"--variant '{spec}' must set guidance.method once")
+    return Row(variant.name, methods[0],
+               tuple(o for o in variant.overrides if not o.startswith("guidance.method=")))
+
+
 def bench_config(settings: BenchSettings, views: int, method: str, gaussians: int,
-                 resolution: int) -> Config:
-    """The config of one combination (the settings' overrides last)."""
+                 resolution: int, extra: Sequence[str] = ()) -> Config:
+    """The config of one combination (the settings' overrides, then ``extra``, last)."""
     cfg_scale = 100.0 if method == "sds" else 7.5  # VSD: ProlificDreamer's 7.5
     overrides = [
         f"prior.model={settings.prior}",
@@ -85,7 +114,7 @@ def bench_config(settings: BenchSettings, views: int, method: str, gaussians: in
         f"steps={settings.steps + settings.warmup}",
         # densify state is updated every step; refinement itself every 100 steps
         "densify.default.refine_start_iter=100000",
-    ] + list(settings.overrides)
+    ] + list(settings.overrides) + list(extra)
     return resolve_config(settings.config, PROMPT, overrides)
 
 
@@ -108,28 +137,72 @@ def measure_floor(run: Run, repeats: int) -> Dict[str, float]:  # milliseconds
         prior.encode(rgb).sum().backward()
 
     guidance: ScoreDistillation = run.guidance
-    k = len(guidance.branches)
-    x0 = prior.encode(rgb.detach())
-    z = x0.repeat(k, 1, 1, 1).to(prior.dtype)
-    t = torch.full((views * k,), 500, device=device, dtype=torch.long)
-    embeddings = guidance.branch_embeddings([c.prompt] * views)
+    x0 = prior.encode(rgb.detach()).to(prior.dtype)
     graphed = GraphedCall(prior._eager_unet) if device.type == "cuda" else prior._eager_unet
+    # the U-Net at each row count a step of this run can have, weighted by the share of
+    # the run's steps that have it (NFSD: 2V rows below t = 200, 3V above)
+    shares = unet_row_distribution(c.guidance, guidance.branches, views,
+                                   prior.num_train_timesteps, c.steps)
+    unet_ms = {}
+    for rows in sorted(shares):
+        z = x0.repeat(-(-rows // views), 1, 1, 1)[:rows]
+        t = torch.full((rows,), 500, device=device, dtype=torch.long)
+        embeddings = prior.embed([c.prompt] * rows)
 
-    def unet_graph():
-        with torch.no_grad():
-            graphed(z, t, embeddings)
+        def unet_graph(z=z, t=t, embeddings=embeddings):
+            with torch.no_grad():
+                graphed(z, t, embeddings)
 
-    floor = {"floor_unet_graph": time_ms(unet_graph, device, repeats),
+        unet_ms[rows] = time_ms(unet_graph, device, repeats)
+    floor = {"floor_unet_graph": sum(unet_ms[rows] * share for rows, share in shares.items()),
              "floor_encode_fb": time_ms(encode_fb, device, repeats),
              "floor_render_fb": time_ms(render_fb, device, repeats)}
     floor["floor_total"] = sum(floor.values())
+    floor["floor_unet_ms_by_rows"] = unet_ms
     return floor
 
 
-def bench_one(settings: BenchSettings, prior: DiffusionPrior, views: int, method: str,
+# --------------------------------------------------------------------------- U-Net rows
+
+
+def unet_row_distribution(config: GuidanceConfig, branches: Sequence[str], views: int,
+                          num_train_timesteps: int, total_steps: int) -> Dict[int, float]:
+    """{rows: the share of a whole run's steps whose U-Net call has that many rows}, exactly
+    from the timestep schedule (NFSD leaving out the negative rows of views below the
+    threshold: one shared t gives 2V or 3V rows, one t per view a binomial mix)."""
+    full = len(branches) * views
+    total_steps = max(total_steps, 1)
+    if not ("negative" in branches and config.method == "nfsd" and config.negative_where_used):
+        return {full: 1.0}
+    shares: Dict[int, float] = {}
+    for step in range(total_steps):
+        p = probability_below(config, num_train_timesteps, step, total_steps,
+                              config.negative_threshold_t)
+        if config.t_per_view:
+            mix = {k: math.comb(views, k) * p ** k * (1 - p) ** (views - k)
+                   for k in range(views + 1)}
+        else:
+            mix = {views: p, 0: 1 - p}
+        for below, share in mix.items():
+            shares[full - below] = shares.get(full - below, 0.0) + share / total_steps
+    return shares
+
+
+def unet_rows_per_step(config: GuidanceConfig, branches: Sequence[str], views: int,
+                       num_train_timesteps: int, total_steps: int) -> float:
+    """The expected U-Net rows per step over a whole run, exactly (see
+    :func:`unet_row_distribution`): K V less V P(t < threshold) on average over the steps."""
+    distribution = unet_row_distribution(config, branches, views, num_train_timesteps,
+                                         total_steps)
+    return sum(rows * share for rows, share in distribution.items())
+
+
+def bench_one(settings: BenchSettings, prior: DiffusionPrior, views: int, row: Row,
               gaussians: int, resolution: int) -> dict:
-    """One row of the step table: ms per step, its phases, peak memory and the floor."""
-    config = bench_config(settings, views, method, gaussians, resolution)
+    """One row of the step table: ms per step, its phases, peak memory (allocated, and
+    reserved: CUDA graphs keep their working memory in pools the allocator reserves, which
+    ``max_memory_allocated`` does not count) and the floor."""
+    config = bench_config(settings, views, row.method, gaussians, resolution, row.overrides)
     device = resolve_device(config.device)
     run = build_run(config, device=device, prior=prior)
     for step in range(settings.warmup):  # includes CUDA-graph capture and cuDNN autotuning
@@ -142,7 +215,9 @@ def bench_one(settings: BenchSettings, prior: DiffusionPrior, views: int, method
         training_step(run, step)
     synchronize(device)
     step_ms = (time.perf_counter() - start) * 1e3 / settings.steps
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    cuda = device.type == "cuda"
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else float("nan")
+    reserved = torch.cuda.max_memory_reserved(device) / 2**30 if cuda else float("nan")
 
     timer = PhaseTimer(device)  # a separate pass: the events themselves cost a little
     first = settings.warmup + settings.steps
@@ -150,15 +225,17 @@ def bench_one(settings: BenchSettings, prior: DiffusionPrior, views: int, method
         training_step(run, step, timer)
     phases = timer.collect()
     floor = measure_floor(run, settings.floor_repeats)
-    row = {"representation": config.representation, "views": views, "method": method,
-           "gaussians": run.model.num_primitives,
-           "resolution": config.camera.resolution, "encoder": config.prior.encoder,
-           "step_ms": step_ms, **{f"{p}_ms": phases.get(p, 0.0) for p in PHASES},
-           **floor, "ratio": step_ms / floor["floor_total"], "peak_gib": peak}
+    result = {"representation": config.representation, "views": views, "method": row.method,
+              "variant": row.name, "overrides": list(row.overrides),
+              "gaussians": run.model.num_primitives,
+              "resolution": config.camera.resolution, "encoder": config.prior.encoder,
+              "step_ms": step_ms, **{f"{p}_ms": phases.get(p, 0.0) for p in PHASES},
+              **floor, "ratio": step_ms / floor["floor_total"], "peak_gib": peak,
+              "peak_reserved_gib": reserved}
     del run
-    if device.type == "cuda":
+    if cuda:
         torch.cuda.empty_cache()
-    return row
+    return result
 
 
 def format_table(rows: Sequence[dict]) -> str:
@@ -167,7 +244,7 @@ def format_table(rows: Sequence[dict]) -> str:
                 "step_ms"]
                + [f"{p}_ms" for p in PHASES]
                + ["floor_unet_graph", "floor_encode_fb", "floor_render_fb", "floor_total",
-                  "ratio", "peak_gib"])
+                  "ratio", "peak_gib", "peak_reserved_gib"])
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         cells = [f"{row[c]:.1f}" if isinstance(row[c], float) and c != "ratio"
@@ -176,50 +253,42 @@ def format_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def compare_to(rows: Sequence[dict], baseline: str) -> None:
+    """Add ``vs_baseline`` to each row: its step time over the ``baseline`` row's (by
+    variant name) at the same resolution, views and Gaussian count (None without one)."""
+    def where(row):
+        return row["resolution"], row["views"], row["gaussians"]
+
+    reference = {where(r): r["step_ms"] for r in rows if r["variant"] == baseline}
+    for row in rows:
+        base = reference.get(where(row))
+        row["vs_baseline"] = row["step_ms"] / base if base else None
+        row["baseline"] = baseline
+
+
+def format_variant_table(rows: Sequence[dict]) -> str:
+    """The short table of variants (levers): step ms, of which the LoRA's (VSD's own model),
+    peak GiB allocated and reserved, and the step time over the baseline's."""
+    baseline = rows[0].get("baseline", "baseline") if rows else "baseline"
+    lines = [f"| variant | views | step ms | of which LoRA ms | peak GiB | reserved GiB "
+             f"| vs {baseline} |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        ratio = f"{r['vs_baseline']:.2f}x" if r.get("vs_baseline") else "-"
+        lines.append(f"| {r['variant']} | {r['views']} | {r['step_ms']:.1f} | {r['lora_ms']:.1f} "
+                     f"| {r['peak_gib']:.2f} | {r['peak_reserved_gib']:.2f} | {ratio} |")
+    return "\n".join(lines)
+
+
 def process_age_s() -> float:
-    """Seconds since this process started (Linux /proc), or since this module was imported."""
+    """Seconds since this process started (Linux /proc: the start time in clock ticks after
+    boot against the uptime, both to 10 ms; /proc/stat's btime is whole seconds), or since
+    this module was imported."""
     try:
         ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime"))
-        return time.time() - (boot + ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError, StopIteration):
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
         return time.perf_counter() - _IMPORTED
 
 
 _IMPORTED = time.perf_counter()
-
-
-def bench_asset(settings: BenchSettings) -> dict:
-    """One asset end to end (see the module docstring); returns the row of the table."""
-    from ..train.loop import train
-    from ..train.run import start_run
-
-    overrides = [f"prior.model={settings.prior}", f"prior.encoder={settings.encoder}",
-                 f"steps={settings.asset_steps}", *settings.overrides]
-    config = resolve_config(settings.config, PROMPT, overrides,
-                            output_root=tempfile.mkdtemp(prefix="nfsd_asset_"))
-    run, run_dir = start_run(config)
-    startup_s = process_age_s()
-    before_train = time.perf_counter()
-    train(run, run_dir, progress=False)
-    synchronize(run.device)
-    train_s = time.perf_counter() - before_train
-    end_to_end_s = process_age_s()
-    last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
-    loop_s = float(last["elapsed_s"])
-    floor = measure_floor(run, settings.floor_repeats)
-    step_ms = loop_s * 1e3 / max(config.steps, 1)
-    return {"encoder": config.prior.encoder, "steps": config.steps, "startup_s": startup_s,
-            "loop_s": loop_s, "step_ms": step_ms, "outputs_s": train_s - loop_s,
-            "end_to_end_s": end_to_end_s, **floor, "ratio": step_ms / floor["floor_total"],
-            "device": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else "cpu"}
-
-
-def format_asset_table(row: dict) -> str:
-    """The one-asset table (markdown)."""
-    columns = ["encoder", "steps", "startup_s", "loop_s", "step_ms", "floor_total", "ratio",
-               "outputs_s", "end_to_end_s", "device"]
-    cells = [f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in columns]
-    return "\n".join(["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
-                      "| " + " | ".join(cells) + " |"])

@@ -261,3 +261,54 @@ def write_results(out: Path, result: Dict) -> None:
     """``results.json`` and ``results.md`` in ``out``, each atomically."""
     write_text(out / "results.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
     write_text(out / "results.md", format_markdown(result))
+
+
+# ---------------------------------------------------------------------------- steps to quality
+
+#: Variant names of a steps-to-quality curve: ``steps<N>`` = the config with ``steps=N``.
+STEPS_VARIANT_PREFIX = "steps"
+
+
+def steps_curve(summaries: Sequence[Dict], metric: str = "all_acc_ours"
+                ) -> Tuple[List[Dict], Optional[int]]:
+    """The summaries of variants ``steps<N>`` as a curve, and the fewest steps that reach the
+    longest run's score.
+
+    Returns rows sorted by N (steps, the metric's mean and seed-to-seed spread, train s)
+    and the smallest N whose mean is at least the reference's (the largest N) less the
+    larger of the two seed spreads (one seed: less nothing): "the same score, within
+    what training again with another seed changes". None if no variant scored."""
+    rows = []
+    for s in summaries:
+        name = s["variant"]
+        if name.startswith(STEPS_VARIANT_PREFIX) and name[len(STEPS_VARIANT_PREFIX):].isdigit():
+            rows.append({"steps": int(name[len(STEPS_VARIANT_PREFIX):]), "variant": name,
+                         "runs": s["runs"], "mean": s.get(metric),
+                         "seed_std": s.get(f"{metric}_seed_std"), "train_s": s.get("train_s")})
+    rows.sort(key=lambda r: r["steps"])
+    scored = [r for r in rows if r["mean"] is not None]
+    if not scored:
+        return rows, None
+    reference = scored[-1]
+    for row in scored:
+        slack = max(reference["seed_std"] or 0.0, row["seed_std"] or 0.0)
+        if row["mean"] >= reference["mean"] - slack:
+            return rows, row["steps"]
+    return rows, reference["steps"]
+
+
+def steps_curve_table(rows: Sequence[Dict], fewest: Optional[int],
+                      metric: str = "all_acc_ours") -> str:
+    """Markdown of :func:`steps_curve`, with its verdict."""
+    lines = [f"| steps | runs | {metric} (± seed spread) | train s |", "|---:|---:|---|---:|"]
+    for r in rows:
+        spread_text = f" (±{100 * r['seed_std']:.0f})" if r["seed_std"] is not None else ""
+        lines.append(f"| {r['steps']} | {r['runs']} | {_pct(r['mean'])}{spread_text} | "
+                     f"{_fmt(r['train_s'], '.1f')} |")
+    if fewest is None:
+        return "\n".join(lines + ["", "No variant scored."])
+    longest = max(r["steps"] for r in rows)
+    verdict = (f"The fewest steps within the seed spread of {longest} steps: **{fewest}**."
+               if fewest < longest else
+               f"No shorter run reaches the score of {longest} steps within the seed spread.")
+    return "\n".join(lines + ["", verdict])

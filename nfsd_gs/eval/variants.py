@@ -11,6 +11,7 @@ from ..errors import ConfigError
 from .prompts import ObjectSpec, placeholder_values
 
 _NFSD = ("guidance.method=nfsd", "guidance.cfg_scale=7.5")
+_VSD = ("guidance.method=vsd", "guidance.cfg_scale=7.5")
 
 #: Named variants: overrides on top of ``--config`` (a ``config=<preset>`` entry picks
 #: another preset). Placeholders, filled per prompt: ``{shape}`` (world name, "cube"),
@@ -30,6 +31,16 @@ VARIANTS: Dict[str, Tuple[str, ...]] = {
     "nerf": _NFSD + ("representation=nerf", "camera.batch_size=4", "guidance.t_max_end=0.5",
                      "nerf.log2_table_size=19", "nerf.max_resolution=2048",
                      "nerf.chunk_rays=8192"),
+    # VSD (ProlificDreamer) with the schema's LoRA (guidance.vsd.*), and issue 26's
+    # candidates: ProlificDreamer's own LoRA recipe (lr 1e-4, one view a step, t ~ U[0, 1)
+    # T, a zero camera one step in ten), one view alone (the cheap lever), the lr alone,
+    # and CFG against the negative prompt (the term VSD lacks against NFSD's delta_D).
+    "vsd@7.5": _VSD,
+    "vsd-neg@7.5": _VSD + ("guidance.vsd.negative=true",),
+    "vsd-pd@7.5": _VSD + ("guidance.vsd.lr=1e-4", "guidance.vsd.views=1", "guidance.vsd.t_min=0",
+                          "guidance.vsd.t_max=1", "guidance.vsd.camera_dropout=0.1"),
+    "vsd-1view@7.5": _VSD + ("guidance.vsd.views=1",),
+    "vsd-lr1e-4@7.5": _VSD + ("guidance.vsd.lr=1e-4",),
     "shape-init": _NFSD + ("init.kind={primitive}",),
     "shape-colour-init": _NFSD + ("init.kind={primitive}", "init.color={colour_rgb}"),
 }

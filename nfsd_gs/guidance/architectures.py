@@ -114,17 +114,48 @@ def random_components(name: str, seed: int = 0,
     return PriorComponents(unet, text_encoder, tokenizer, DDPMScheduler(**scheduler_config), vae)
 
 
-def save_components(components: PriorComponents, folder: Path) -> Path:
+def save_components(components: PriorComponents, folder: Path,
+                    variant: Optional[str] = None) -> Path:
     """Write ``components`` in the diffusers pipeline layout (``unet/``, ``text_encoder/``,
-    ``tokenizer/``, ``scheduler/``, ``vae/`` if any, ``model_index.json``)."""
+    ``tokenizer/``, ``scheduler/``, ``vae/`` if any, ``model_index.json``); ``variant``
+    names the weight files (``fp16``: ``*.fp16.safetensors``)."""
     folder = Path(folder)
     parts = {"unet": components.unet, "text_encoder": components.text_encoder,
              "tokenizer": components.tokenizer, "scheduler": components.scheduler}
     if components.vae is not None:
         parts["vae"] = components.vae
     for sub, part in parts.items():
-        part.save_pretrained(folder / sub)
+        weighted = isinstance(part, torch.nn.Module)
+        part.save_pretrained(folder / sub, **({"variant": variant} if variant and weighted else {}))
     index = {sub: [type(part).__module__.split(".")[0], type(part).__name__]
              for sub, part in parts.items()}
     (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
     return folder
+
+
+def save_random_prior(model: str, folder: Path, seed: int = 0) -> Path:
+    """``random:<arch>`` written as a local copy of a real model would be (the benchmark's
+    weights on local disk): the diffusers layout with float32 files and the same weights as
+    an fp16 variant (both hold fp16 values, so every load path gives the same weights),
+    and, for latent priors, a random TAESD in ``folder/taesd``. Built on the GPU when there
+    is one (seconds, not minutes)."""
+    from diffusers import AutoencoderTiny
+
+    if not model.startswith("random:"):
+        raise PriorLoadError(f"--save-prior writes random priors: '{model}' is not random:<arch>")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    components = random_components(model.split(":", 1)[1], seed, device)
+    modules = [components.unet, components.text_encoder]
+    if components.vae is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            taesd = AutoencoderTiny()
+        modules += [components.vae, taesd]
+    for dtype, variant in ((torch.float16, "fp16"), (torch.float32, None)):  # plain files last
+        for module in modules:
+            module.to("cpu", dtype)
+        save_components(components, folder, variant)
+        if components.vae is not None:
+            taesd.save_pretrained(Path(folder) / "taesd",
+                                  **({"variant": variant} if variant else {}))
+    return Path(folder)

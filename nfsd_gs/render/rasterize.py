@@ -32,6 +32,14 @@ def resolve_backend(backend: str, device) -> str:
     return backend
 
 
+def load_kernels(backend: str, device) -> None:
+    """Load gsplat's CUDA extension now if ``backend`` resolves to gsplat on ``device`` (it
+    is built once per machine; each process then checks the build and loads it), so a
+    start-up profile can name its cost instead of the first render paying it unseen."""
+    if resolve_backend(backend, device) == "gsplat":
+        from gsplat.cuda._backend import _C  # noqa: F401
+
+
 def check_inputs(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor,
                  sh_coeffs: Tensor, sh_degree: int, viewmats: Tensor, Ks: Tensor,
                  width: int, height: int, backgrounds: Tensor) -> None:

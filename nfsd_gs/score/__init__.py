@@ -10,7 +10,7 @@ from .ground_truth import (ALIGN_SCALES, ALIGN_YAWS, Alignment, SilhouetteBank,
                            compare_to_truth, eval_cameras, parse_scales, render_ground_truth,
                            render_model, scale_grid)
 from .judging import (JUDGED_PRIOR, JudgeSettings, Judged, WorldJudge, expected_verdicts,
-                      judges, load_judge, score_run)
+                      judges, load_judge, score_run, verdict_line)
 from .metrics import (colour_error, coverage, delta_e76, laplacian_variance, mean_saturation,
                       score_views, silhouette_iou, speckle_fraction, srgb_to_lab)
 
@@ -19,4 +19,5 @@ __all__ = ["ALIGN_SCALES", "ALIGN_YAWS", "Alignment", "JUDGED_PRIOR", "JudgeSett
            "delta_e76", "eval_cameras", "expected_verdicts", "judges", "laplacian_variance",
            "load_judge", "mean_saturation", "parse_scales", "render_ground_truth", "render_model",
            "scale_grid",
-           "score_run", "score_views", "silhouette_iou", "speckle_fraction", "srgb_to_lab"]
+           "score_run", "score_views", "silhouette_iou", "speckle_fraction", "srgb_to_lab",
+           "verdict_line"]

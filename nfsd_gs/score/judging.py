@@ -18,9 +18,10 @@ for the same model (``tests/test_score.py``).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -47,6 +48,47 @@ def expected_verdicts(spec: ObjectSpec) -> Dict[str, str]:
     """What the judge should say per head: ``{"shape": "cone", "colour": "red",
     "accent": "none"}`` (``"yellow top"`` on the two-tone split)."""
     return {"shape": spec.shape, "colour": spec.colour, "accent": spec.accent_label}
+
+
+def _looks_like(spec: ObjectSpec, seen: Mapping[str, str]) -> str:
+    """What one view looks like in the heads of ``spec``'s split: ``"red cone"``; on the
+    two-tone split also its accent, ``"brown cube with a yellow top"`` (or none seen)."""
+    name = f"{seen['colour']} {seen['shape']}"
+    if spec.accent is not None and seen.get("accent", "none") != "none":
+        accent, pattern = seen["accent"].split(" ", 1)
+        name += f" with a {accent} {pattern}"
+    return name
+
+
+def verdict_line(spec: ObjectSpec, verdicts: Mapping[str, Sequence[str]]) -> str:
+    """The judge's verdict against what was asked, in one line a user reads once.
+
+    ``verdicts``: the judge's class per head and view (``Judged.scores["verdicts"]``). Only
+    the heads of the prompt's split count: shape and colour, and the accent on the
+    two-tone split (on a solid object the accent head names no part of the prompt). Every
+    count is out of the same V views::
+
+        8/8 views look like the "red cone" asked for
+        5/8 views look like the "red cone" asked for (shape right in 8/8, colour in 5/8);
+            the other 3 look like "orange cone" (3)
+    """
+    heads = ("shape", "colour") + (("accent",) if spec.accent is not None else ())
+    expected = expected_verdicts(spec)
+    views = len(verdicts["shape"])
+    asked = _looks_like(spec, expected)
+    seen = [_looks_like(spec, {h: verdicts[h][i] for h in heads}) for i in range(views)]
+    right = seen.count(asked)
+    line = f'{right}/{views} views look like the "{asked}" asked for'
+    if right == views:
+        return line
+    per_head = [f"{head}{' right' if k == 0 else ''} in "
+                f"{sum(v == expected[head] for v in verdicts[head])}/{views}"
+                for k, head in enumerate(heads)]
+    others = Counter(name for name in seen if name != asked).most_common()
+    who = ("they look" if right == 0 else "the other looks" if views - right == 1
+           else f"the other {views - right} look")
+    return (f"{line} ({', '.join(per_head)}); {who} like "
+            + ", ".join(f'"{name}" ({count})' for name, count in others))
 
 
 def load_judge(folder: Optional[str | Path] = None, device: torch.device | str = "cpu"):

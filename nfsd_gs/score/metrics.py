@@ -164,8 +164,9 @@ def judge_scores(judge, images: Tensor, expected: Mapping[str, str]) -> Dict:
     """The judge's verdict on B views of one object, for each head it has among ``expected``
     (``{"shape": "cone", "colour": "red", "accent": "none"}``): ``<head>_acc``, the fraction
     of views it names as expected; ``both_acc``, shape and colour both right; ``all_acc``,
-    every judged head right; and ``judged``, its names per view (``"red cone"``, with
-    ``" + yellow top"`` where it sees an accent)."""
+    every judged head right; ``judged``, its names per view (``"red cone"``, with
+    ``" + yellow top"`` where it sees an accent); and ``verdicts``, its class per head and
+    view (``{"shape": ["cone", ...], "colour": [...], "accent": [...]}``)."""
     verdicts = judge.verdict(images)  # {head: [B] names}
     heads = [h for h in expected if h in verdicts]
     if "shape" not in heads or "colour" not in heads:
@@ -178,6 +179,7 @@ def judge_scores(judge, images: Tensor, expected: Mapping[str, str]) -> Dict:
     accents = verdicts.get("accent", ["none"] * n)
     scores["judged"] = [f"{c} {s}" + (f" + {a}" if a != "none" else "")
                         for s, c, a in zip(verdicts["shape"], verdicts["colour"], accents)]
+    scores["verdicts"] = {h: list(verdicts[h]) for h in verdicts}
     return scores
 
 

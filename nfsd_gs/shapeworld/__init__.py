@@ -16,6 +16,8 @@ Public API (stable; the evaluation builds on it)::
     # ObjectSpec(shape="cube", colour="brown", accent="yellow", pattern="band"); PromptError
     # (one line naming the world's shapes, colours and patterns) if not an object of the world
     sw.object_prompt(spec)             # "a brown cube with a yellow band" ("an" where due)
+    sw.shipped_prior_splits()          # ("solid",): the splits the shipped prior's vocabulary
+                                       # covers (its prompts are checked against those only)
     spec.split, spec.accent_label      # "two-tone", "yellow band" ("none" for solid objects)
 
     rgb, alpha = sw.render_spec(spec, cameras, backgrounds, resolution=64,
@@ -38,7 +40,8 @@ and ``Judge.classify``.
 
 from .paths import ASSETS_DIR, JUDGE_DIR, SHAPES_PRIOR_DIR
 from .vocabulary import (ACCENT_LABELS, EVAL_SPECS, SPLITS, ObjectSpec, eval_prompts,
-                         object_prompt, parse_prompt, split_prompts, split_specs, world_words)
+                         object_prompt, parse_prompt, prompt_guide, shipped_prior_splits,
+                         split_prompts, split_specs, splits_known_to, world_words)
 from .world import (ACCENT_COLOURS, COLOUR_NAMES, COLOURS, MUTED_COLOURS, PALETTE,
                     PATTERNS, SHAPES, SOLID_COLOURS, Scenes, render_object, render_scenes,
                     render_spec, sample_scenes)
@@ -46,6 +49,7 @@ from .judge import HEADS, Judge
 
 __all__ = ["ASSETS_DIR", "JUDGE_DIR", "SHAPES_PRIOR_DIR", "SPLITS", "EVAL_SPECS", "ObjectSpec",
            "parse_prompt", "object_prompt", "split_prompts", "split_specs", "eval_prompts",
-           "world_words", "ACCENT_LABELS", "ACCENT_COLOURS", "COLOUR_NAMES", "COLOURS",
+           "world_words", "splits_known_to", "shipped_prior_splits", "prompt_guide",
+           "ACCENT_LABELS", "ACCENT_COLOURS", "COLOUR_NAMES", "COLOURS",
            "MUTED_COLOURS", "PALETTE", "PATTERNS", "SHAPES", "SOLID_COLOURS", "Scenes", "render_object",
            "render_scenes", "render_spec", "sample_scenes", "HEADS", "Judge"]

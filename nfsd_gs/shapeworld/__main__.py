@@ -4,6 +4,7 @@
     train-judge  train the judge: shape, colour and accent heads (GPU: ~1 minute)
     check        sample the prior for every prompt of a split (CFG 7.5), score with the judge
     samples      write a grid of training images with their captions
+    words        the prompts a prior knows, read off its vocabulary (the README's list)
 """
 
 from __future__ import annotations
@@ -78,6 +79,12 @@ def _samples(args) -> None:
     save_image_grid(args.out, batch.images.permute(0, 2, 3, 1), columns=8)
     for i, caption in enumerate(batch.captions):
         print(f"{i:3d} {caption!r}")
+
+
+def _words(args) -> None:
+    from .vocabulary import prompt_guide, shipped_prior_splits
+
+    print(prompt_guide(shipped_prior_splits(args.prior)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=positive_int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_samples)
+
+    p = sub.add_parser("words", help="the prompts a prior knows (markdown, from its "
+                                     "prior_info.json): the README's list of words")
+    p.add_argument("--prior", type=Path, default=SHAPES_PRIOR_DIR)
+    p.set_defaults(run=_words)
     return parser
 
 

@@ -11,16 +11,26 @@ suffix (``", side view"``) -- and names the world's words in one line when the t
 not one of its objects. :func:`object_prompt` writes the canonical form (with "an"
 where English says it). The prior's tokenizer applies the same normalisation
 (:func:`tokenizer_normalizer`), so the prior reads what people type the same way.
+
+A prior may know fewer splits than the world: :func:`splits_known_to` reads them off its
+vocabulary (the words of its tokenizer), and :func:`shipped_prior_splits` off the shipped
+prior's ``prior_info.json``. That vocabulary is the one source of what the prior's errors
+suggest (``parse_prompt(text, splits)``) and of the README's list of words
+(:func:`prompt_guide`, ``python -m nfsd_gs.shapeworld words``).
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from pathlib import Path
+from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
 from ..cameras import VIEW_NAMES
-from ..errors import PromptError
+from ..errors import PriorLoadError, PromptError
+from .paths import SHAPES_PRIOR_DIR
 from .world import (ACCENT_COLOURS, COLOUR_NAMES, MUTED_COLOURS, PATTERNS, SHAPES,
                     SOLID_COLOURS)
 
@@ -36,6 +46,10 @@ SYNONYMS: Dict[str, str] = {
 }
 
 _EXAMPLE = (ACCENT_COLOURS[0], PATTERNS[0])  # an accent for examples in messages
+
+#: The form of each split's prompts, as messages and the README write it.
+FORMS: Dict[str, str] = {"solid": "a|an <colour> <shape>",
+                         "two-tone": "a|an <body> <shape> with a <accent> <top|band>"}
 
 #: Punctuation that carries no meaning in a prompt and is dropped.
 _IGNORED_PUNCTUATION = "!?.;:\"'"
@@ -139,11 +153,90 @@ def eval_prompts(split: str) -> List[str]:
     return [object_prompt(spec) for spec in EVAL_SPECS[split]]
 
 
-def world_words() -> str:
-    """The world's words in one line (for errors and the README)."""
-    return (f"shapes {', '.join(SHAPES)}; colours {', '.join(SOLID_COLOURS)} ('a red cone'); "
-            f"two-tone: {', '.join(MUTED_COLOURS)} with a {', '.join(ACCENT_COLOURS)} "
-            f"{' or '.join(PATTERNS)} ('a brown cube with a yellow top')")
+#: Two example objects per split (messages, the README): the second shows "an".
+EXAMPLES: Dict[str, Tuple[ObjectSpec, ...]] = {
+    "solid": (ObjectSpec("cone", "red"), ObjectSpec("pyramid", "orange")),
+    "two-tone": (ObjectSpec("cube", "brown", "yellow", "top"),
+                 ObjectSpec("torus", "olive", "black", "band")),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def words_of_split(split: str) -> FrozenSet[str]:
+    """Every word of the split's prompts as the tokenizer reads them ("an" as "a")."""
+    return frozenset(w for prompt in split_prompts(split) for w in normalize_text(prompt).split())
+
+
+def splits_known_to(vocabulary: Iterable[str]) -> Tuple[str, ...]:
+    """The splits a closed-vocabulary prior can read: those whose every word is in its
+    ``vocabulary`` (its tokenizer's words). A prior trained on the solid split only has no
+    ``with``, ``brown`` or ``top``, so it knows ``("solid",)``."""
+    known = set(vocabulary)
+    return tuple(split for split in SPLITS if words_of_split(split) <= known)
+
+
+def shipped_prior_splits(folder: Path = SHAPES_PRIOR_DIR) -> Tuple[str, ...]:
+    """The splits the prior in ``folder`` (default: the shipped one, ``bundled:shapes``)
+    knows, from the vocabulary its ``prior_info.json`` records (its tokenizer's words)."""
+    path = Path(folder) / "prior_info.json"
+    try:
+        vocabulary = json.loads(path.read_text())["vocabulary"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise PriorLoadError(f"cannot read the vocabulary of '{path}' ({err})") from None
+    return splits_known_to(vocabulary)
+
+
+def _examples(split: str) -> str:
+    return ", ".join(f"'{object_prompt(spec)}'" for spec in EXAMPLES[split])
+
+
+def world_words(splits: Sequence[str] = SPLITS) -> str:
+    """The words of ``splits`` (default: the whole world) in one line, for errors."""
+    parts = [f"shapes {', '.join(SHAPES)}"]
+    if "solid" in splits:
+        parts.append(f"solid '{FORMS['solid']}' with colours {', '.join(SOLID_COLOURS)} "
+                     f"(e.g. {_examples('solid')})")
+    if "two-tone" in splits:
+        parts.append(f"two-tone '{FORMS['two-tone']}' with bodies {', '.join(MUTED_COLOURS)}, "
+                     f"accents {', '.join(ACCENT_COLOURS)} (e.g. {_examples('two-tone')})")
+    return "; ".join(parts)
+
+
+def prompt_guide(splits: Sequence[str]) -> str:
+    """The README's account (markdown) of the prompts a prior that knows ``splits`` reads:
+    the forms, examples, a table of the words, the synonyms, and the splits it lacks."""
+    def phrase(split: str) -> str:
+        examples = ", ".join(f"`{object_prompt(spec)}`" for spec in EXAMPLES[split])
+        return (f"the **{split}** split, {len(split_prompts(split))} prompts of the form "
+                f"`{FORMS[split]}` (e.g. {examples})")
+
+    if not splits:
+        return "The shipped prior knows none of the world's splits."
+    lines = [f"The shipped prior knows {' and '.join(phrase(s) for s in splits)}:", "",
+             "| | words |", "| --- | --- |", f"| shapes | {', '.join(SHAPES)} |"]
+    two_tone = "two-tone" in splits
+    if "solid" in splits:
+        lines.append(f"| colours{' (solid)' if two_tone else ''} | {', '.join(SOLID_COLOURS)} |")
+    if two_tone:
+        lines += [f"| body colours (two-tone) | {', '.join(MUTED_COLOURS)} |",
+                  f"| accent colours (two-tone) | {', '.join(ACCENT_COLOURS)} |",
+                  f"| patterns (two-tone) | {', '.join(PATTERNS)} |"]
+    known = set().union(*(words_of_split(s) for s in splits))
+    synonyms: Dict[str, List[str]] = {}
+    for word, canonical in SYNONYMS.items():
+        if canonical in known:
+            synonyms.setdefault(canonical, []).append(word)
+    if synonyms:
+        lines.append("| also read as | " + ", ".join(f"{' / '.join(words)} = {canonical}"
+                                                   for canonical, words in synonyms.items())
+                     + " |")
+    missing = [s for s in SPLITS if s not in splits]
+    if missing:
+        lines += ["", f"The world's {' and '.join(f'**{s}**' for s in missing)} split "
+                  f"({', '.join(str(len(split_prompts(s))) for s in missing)} prompts) is "
+                  "known to the judge and the evaluation, not to the shipped prior: it refuses "
+                  "those prompts in one line, naming the words it knows."]
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -164,30 +257,55 @@ _GRAMMAR = re.compile(r"^(?:a )?(?P<colour>\S+) (?P<shape>\S+)"
                       r"(?: with (?:a )?(?P<accent>\S+) (?P<pattern>\S+))?$")
 
 
-def parse_prompt(text: str) -> ObjectSpec:
+def parse_prompt(text: str, splits: Sequence[str] = SPLITS,
+                 knower: str = "the bundled world") -> ObjectSpec:
     """What people type -> the object it names; PromptError (one line) if it is not one.
 
     ``"A Red Cone!"`` -> ObjectSpec("cone", "red"); ``"an olive torus with a black
-    stripe, side view"`` -> ObjectSpec("torus", "olive", "black", "band").
+    stripe, side view"`` -> ObjectSpec("torus", "olive", "black", "band"). ``splits``: the
+    splits that count (a prior's, :func:`splits_known_to`); ``knower`` names who knows them
+    in the message (``"prior 'bundled:shapes'"``), which lists their words only.
     """
+    knows = f"{knower} knows {world_words(splits)}"
     if not text or not text.strip():
-        raise PromptError(f"the prompt is empty; the bundled world knows {world_words()}")
+        raise PromptError(f"the prompt is empty; {knows}")
     words = _VIEW_SUFFIX.sub("", normalize_text(text))
-    known = set(SHAPES) | set(COLOUR_NAMES) | set(ACCENT_COLOURS) | set(PATTERNS) | {"a", "with"}
+    known = set().union(*(words_of_split(s) for s in splits))
     unknown = sorted(set(words.split()) - known)
     if unknown:
+        other = _object_of_another_split(words, splits)
+        if other is not None:
+            raise PromptError(f"'{text}' is an object of the world's {other} split, which "
+                              f"{knower} does not know; it knows {world_words(splits)}")
         listed = ", ".join(f"'{w}'" for w in unknown)
         raise PromptError(f"'{text}' has word{'s' if len(unknown) > 1 else ''} {listed} that "
-                          f"the bundled world does not know; it knows {world_words()}")
+                          f"{knower} does not know; it knows {world_words(splits)}")
     match = _GRAMMAR.match(words)
     if (match is None or match["shape"] not in SHAPES
             or (match["accent"] is not None and match["pattern"] not in PATTERNS)):
-        raise PromptError(f"'{text}' is not of the form 'a <colour> <shape>[ with a <colour> "
-                          f"<top|band>]'; the bundled world knows {world_words()}")
+        raise PromptError(f"'{text}' is not of the form "
+                          f"{' or '.join(repr(FORMS[s]) for s in splits)}; {knows}")
     try:
-        return ObjectSpec(match["shape"], match["colour"], match["accent"], match["pattern"])
+        spec = ObjectSpec(match["shape"], match["colour"], match["accent"], match["pattern"])
     except PromptError as err:
-        raise PromptError(f"'{text}': {err}; the bundled world knows {world_words()}") from None
+        raise PromptError(f"'{text}': {err}; {knows}") from None
+    if spec.split not in splits:
+        raise PromptError(f"'{text}' is an object of the world's {spec.split} split, which "
+                          f"{knower} does not know; it knows {world_words(splits)}")
+    return spec
+
+
+def _object_of_another_split(words: str, splits: Sequence[str]) -> Optional[str]:
+    """The split (outside ``splits``) of the world object that normalised ``words`` name,
+    or None when they name none."""
+    others = [s for s in SPLITS if s not in splits]
+    if not others or not set(words.split()) <= set().union(*(words_of_split(s) for s in others)):
+        return None
+    try:
+        spec = parse_prompt(words, others)
+    except PromptError:
+        return None
+    return spec.split
 
 
 def tokenizer_normalizer():

@@ -17,14 +17,13 @@ import shlex
 import shutil
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Optional, Sequence
 
 from ..checkpoint import list_checkpoints
 from ..cli import add_override_arguments, fail, parse_command_line
 from ..config import resolve_config
-from ..errors import NfsdError
+from ..errors import NfsdError, TrainingInterrupted
 from .loop import train
 from .outputs import open_viewer
 from .resume import check_resume_overrides, resume_run
@@ -91,6 +90,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         finally:
             if viewer is not None:
                 viewer.close()
+    except TrainingInterrupted as stop:  # a deliberate stop, saved: no error
+        print(stop, file=sys.stderr)
+        return 2
     except NfsdError as err:
         return fail(err)
     except KeyboardInterrupt:  # before the loop, after it, or a second Ctrl-C inside it
@@ -142,9 +144,10 @@ def report_finished(run: Run, run_dir: Path, model_path: Path, seconds: float) -
 
 
 def judge_verdict(run: Run) -> Optional[str]:
-    """What the judge calls 8 views of the trained model (the one judge, in memory), for
-    runs of the prior whose world it knows; None for other priors."""
-    from ..score import WorldJudge, judges
+    """What the judge calls 8 views of the trained model (the one judge, in memory) against
+    what the prompt asked, for runs of the prior whose world it knows; None for other priors."""
+    from ..score import WorldJudge, judges, verdict_line
+    from ..shapeworld import parse_prompt
 
     if not judges(run.config):
         return None
@@ -153,10 +156,7 @@ def judge_verdict(run: Run) -> Optional[str]:
                                                      against_truth=False).scores
     except NfsdError as err:
         return f"not judged ({err})"
-    judged = scores["judged"]
-    name, count = Counter(judged).most_common(1)[0]
-    return (f'{count}/{len(judged)} views look like "{name}" (shape right in '
-            f'{scores["shape_acc"]:.0%}, colour in {scores["colour_acc"]:.0%})')
+    return verdict_line(parse_prompt(run.config.prompt), scores["verdicts"])
 
 
 def format_duration(seconds: float) -> str:

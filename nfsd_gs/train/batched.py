@@ -179,6 +179,8 @@ class AssetPool:
             raise ValueError("the assets of a pool must share one loaded prior object")
         member = _Member(asset, run, run_dir, life, run.step, time.perf_counter() - start)
         self.prior_key = prior_key(config, device)
+        if self.capacity > 1:  # row counts change as assets join and leave: a few graphs
+            run.prior.use_row_buckets()
         self.live.append(member)
         if life.finished:
             return self._finish(member)
@@ -225,14 +227,15 @@ class AssetPool:
         with run.own_rng():
             rendered = render_and_encode(run, step, self.timer)
             noised = run.guidance.perturb(rendered.x0, step)
-            inputs = run.guidance.unet_inputs(noised.z_t, noised.t, rendered.views.prompts)
+            inputs = run.guidance.unet_inputs(noised.z_t, noised.t, rendered.views.prompts,
+                                              noised.layout)
         return _Prepared(member, step, rendered, noised, inputs)
 
     def _backward(self, p: _Prepared, eps: Tensor) -> None:
         run, rendered = p.member.run, p.rendered
         with run.own_rng():
             loss, stats = run.guidance.loss_from_predictions(
-                rendered.x0, p.noised, run.guidance.split_predictions(eps),
+                rendered.x0, p.noised, run.guidance.split_predictions(eps, p.noised.layout),
                 rendered.views.prompts, self.timer, cameras=rendered.views.cameras)
             p.loss, p.stats = regularize(run, p.step, loss, stats)
             p.flags = backward(run, p.step, rendered, p.loss, self.timer)

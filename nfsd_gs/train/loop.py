@@ -8,17 +8,53 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from pathlib import Path
 from typing import Dict, Optional
 
+import torch
 from torch import Tensor
 
 from ..errors import TrainingDiverged, TrainingInterrupted
+from ..guidance.schedule import max_timestep_fraction
 from ..utils.io import append_line, finite_or_none
 from ..utils.signals import StopSignals
 from .outputs import check_output_config, save_snapshot, write_extras
 from .run import Run, write_checkpoint
 from .step import training_step
+
+
+#: Steps whose median loss the progress bar shows (README, "The progress bar").
+LOSS_WINDOW = 50
+
+
+class LossWindow:
+    """The losses of the last ``size`` steps, kept on the device (no sync until read).
+
+    One step's loss, 0.5 ||grad||^2 / B, is the size of the distillation gradient at that
+    step's random timestep t, not a measure of quality: with NFSD it is about 100 times
+    larger below t = 200 (the domain term is then the whole unconditional prediction), so
+    single values swing from 1 to 700 in a healthy run. Their median is what the bar shows."""
+
+    def __init__(self, size: int = LOSS_WINDOW):
+        self.values: deque = deque(maxlen=size)
+
+    def add(self, loss: Tensor) -> None:
+        self.values.append(loss.detach().float().reshape(()))
+
+    def median(self) -> float:
+        return float(torch.stack(list(self.values)).nanmedian()) if self.values else float("nan")
+
+
+def progress_postfix(run: Run, losses: LossWindow, record: dict) -> Dict[str, str]:
+    """What the bar shows after the step's log record: the median loss of the last steps,
+    the timestep schedule's upper end now (t_max, a fraction of the prior's T), the count
+    of Gaussians (or the field's size) and the speed."""
+    c = run.config
+    return {"loss": f"{losses.median():.3g}",
+            "t_max": f"{max_timestep_fraction(c.guidance, run.step, c.steps):.2f}",
+            run.model.count_name: str(record["num_primitives"]),
+            "it_s": f"{record['it_per_s']:.2f}"}
 
 
 class Training:
@@ -41,6 +77,7 @@ class Training:
                         dynamic_ncols=True, desc="nfsd", unit="step")
         now = time.perf_counter()
         self.last_log_time, self.last_log_step, self.start_time = now, run.step, now
+        self.losses = LossWindow()
 
     def __enter__(self) -> "Training":
         return self
@@ -61,6 +98,7 @@ class Training:
         :class:`~nfsd_gs.errors.TrainingInterrupted` says where."""
         run, c = self.run, self.run.config
         check_finite(run, step, stats)
+        self.losses.add(stats["loss"])
         run.step = step + 1
         self.bar.update(1)
         if self.viewer is not None:  # cheap unless an update is due; blocks while paused
@@ -70,9 +108,7 @@ class Training:
             record = log_record(run, stats, (run.step - self.last_log_step)
                                 / (now - self.last_log_time), now - self.start_time)
             append_line(self.metrics_path, json.dumps(finite_or_none(record), allow_nan=False))
-            self.bar.set_postfix(loss=f"{record['loss']:.4g}",
-                                 **{run.model.count_name: record["num_primitives"]},
-                                 it_s=f"{record['it_per_s']:.2f}")
+            self.bar.set_postfix(progress_postfix(run, self.losses, record))
             self.last_log_time, self.last_log_step = now, run.step
         if run.step % c.output.snapshot_every == 0 or run.step == c.steps:
             save_snapshot(run, self.run_dir, run.step)
@@ -80,9 +116,10 @@ class Training:
             self.bar.close()
             checkpoint = write_checkpoint(run, self.run_dir)
             model_path = run.model.export(self.run_dir, c.output)
+            how = "Ctrl-C" if stop == "SIGINT" else stop
             raise TrainingInterrupted(
-                f"{stop} at step {run.step}: saved {checkpoint} and "
-                f"{model_path}; continue with --resume {self.run_dir}", stop)
+                f"stopped at step {run.step} ({how}): saved {checkpoint} and {model_path}; "
+                f"resume with python -m nfsd_gs.train --resume {self.run_dir}", stop)
         if run.step % c.output.checkpoint_every == 0 and run.step < c.steps:
             write_checkpoint(run, self.run_dir)
 
@@ -90,10 +127,7 @@ class Training:
         """The end of a finished run: its last checkpoint, the model and the extras; returns
         the model's path."""
         self.bar.close()
-        write_checkpoint(self.run, self.run_dir)
-        model_path = self.run.model.export(self.run_dir, self.run.config.output)
-        write_extras(self.run, self.run_dir)
-        return model_path
+        return write_outputs(self.run, self.run_dir)
 
 
 def train(run: Run, run_dir: Path, progress: bool = True, viewer=None) -> Path:
@@ -101,14 +135,23 @@ def train(run: Run, run_dir: Path, progress: bool = True, viewer=None) -> Path:
 
     ``viewer``: a ``nfsd_gs.viewer.training.TrainingViewer`` (``--viewer``) or None.
     On SIGINT/SIGTERM the current step finishes, a checkpoint and ``model.ply`` are
-    written and :class:`~nfsd_gs.errors.TrainingInterrupted` says where (exit status 2
-    from the command line).
+    written and :class:`~nfsd_gs.errors.TrainingInterrupted` says where and how to resume
+    (the command line prints it, not as an error, and exits with status 2).
     """
     with StopSignals() as signals, Training(run, run_dir, progress, viewer) as life:
         while not life.finished:
             stats = training_step(run, run.step)
             life.after_step(run.step, stats, signals.received)
     return life.finish()
+
+
+def write_outputs(run: Run, run_dir: Path) -> Path:
+    """What a finished run leaves: the last checkpoint, the model and the extras the config
+    asks for (turntable, mesh); returns the model's path."""
+    write_checkpoint(run, run_dir)
+    model_path = run.model.export(run_dir, run.config.output)
+    write_extras(run, run_dir)
+    return model_path
 
 
 def check_finite(run: Run, step: int, stats: Dict[str, Tensor]) -> None:

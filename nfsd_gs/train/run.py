@@ -17,9 +17,10 @@ from ..densify import Densifier
 from ..guidance import ScoreDistillation
 from ..guidance.prior import DiffusionPrior
 from ..representations import Representation, build_representation
-from ..utils.device import resolve_device
+from ..utils.device import init_device, resolve_device
 from ..utils.io import create_run_dir, make_folder, slugify, write_text
 from ..utils.rng import GlobalRng, own_stream
+from ..utils.timing import NO_TIMER
 
 
 @dataclass
@@ -50,17 +51,23 @@ class Run:
 
 
 def build_run(config: Config, device: Optional[torch.device] = None,
-              prior: Optional[DiffusionPrior] = None) -> Run:
+              prior: Optional[DiffusionPrior] = None, timer=NO_TIMER) -> Run:
     """Load the prior (unless one is given), check the prompt, initialise the
-    representation; no files are written."""
+    representation; no files are written. ``timer`` (a
+    :class:`~nfsd_gs.utils.timing.WallTimer`) gets the start-up phases."""
     device = device or resolve_device(config.device)
+    with timer.phase("CUDA context"):
+        init_device(device)
     torch.manual_seed(config.seed)
-    prior = prior or DiffusionPrior.load(config.prior, device)
-    guidance = ScoreDistillation(prior, config.guidance, config.steps)
-    guidance.prepare(config.prompt)
-    model = build_representation(config, device)
-    optimizers = model.make_optimizers()
-    densifier = model.make_densifier(config.densify, optimizers)
+    prior = prior or DiffusionPrior.load(config.prior, device, timer)
+    with timer.phase("text encoding"):
+        guidance = ScoreDistillation(prior, config.guidance, config.steps)
+        guidance.prepare(config.prompt)
+    with timer.phase("representation"):
+        model = build_representation(config, device)
+    with timer.phase("optimizers, densifier"):
+        optimizers = model.make_optimizers()
+        densifier = model.make_densifier(config.densify, optimizers)
     generator = torch.Generator().manual_seed(config.seed)
     return Run(config, device, prior, guidance, model, optimizers, densifier,
                OrbitSampler(config.camera), generator, global_rng=GlobalRng.capture(device))
@@ -81,7 +88,7 @@ def run_folder(config: Config) -> Path:
 
 
 def start_run(config: Config, prior: Optional[DiffusionPrior] = None,
-              folder: Optional[Path] = None) -> Tuple[Run, Path]:
+              folder: Optional[Path] = None, timer=NO_TIMER) -> Tuple[Run, Path]:
     """Build everything first, then create the run folder: a failure leaves no folder behind.
 
     ``folder=None``: a new folder for :func:`run_folder`, never an existing one
@@ -90,7 +97,7 @@ def start_run(config: Config, prior: Optional[DiffusionPrior] = None,
     replaced: it holds no saved step; the catalogue's rule, see ``resume.open_run``).
     ``prior``: an already loaded prior to share (the evaluation and the catalogue train
     many runs on one)."""
-    run = build_run(config, prior=prior)
+    run = build_run(config, prior=prior, timer=timer)
     if folder is None:
         run_dir = create_run_dir(config.output.root, run_name(config.prompt, config.output.name))
     else:

@@ -1,9 +1,11 @@
-"""Per-phase timing of the training step, for the benchmark.
+"""Per-phase timing of the training step and of start-up, for the benchmark.
 
 The training step marks its phases with ``with timer.phase("render"):``.  The
 default :data:`NO_TIMER` does nothing (no events, no synchronisation), so the
 real loop pays nothing; :class:`PhaseTimer` records CUDA events (or host
 clocks on the CPU) and is read once, after a synchronisation, at the end.
+Start-up (loading the prior, building a run) marks its phases the same way;
+:class:`WallTimer` records their wall seconds, in order.
 """
 
 from __future__ import annotations
@@ -68,3 +70,28 @@ class PhaseTimer:
         self._pending.clear()
         self.totals_ms.clear()
         self.counts.clear()
+
+
+class WallTimer:
+    """Wall seconds per phase name, in the order first seen (repeats add up): the start-up
+    profile. Each phase ends with a device synchronisation, so the device's queued work is
+    counted in the phase that queued it."""
+
+    def __init__(self):
+        self.seconds: Dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                torch.cuda.synchronize()
+            self.add(name, time.perf_counter() - start)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    def total(self) -> float:
+        return sum(self.seconds.values())
