@@ -9,6 +9,7 @@
 # Parts, in this order, under one deadline (DEADLINE, epoch seconds; else BUDGET_S, default
 # 470 s from this script's start; a part that no longer fits is skipped and says so):
 #   save           python -m nfsd_gs.bench --save-prior (the weights on local disk)
+#   importtime     python -X importtime of the start-up's imports (the largest in levers.md)
 #   asset_vae      python -m nfsd_gs.bench --asset --encoder vae: a whole asset with this
 #                  release's defaults (ASSET_OVERRIDES adds overrides), start-up profile
 #   asset_taesd    the same with TAESD
@@ -71,6 +72,9 @@ logged() {
 }
 
 part save 60 python -m nfsd_gs.bench --save-prior "$WORK/prior" --prior "$PRIOR"
+# what the start-up's imports cost, module by module (stderr of python -X importtime)
+part importtime 30 python -X importtime -c "import nfsd_gs.train.__main__, nfsd_gs.bench.asset
+from nfsd_gs.guidance.prior import import_model_libraries; import_model_libraries()"
 part asset_vae 170 python -m nfsd_gs.bench --asset --encoder vae "${COMMON[@]}" \
   --json "$WORK/asset_vae.json" "${ASSET[@]}"
 part asset_taesd 90 python -m nfsd_gs.bench --asset --encoder taesd "${COMMON[@]}" \
@@ -102,6 +106,18 @@ tests = work / "gpu_tests.log"
 if tests.is_file():
     lines = [line for line in tests.read_text().splitlines() if line.strip()]
     report += ["GPU tests (pytest -m gpu tests/test_gpu_step.py): " + (lines[-1] if lines else "no output"), ""]
+imports = work / "importtime.log"
+if imports.is_file():  # "import time: self [us] | cumulative | imported package"
+    rows = []
+    for line in imports.read_text().splitlines():
+        parts = line.split("|")
+        if line.startswith("import time:") and len(parts) == 3 and parts[1].strip().isdigit():
+            rows.append((int(parts[1]), int(parts[0].split(":")[1]), parts[2].rstrip()))
+    top = sorted(rows, reverse=True)[:25]
+    report += ["The start-up's imports, the 25 largest by cumulative time (python -X importtime):",
+               "", "| module | cumulative s | self s |", "|---|---:|---:|",
+               *[f"| `{name.strip()}` (depth {(len(name) - len(name.lstrip())) // 2}) | "
+                 f"{cum / 1e6:.2f} | {own / 1e6:.2f} |" for cum, own, name in top], ""]
 skipped = work / "skipped.log"
 if skipped.is_file():
     report += ["Skipped:", "", *[f"- {line}" for line in skipped.read_text().splitlines()]]

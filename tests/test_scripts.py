@@ -215,6 +215,7 @@ def test_the_dry_runs_made_what_they_measure(dry_runs):
     report = (out["gpu_asset.sh"] / "levers.md").read_text()
     assert "| negative-where-used |" in report and "| start-up phase | s | share |" in report
     assert "Skipped" not in report
+    assert "| `nfsd_gs.train.__main__` (depth 0) |" in report  # the imports' profile
     vsd = (out["gpu_vsd.sh"] / "summary.md").read_text()  # two evaluation processes, merged
     assert "| nfsd@7.5 | 2 (2 x 1) | 0 |" in vsd and "| vsd@7.5 | 2 (2 x 1) | 0 |" in vsd
     assert "| sds | 2 |" in vsd and " | 1.00x |" in vsd  # the lever table, against SDS
