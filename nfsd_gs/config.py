@@ -196,6 +196,12 @@ class GuidanceConfig:
     negative_prompt: str = NFSD_NEGATIVE_PROMPT
     #: NFSD: below this timestep delta_D is eps(z_t; empty) alone (paper: 200 of 1000).
     negative_threshold_t: int = 200
+    #: NFSD: the weight of the negative-prompt domain term above the threshold,
+    #: delta_D = negative_scale * (eps(empty) - eps(neg)); 1 is the paper's. 0 keeps only
+    #: the condition term there (noise-free, like SDS without its domain pull). A lever of
+    #: issue 21/22: on the bundled prior the term grows and saturates the object
+    #: (docs/eval/paper_comparison_2026-12-04.md).
+    negative_scale: float = 1.0
     #: NFSD: ask the U-Net for the negative prompt only for the views whose t is at least
     #: ``negative_threshold_t`` (the rows delta_D uses): 2V + k rows instead of 3V. False:
     #: every view, every step (the gradient is the same).
@@ -224,6 +230,8 @@ class GuidanceConfig:
 
     def validate(self) -> None:
         _check(self.cfg_scale >= 0, "guidance.cfg_scale", self.cfg_scale, "must be >= 0")
+        _check(self.negative_scale >= 0, "guidance.negative_scale", self.negative_scale,
+               "must be >= 0")
         _check(0.0 <= self.t_min < self.t_max <= 1.0, "guidance.t_min", [self.t_min, self.t_max],
                "must satisfy 0 <= t_min < t_max <= 1")
         _check(self.t_min <= self.t_max_end <= self.t_max, "guidance.t_max_end", self.t_max_end,

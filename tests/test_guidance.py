@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nfsd_gs.config import GuidanceConfig, PriorConfig
-from nfsd_gs.errors import PriorLoadError, PromptError
+from nfsd_gs.errors import ConfigError, PriorLoadError, PromptError
 from nfsd_gs.guidance import DiffusionPrior, ScoreDistillation, distillation_loss
 from nfsd_gs.guidance.architectures import random_components, save_components
 from nfsd_gs.guidance.cfg import classifier_free_guidance
@@ -98,6 +98,16 @@ def test_nfsd_direction_threshold_per_view():
     t = torch.tensor([199, 200])
     out = nfsd_direction(cond, uncond, neg, t, cfg_scale=2.0, negative_threshold_t=200)
     assert out[:, 0].tolist() == [1.0 + 2 * 2.0, 0.5 + 2 * 2.0]
+
+
+def test_nfsd_negative_scale_weighs_only_the_negative_term_above_the_threshold():
+    cond, uncond, neg = torch.full((2, 1), 3.0), torch.full((2, 1), 1.0), torch.full((2, 1), 0.5)
+    t = torch.tensor([199, 200])
+    for scale in (0.0, 0.5, 1.0):
+        out = nfsd_direction(cond, uncond, neg, t, 2.0, 200, negative_scale=scale)
+        assert out[:, 0].tolist() == [1.0 + 2 * 2.0, scale * 0.5 + 2 * 2.0]
+    with pytest.raises(ConfigError, match="guidance.negative_scale"):
+        GuidanceConfig(negative_scale=-1.0).validate()
 
 
 def test_cfg_is_written_one_way():

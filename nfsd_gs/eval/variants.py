@@ -25,6 +25,10 @@ VARIANTS: Dict[str, Tuple[str, ...]] = {
     # paper's small-t branch (eq. 8) is taken whenever t < negative_threshold_t, and no
     # prior has a million training timesteps. (The negative branch is still evaluated.)
     "nfsd-no-neg@7.5": _NFSD + ("guidance.negative_threshold_t=1000000",),
+    # the negative term weighted (guidance.negative_scale, 1 in the paper): half, and none
+    # (above the threshold only the condition term is left: noise-free, no domain pull)
+    "nfsd-neg0.5@7.5": _NFSD + ("guidance.negative_scale=0.5",),
+    "nfsd-neg0@7.5": _NFSD + ("guidance.negative_scale=0",),
     # the NeRF toggle as its baseline was measured on the H100: 4 views, t_max annealed to
     # 0.5 and threestudio's grid (the Gaussians' 8 views and 0.3, and the smaller CPU grid,
     # of configs/default.yaml were chosen for Gaussians and for CPU runs)

@@ -9,6 +9,9 @@ term and a noise term; NFSD keeps the first two and drops the noise
             = eps(z_t; empty) - eps(z_t; p_neg)        otherwise
     grad_x  = w(t) (delta_D + s delta_C)
 
+``guidance.negative_scale`` (lambda, 1 by default: the paper) weighs the second line,
+lambda (eps(z_t; empty) - eps(z_t; p_neg)): a lever, not the paper's.
+
 For small t the unconditional prediction is already a good domain direction;
 for large t the negative prompt ("unrealistic, blurry, ...") steers away from
 the off-manifold content it describes.
@@ -25,14 +28,16 @@ from .base import DistillationMethod
 
 
 def nfsd_direction(eps_cond: Tensor, eps_uncond: Tensor, eps_negative: Tensor, t: Tensor,
-                   cfg_scale: float, negative_threshold_t: int) -> Tensor:
-    """delta_D + s delta_C for each row (shapes [B, C, h, w]; t [B] long), eqs. 7-9.
+                   cfg_scale: float, negative_threshold_t: int,
+                   negative_scale: float = 1.0) -> Tensor:
+    """delta_D + s delta_C for each row (shapes [B, C, h, w]; t [B] long), eqs. 7-9, the
+    negative term weighted by ``negative_scale`` (1: the paper).
 
     Rows with t < negative_threshold_t never read eps_negative (it may be NaN there: the
     U-Net call leaves those rows out)."""
     delta_c = eps_cond - eps_uncond
     below = (t < negative_threshold_t).view(-1, *([1] * (eps_cond.dim() - 1)))
-    delta_d = torch.where(below, eps_uncond, eps_uncond - eps_negative)
+    delta_d = torch.where(below, eps_uncond, negative_scale * (eps_uncond - eps_negative))
     return delta_d + cfg_scale * delta_c
 
 
@@ -51,4 +56,4 @@ class Nfsd(DistillationMethod):
     def direction(self, eps: Mapping[str, Tensor], noise: Tensor, t: Tensor) -> Tensor:
         c = self.config
         return nfsd_direction(eps["cond"], eps["uncond"], eps["negative"], t, c.cfg_scale,
-                              c.negative_threshold_t)
+                              c.negative_threshold_t, c.negative_scale)
