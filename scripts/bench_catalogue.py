@@ -224,7 +224,13 @@ class Bench:
         return row
 
     def evaluate(self, e2e: Optional[Dict]) -> None:
-        if self.args.no_eval or e2e is None or not self.fits("eval", 0.8 * e2e["wall_s"] + 20):
+        if self.args.no_eval:
+            return
+        if e2e is None:  # nothing to compare the judge with: say so, as a skipped part
+            self.skipped.append("skip eval: no end-to-end run to compare it with")
+            print(self.skipped[-1], file=sys.stderr, flush=True)
+            return
+        if not self.fits("eval", 0.8 * e2e["wall_s"] + 20):
             return
         parts = max(1, min(self.args.eval_parts, len(self.prompts)))
         out = self.args.work / "eval"
