@@ -7,7 +7,7 @@
 # (scripts/gpu_eval.sh does the work). A stop at EVAL_TIMEOUT keeps every finished run.
 #
 # Usage (on the device, after `. .whl/gpu-env.sh`): scripts/gpu_eval_world.sh OUT_DIR
-# Knobs: PARALLEL (4), ASSETS (18: 72 runs a process, 4 rounds), EVAL_TIMEOUT (seconds,
+# Knobs: PARALLEL (4), ASSETS (8: the best M of one process in BENCHMARKS.md), EVAL_TIMEOUT (seconds,
 # 440: a 10-minute call with its set-up and the stop), SEEDS (0,1,2), VARIANTS (nfsd@7.5,nerf), STEPS.
 # The evaluation folder outputs/gpu_eval/solid survives on a warm machine: calling again
 # continues (finished runs are kept).
@@ -19,7 +19,7 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 OUT=${1:?output folder}
 export PROMPTS=all PROMPTS_LIMIT= VARIANTS=${VARIANTS:-nfsd@7.5,nerf} SEEDS=${SEEDS:-0,1,2}
-export PARALLEL=${PARALLEL:-4} ASSETS=${ASSETS:-18} EVAL_TIMEOUT=${EVAL_TIMEOUT:-440}
+export PARALLEL=${PARALLEL:-4} ASSETS=${ASSETS:-8} EVAL_TIMEOUT=${EVAL_TIMEOUT:-440}
 if [ "$DRY_RUN" = 1 ]; then
   small=camera.batch_size=1,nerf.mesh_resolution=32,nerf.occupancy_resolution=16,nerf.samples_per_ray=16
   export ASSETS=2 VARIANTS=nfsd@7.5 VARIANT_SPECS="nerf=representation=nerf,$small"

@@ -25,9 +25,10 @@ from .variants import (COMPARISON_VARIANTS, DEFAULT_VARIANTS, VARIANTS, Variant,
 #: Seeds of a --comparison unless --seeds says otherwise.
 COMPARISON_SEEDS: Tuple[int, ...] = (0, 1, 2)
 #: Runs trained at once (one U-Net call per step for all) when --assets-per-process is not
-#: given: on CUDA provisional until scripts/gpu_batch.sh's table (BENCHMARKS.md) sets it;
+#: given: on CUDA the best of one process in scripts/gpu_batch.sh's table (H200,
+#: 2026-12-04: M = 8 made 70.8 asset-steps/s, M = 1 54.4, M = 32 35.7; BENCHMARKS.md);
 #: on a CPU one, where the U-Net is compute-bound at any batch.
-DEFAULT_ASSETS_CUDA, DEFAULT_ASSETS_CPU = 16, 1
+DEFAULT_ASSETS_CUDA, DEFAULT_ASSETS_CPU = 8, 1
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
