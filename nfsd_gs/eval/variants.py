@@ -29,6 +29,11 @@ VARIANTS: Dict[str, Tuple[str, ...]] = {
     # (above the threshold only the condition term is left: noise-free, no domain pull)
     "nfsd-neg0.5@7.5": _NFSD + ("guidance.negative_scale=0.5",),
     "nfsd-neg0@7.5": _NFSD + ("guidance.negative_scale=0",),
+    # the paper's negative prompt split by what the bundled prior learned its words from
+    # (nfsd_gs/shapeworld/degrade.py): blur and resolution only, or darkness and contrast only
+    "nfsd-negblur@7.5": _NFSD + ('guidance.negative_prompt="blurry, out of focus, '
+                                 'low-resolution, low quality"',),
+    "nfsd-negdark@7.5": _NFSD + ('guidance.negative_prompt="dark, dull, low contrast, gloomy"',),
     # the NeRF toggle as its baseline was measured on the H100: 4 views, t_max annealed to
     # 0.5 and threestudio's grid (the Gaussians' 8 views and 0.3, and the smaller CPU grid,
     # of configs/default.yaml were chosen for Gaussians and for CPU runs)
