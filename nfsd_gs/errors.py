@@ -46,3 +46,11 @@ class TrainingInterrupted(NfsdError):
     def __init__(self, message: str, signal_name: str):
         super().__init__(message)
         self.signal_name = signal_name
+
+
+def error_summary(err: BaseException, limit: int = 0) -> str:
+    """``Type: first line of the message`` (at most ``limit`` characters of it when given):
+    how a failed run, line or benchmark row is reported in one line."""
+    text = str(err)
+    first = text.splitlines()[0] if text.strip() else ""
+    return f"{type(err).__name__}: {first[:limit] if limit else first}"

@@ -242,7 +242,7 @@ class Bench:
                        "--seeds", "0", "--prompts", ",".join(chosen), "--out",
                        str(out / f"part{part}"), "--assets-per-process",
                        str(self.args.eval_assets), "--no-warmup",
-                       *self.args.eval_args.split(), *self.bundled_eval()]
+                       *self.args.eval_args.split(), *self.bundled()]
             log = self.log(f"eval_part{part}")
             processes.append((subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT),
                               log))
@@ -268,9 +268,6 @@ class Bench:
                               done=len(runs), rc=max(rcs), wall_s=wall,
                               per_hour=3600 * len(runs) / wall))
         self.judge = compare_judge(e2e["manifest"], runs)
-
-    def bundled_eval(self) -> List[str]:
-        return ([f"--config={self.args.config}"] if self.args.config else []) + self.args.override
 
     def sd(self) -> None:
         prompts = self.write_prompts("sd", ["a DSLR photo of a corgi", "a ceramic teapot"])

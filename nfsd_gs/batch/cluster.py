@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..errors import NfsdError
+from ..train.batched import DEFAULT_ASSETS_CPU, DEFAULT_ASSETS_GPU, default_assets
 
 
 class ClusterError(NfsdError):
@@ -78,12 +79,6 @@ def connect(address: Optional[str]) -> None:
         raise ClusterError(f"cannot start or join {where}: {first}") from None
 
 
-#: Assets each worker trains at once (one U-Net call per step for all of them) when
-#: --assets-per-worker is not given: on a GPU, provisional until scripts/gpu_batch.sh's table
-#: (BENCHMARKS.md, "Catalogue") sets it; on a CPU one, as the U-Net there is compute-bound
-#: at any batch and one asset at a time keeps a worker's memory and its first asset's
-#: latency low.
-DEFAULT_ASSETS_GPU, DEFAULT_ASSETS_CPU = 8, 1
 
 
 @dataclass(frozen=True)
@@ -125,7 +120,7 @@ def plan_workers(resources: dict, per_gpu: int, workers: Optional[int],
     # Every worker must fit at once, or Ray would leave some waiting for ever.
     num_cpus = min(1.0, int(100 * cluster_cpus / count) / 100) if cluster_cpus else 0.0
     if assets is None:
-        assets = DEFAULT_ASSETS_GPU if use_gpus > 0 else DEFAULT_ASSETS_CPU
+        assets = default_assets(use_gpus > 0)
     return WorkerPlan(count, num_gpus, num_cpus, assets)
 
 

@@ -61,7 +61,6 @@ class Scheduler:
         self.where: Dict[int, str] = {}
         self.unreachable: Dict[int, int] = {i: 0 for i in range(len(actors))}
         self.epoch: Dict[int, int] = {i: 0 for i in range(len(actors))}  # deaths seen
-        self.reaching: set = set()  # actors whose (re)start is being awaited
         #: ref -> (actor, the job or None for a ``where`` call, the actor's epoch at submission)
         self.flight: Dict[object, Tuple[int, Optional[Job], int]] = {}
         self.later: List[Tuple[float, int]] = []  # (time, actor): reach it again then
@@ -117,7 +116,6 @@ class Scheduler:
 
     def _reach(self, index: int) -> None:
         """Ask a worker where it runs: the answer also says that it is (again) ready."""
-        self.reaching.add(index)
         self.flight[self.actors[index].where.remote()] = (index, None, self.epoch[index])
 
     def _submit(self, index: int, job: Job) -> None:
@@ -139,7 +137,6 @@ class Scheduler:
             return
         self.unreachable[index] = 0
         if job is None:  # (re)started: all its slots are free
-            self.reaching.discard(index)
             self.where[index] = value
             self.idle.extend([index] * self.slots)
             return
@@ -173,10 +170,8 @@ class Scheduler:
             self.epoch[index] += 1
             self.unreachable[index] += 1
             self.idle = [i for i in self.idle if i != index]
-            self.reaching.discard(index)
             if self.unreachable[index] < MAX_UNREACHABLE and not never_started:
                 self.later.append((time.monotonic() + RETRY_DELAY_S, index))  # Ray restarts it
-                self.reaching.add(index)
         if job is None:
             return
         row = job.row

@@ -32,7 +32,7 @@ from typing import Deque, Dict, Optional
 import torch
 
 from ..config import Config
-from ..errors import NfsdError
+from ..errors import NfsdError, error_summary
 from ..guidance.prior import PriorCache
 from ..utils.device import resolve_device
 
@@ -208,5 +208,4 @@ def describe(err: BaseException) -> str:
     if isinstance(err, NfsdError):
         return str(err)
     traceback.print_exception(type(err), err, err.__traceback__, file=sys.stderr)
-    first = str(err).splitlines()[0] if str(err) else ""
-    return f"{type(err).__name__}: {first}"
+    return error_summary(err)

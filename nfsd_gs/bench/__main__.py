@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from ..cli import add_override_arguments, fail, parse_command_line
-from ..errors import NfsdError
+from ..errors import NfsdError, error_summary
 from ..utils.io import write_text
 from .asset import LEVER_NAMES, bench_asset, bench_levers, format_asset_table, format_lever_table
 from .measure import (BenchSettings, bench_config, bench_one, compare_to, format_table,
@@ -148,7 +148,7 @@ def run_benchmark(args: argparse.Namespace, entry_s: float = 0.0) -> int:
             traceback.print_exc()
             failed.append({"variant": kind.name, "method": kind.method, "views": views,
                            "resolution": resolution, "gaussians": gaussians,
-                           "error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"})
+                           "error": error_summary(err, 300)})
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         write_json(args.json, rows + failed)  # after every row: a run stopped at its limit keeps them

@@ -16,6 +16,7 @@ from ..errors import ConfigError, NfsdError
 from ..score import ALIGN_SCALES, ALIGN_YAWS, WorldJudge, load_judge, parse_scales
 from ..utils.device import resolve_device
 from ..utils.io import create_run_dir, make_folder
+from ..train.batched import DEFAULT_ASSETS_CPU, DEFAULT_ASSETS_GPU, default_assets
 from .prompts import SPLITS, all_prompts, parse_prompt, split_prompts
 from .report import summary_table
 from .runner import Settings, evaluate, run_config
@@ -24,11 +25,6 @@ from .variants import (COMPARISON_VARIANTS, DEFAULT_VARIANTS, VARIANTS, Variant,
 
 #: Seeds of a --comparison unless --seeds says otherwise.
 COMPARISON_SEEDS: Tuple[int, ...] = (0, 1, 2)
-#: Runs trained at once (one U-Net call per step for all) when --assets-per-process is not
-#: given: on CUDA the best of one process in scripts/gpu_batch.sh's table (H200,
-#: 2026-12-04: M = 8 made 70.8 asset-steps/s, M = 1 54.4, M = 32 35.7; BENCHMARKS.md);
-#: on a CPU one, where the U-Net is compute-bound at any batch.
-DEFAULT_ASSETS_CUDA, DEFAULT_ASSETS_CPU = 8, 1
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -86,7 +82,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="an untimed 3-step run per variant first (default: on CUDA)")
     parser.add_argument("--assets-per-process", type=int, default=None, metavar="M",
                         help="runs trained at once on a shared prior, one U-Net call per step "
-                             f"for all of them (default {DEFAULT_ASSETS_CUDA} on CUDA, "
+                             f"for all of them (default {DEFAULT_ASSETS_GPU} on CUDA, "
                              f"{DEFAULT_ASSETS_CPU} on a CPU); a run's scores do not depend on it")
     parser.add_argument("--progress", action="store_true",
                         help="progress bar per run (with --assets-per-process 1)")
@@ -168,8 +164,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         probe = run_config(settings, variants[0], prompts[0], settings.seeds[0],
                            settings.out / "runs")
         device = resolve_device(probe.device)
-        assets = args.assets_per_process or (DEFAULT_ASSETS_CUDA if device.type == "cuda"
-                                             else DEFAULT_ASSETS_CPU)
+        assets = args.assets_per_process or default_assets(device.type == "cuda")
         settings = replace(settings, assets=assets)
         judge = WorldJudge(load_judge(args.judge, device), settings.judging, device)
         if args.out is None:

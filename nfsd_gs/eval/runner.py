@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ..config import Config, config_signature, resolve_config
-from ..errors import NfsdError, TrainingInterrupted
+from ..errors import NfsdError, TrainingInterrupted, error_summary
 from ..guidance.prior import PriorCache, prior_key
 from ..score import ALIGN_SCALES, ALIGN_YAWS, JudgeSettings, WorldJudge
 from ..utils.device import resolve_device
@@ -173,7 +173,7 @@ def evaluate_one(settings: Settings, variant: Variant, prompt: str, seed: int,
 def error_row(variant: Variant, prompt: str, seed: int, err: BaseException,
               signature: Optional[str] = None) -> Dict:
     return {"variant": variant.name, "prompt": prompt, "seed": seed, "signature": signature,
-            "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
+            "error": error_summary(err)}
 
 
 def warm_up(settings: Settings, variant: Variant, prompt: str, priors: PriorCache) -> None:

@@ -30,9 +30,13 @@ from ..config import Config, PriorConfig, config_to_dict
 from ..errors import PriorLoadError, PromptError
 from .architectures import PriorComponents, random_components
 from .graph import GraphedCall
-from ..utils.hub import hub_ready, looks_like_hub_id
+from ..utils.hub import cache_only
 from ..utils.timing import NO_TIMER
 from ..utils.tokenizer import unknown_words
+
+#: ``prior.encoder_layout`` -> the memory format of the encoder's input.
+ENCODER_MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "strided": torch.preserve_format,
+                          "channels_last": torch.channels_last}
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "priors"
 
@@ -80,16 +84,6 @@ def _has_vae(source: str, revision: Optional[str], local_files_only: bool) -> bo
     index = hf_hub_download(source, "model_index.json", revision=revision,
                             local_files_only=local_files_only)
     return "vae" in json.loads(Path(index).read_text())
-
-
-def cache_only(source: str, key: str, index_file: str, revision: Optional[str],
-               local_files_only: bool) -> bool:
-    """Whether to load ``source`` from the hub cache alone: ``local_files_only``, or a hub id
-    the hub cannot serve now that was downloaded before (one line otherwise:
-    :func:`nfsd_gs.utils.hub.hub_ready`). Folders and ``bundled:``/``random:`` names: no."""
-    if local_files_only or not looks_like_hub_id(source):
-        return local_files_only
-    return hub_ready(source, key, index_file, revision)
 
 
 def load_options(config: PriorConfig, device: torch.device, dtype: torch.dtype,
@@ -398,8 +392,7 @@ class DiffusionPrior:
         permuted render has channels-last strides; ``contiguous`` copies it to NCHW).
         """
         images = self._resize(rgb.permute(0, 3, 1, 2), self.image_size) * 2 - 1
-        layout = {"contiguous": torch.contiguous_format, "strided": torch.preserve_format,
-                  "channels_last": torch.channels_last}[self.encoder_layout]
+        layout = ENCODER_MEMORY_FORMATS[self.encoder_layout]
         if self.vae is None:
             return images.to(torch.float32, memory_format=layout)
         return self._latents(images.to(self.dtype, memory_format=layout)).float()

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import PriorLoadError, PromptError
-from ..utils.hub import hub_ready, looks_like_hub_id
+from ..utils.hub import cache_only
 from .meshes import sample_mesh
 from .points import PointCloud
 
@@ -45,8 +45,8 @@ def load_shap_e_pipeline(model: str, device: torch.device, local_files_only: boo
     naming the model and the fallback kinds; a hub the network cannot reach is said at
     once (``utils.hub``), not after half a minute of retries.
     """
-    if not local_files_only and looks_like_hub_id(model):
-        local_files_only = hub_ready(model, "init.shap_e_model", "model_index.json")
+    local_files_only = cache_only(model, "init.shap_e_model", "model_index.json", None,
+                                  local_files_only)
     try:
         from diffusers import ShapEPipeline
 

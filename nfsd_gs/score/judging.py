@@ -55,8 +55,7 @@ def _looks_like(spec: ObjectSpec, seen: Mapping[str, str]) -> str:
     two-tone split also its accent, ``"brown cube with a yellow top"`` (or none seen)."""
     name = f"{seen['colour']} {seen['shape']}"
     if spec.accent is not None and seen.get("accent", "none") != "none":
-        accent, pattern = seen["accent"].split(" ", 1)
-        name += f" with a {accent} {pattern}"
+        name += f" with a {seen['accent']}"  # "<accent> <pattern>"
     return name
 
 

@@ -413,6 +413,8 @@ def train_prior(out: Path | str, config: PriorTrainConfig, command: str = "") ->
     if config.prediction_type not in PREDICTION_TYPES:
         raise ConfigError(f"prediction_type '{config.prediction_type}' is not one of "
                           f"{', '.join(PREDICTION_TYPES)}")
+    if config.weighting not in WEIGHTINGS:  # before the first step, not at it
+        raise ConfigError(f"weighting '{config.weighting}' is not one of {', '.join(WEIGHTINGS)}")
     scheduler = build_scheduler(config.prediction_type, config.beta_schedule)
     alphas_cumprod = scheduler.alphas_cumprod.to(device)
     parameters = list(unet.parameters()) + list(text_encoder.parameters())

@@ -36,6 +36,7 @@ worker drives one from its inbox (``nfsd_gs.batch.worker``).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -67,6 +68,12 @@ class Asset:
     config: Config
     open: Callable[[], Tuple[Run, Path]]
     key: Any = None
+
+    @functools.cached_property
+    def prior_key(self) -> str:
+        """Which loaded prior it needs (``guidance.prior.prior_key``), computed once: the
+        pool asks at every admission check, and the key serializes the whole config."""
+        return prior_key(self.config, resolve_device(self.config.device))
 
 
 @dataclass
@@ -121,6 +128,20 @@ def predict_rows(prior: DiffusionPrior,
     return list(prior.predict_noise(z, t, embeddings).split(counts))
 
 
+#: Assets one process trains at once (one U-Net call per step for all of them) unless told:
+#: on a GPU the best of one process in scripts/gpu_batch.sh's table (H200, 2026-12-04: M = 8
+#: made 70.8 asset-steps/s, M = 1 54.4, M = 32 35.7; BENCHMARKS.md, "Catalogue"); on a CPU
+#: one, as the U-Net there is compute-bound at any batch and one asset at a time keeps a
+#: process's memory and its first asset's latency low. The catalogue's workers and the
+#: evaluation's processes both use it.
+DEFAULT_ASSETS_GPU, DEFAULT_ASSETS_CPU = 8, 1
+
+
+def default_assets(on_gpu: bool) -> int:
+    """:data:`DEFAULT_ASSETS_GPU` on a GPU, else :data:`DEFAULT_ASSETS_CPU`."""
+    return DEFAULT_ASSETS_GPU if on_gpu else DEFAULT_ASSETS_CPU
+
+
 class AssetPool:
     """Up to ``capacity`` live assets of one prior, trained together one step at a time.
 
@@ -145,10 +166,9 @@ class AssetPool:
             return False
         if not self.live:
             return True
-        config = asset.config
-        if prior_key(config, resolve_device(config.device)) != self.prior_key:
+        if asset.prior_key != self.prior_key:
             return False
-        return not (one_per_prior(config.guidance)
+        return not (one_per_prior(asset.config.guidance)
                     and any(one_per_prior(m.run.config.guidance) for m in self.live))
 
     def fill(self, queue: Deque[Asset]) -> List[Outcome]:
@@ -178,7 +198,7 @@ class AssetPool:
         if self.live and run.prior is not self.live[0].run.prior:
             raise ValueError("the assets of a pool must share one loaded prior object")
         member = _Member(asset, run, run_dir, life, run.step, time.perf_counter() - start)
-        self.prior_key = prior_key(config, device)
+        self.prior_key = asset.prior_key
         if self.capacity > 1:  # row counts change as assets join and leave: a few graphs
             run.prior.use_row_buckets()
         self.live.append(member)

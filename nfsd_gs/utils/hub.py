@@ -103,3 +103,13 @@ def hub_ready(repo_id: str, key: str, index_file: str = "model_index.json",
         f"reached ({reason}), and it is not in the hub cache ({cache_dir()}): on a machine "
         f"with network run `hf download {repo_id} --local-dir {folder}`, copy the folder "
         f"{folder} here and run with {key}=/path/to/{folder}")
+
+
+def cache_only(source: str, key: str, index_file: str, revision: Optional[str],
+               local_files_only: bool) -> bool:
+    """Whether to load ``source`` from the hub cache alone: ``local_files_only``, or a hub id
+    the hub cannot serve now that was downloaded before (one line otherwise:
+    :func:`hub_ready`). Folders and ``bundled:``/``random:`` names: no."""
+    if local_files_only or not looks_like_hub_id(source):
+        return local_files_only
+    return hub_ready(source, key, index_file, revision)
