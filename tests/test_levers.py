@@ -12,7 +12,7 @@ from nfsd_gs.config import load_config
 from nfsd_gs.densify import GRAD2D_LADDER, Densifier, grad2d_statistics
 from nfsd_gs.errors import ConfigError
 from nfsd_gs.eval.runner import Settings, run_config
-from nfsd_gs.eval.variants import LEVER_VARIANTS, VARIANTS, select_variants
+from nfsd_gs.eval.variants import LEVER_VARIANTS, SHARPENING_VARIANTS, VARIANTS, select_variants
 from nfsd_gs.init import initial_splats
 from nfsd_gs.representations import GaussianModel
 from nfsd_gs.train.run import build_run
@@ -230,6 +230,21 @@ def test_every_lever_variant_is_a_valid_config():
         config = run_config(Settings(), variant, "a red cylinder", 0, Settings().out)
         assert config != base, variant.name  # each lever changes something
     assert set(LEVER_VARIANTS) <= set(VARIANTS)
+
+
+def test_every_sharpening_variant_keeps_the_blur_prompt_and_changes_something():
+    chosen = select_variants(list(SHARPENING_VARIANTS), [])
+    configs = {v.name: run_config(Settings(), v, "a red cylinder", 0, Settings().out)
+               for v in chosen}
+    negblur = configs["nfsd-negblur@7.5"]
+    assert negblur.guidance.negative_prompt.startswith("blurry")
+    assert negblur.guidance.negative_prompt != configs["nfsd@7.5"].guidance.negative_prompt
+    for name in SHARPENING_VARIANTS[2:]:
+        assert configs[name].guidance.negative_prompt == negblur.guidance.negative_prompt, name
+        assert configs[name] != negblur, name
+    combo = configs["nb-combo"]
+    assert (combo.init.initial_opacity, combo.densify.default.refine_start_iter,
+            combo.gaussians.flatten_weight) == (0.5, 50, 100)
 
 
 # ----------------------------------------------------------------------------- lever table

@@ -90,6 +90,24 @@ _LEVERS: Dict[str, Tuple[str, ...]] = {
 VARIANTS.update({name: _NFSD + overrides for name, overrides in _LEVERS.items()})
 #: The lever screening of issue 21 (scripts/gpu_levers.sh), the baseline first.
 LEVER_VARIANTS: Tuple[str, ...] = tuple(_LEVERS)
+
+#: Issue 21's second screening: the sharpening levers on top of the blur-and-resolution
+#: negative prompt, which keeps the objects near their size (the paper's negative words
+#: bloat them 2-3x on the bundled prior: docs/eval/paper_comparison_2026-12-04.md). A
+#: default run ends with 95 % of its opacities in [0.05, 0.5] (docs/eval/levers.md): soft,
+#: layered silhouettes, hence the opaque start.
+_NEGBLUR = VARIANTS["nfsd-negblur@7.5"]
+_SHARPENING: Dict[str, Tuple[str, ...]] = {
+    "nb-opa0.5": ("init.initial_opacity=0.5",),
+    "nb-dense": _LEVERS["gs-dense"],
+    "nb-flat": _LEVERS["gs-flat"],
+    "nb-bin-opa0.5": _LEVERS["gs-bin-opa0.5"],
+    "nb-tend0.2": ("guidance.t_max_end=0.2",),
+    "nb-combo": ("init.initial_opacity=0.5",) + _LEVERS["gs-dense"] + _LEVERS["gs-flat"],
+}
+VARIANTS.update({name: _NEGBLUR + overrides for name, overrides in _SHARPENING.items()})
+#: The second screening, its two baselines (the paper's negative prompt and the blur one) first.
+SHARPENING_VARIANTS: Tuple[str, ...] = ("nfsd@7.5", "nfsd-negblur@7.5") + tuple(_SHARPENING)
 #: The paper's comparison (NFSD at 7.5 vs SDS at 7.5 and at 100).
 DEFAULT_VARIANTS: Tuple[str, ...] = ("nfsd@7.5", "sds@7.5", "sds@100")
 #: Issue 18's comparison: the paper's three, NFSD without its negative term, and the NeRF.
