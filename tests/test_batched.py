@@ -37,6 +37,9 @@ POSITION_TOL, COLOUR_TOL = 2e-3, 1e-2
 #: (cuBLAS, cuDNN algorithms) differ from the lone call's by more than the CPU's float noise:
 #: four steps of the means' learning rate (H200, 2026-12-04: 2.0e-3 after 12 steps).
 CUDA_POSITION_TOL = 4e-3
+#: ... and colours (SH DC; 0.28 of it is RGB) by up to 0.027 there (H200, 2026-12-04: the cube
+#: trained on one view a step), 0.0076 in RGB (2/255): four steps of sh0's learning rate.
+CUDA_COLOUR_TOL = 4e-2
 #: One refinement only (at step 2, before noise has grown): a later one turns float noise
 #: into another choice among near-tied Gaussians (the count cap keeps the most opaque of
 #: duplicates born equal; a 2D gradient at the threshold), after which two runs differ by
@@ -82,12 +85,13 @@ def alone(cfg, priors) -> Path:
     return run_dir / "model.ply"
 
 
-def assert_same_asset(path_a: Path, path_b: Path, position_tol: float = POSITION_TOL) -> None:
+def assert_same_asset(path_a: Path, path_b: Path, position_tol: float = POSITION_TOL,
+                      colour_tol: float = COLOUR_TOL) -> None:
     a, b = load_ply(path_a), load_ply(path_b)
     assert a["means"].shape == b["means"].shape  # the same Gaussian count
     assert (a["means"] - b["means"]).abs().max() <= position_tol
-    assert (a["sh0"] - b["sh0"]).abs().max() <= COLOUR_TOL
-    assert (a["opacities"] - b["opacities"]).abs().max() <= COLOUR_TOL
+    assert (a["sh0"] - b["sh0"]).abs().max() <= colour_tol
+    assert (a["opacities"] - b["opacities"]).abs().max() <= colour_tol
 
 
 @pytest.mark.slow
@@ -200,7 +204,8 @@ def test_a_batch_on_cuda_equals_each_asset_alone(tmp_path, priors):
     for name, outcome in outcomes.items():
         assert outcome.status == DONE, outcome.error
         (alone_outcome,) = train_assets([asset(tmp_path / "alone", name)], capacity=1)
-        assert_same_asset(outcome.model_path, alone_outcome.model_path, CUDA_POSITION_TOL)
+        assert_same_asset(outcome.model_path, alone_outcome.model_path, CUDA_POSITION_TOL,
+                          CUDA_COLOUR_TOL)
 
 
 def test_bucket_sizes_and_padding():

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from nfsd_gs import score as sc
+from nfsd_gs.cameras import orbit_cameras
 from nfsd_gs.config import load_config
 from nfsd_gs.errors import ConfigError, NfsdError
 from nfsd_gs.eval import report, runner, variants
@@ -177,6 +178,24 @@ def test_alignment_finds_the_turned_and_scaled_object(spec):
     assert float(metrics.silhouette_iou(mask, unit)) < 0.8
     with pytest.raises(ConfigError, match="multiple"):
         ground_truth.SilhouetteBank(spec, config.camera, 4, 32, yaws=6)
+
+
+@pytest.mark.parametrize("prompt, distinct", [("a red cone", 1), ("a blue cube", 6)])
+def test_the_bank_renders_only_distinct_yaws_and_equals_every_yaw_rendered(prompt, distinct):
+    """A round shape needs one azimuth per scale, a cube a quarter turn of them; the bank
+    they make is the one rendered at every azimuth, pixel for pixel."""
+    config = load_config("tiny_test")
+    spec = parse_prompt(prompt)
+    assert ground_truth.distinct_yaws(spec.shape, 24) == distinct
+    bank = ground_truth.SilhouetteBank(spec, config.camera, 4, 32, yaws=24, scales=(0.65, 1.3, 3))
+    cam = config.camera
+    for s, scale in enumerate(bank.scales.tolist()):
+        full = lambda value: torch.full((24,), float(value))  # noqa: E731
+        cameras = orbit_cameras(torch.arange(24.0) * 15, full(cam.eval_elevation),
+                                full(cam.eval_radius / scale), full(cam.eval_fovy))
+        _, every = ground_truth.render_ground_truth(spec, cameras, torch.ones(24, 3), 32)
+        assert torch.equal(bank.masks[s], every), scale
+    assert ground_truth.distinct_yaws("cube", 7) == 7  # 90 degrees is no whole number of steps
 
 
 # ---------------------------------------------------------------------------- judge

@@ -17,6 +17,7 @@ once, exactly (object turned and scaled, world lights), for IoU and colour error
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Dict, Tuple
 
@@ -26,7 +27,7 @@ from torch import Tensor
 from ..cameras import Cameras, OrbitSampler, orbit_cameras
 from ..config import CameraConfig, Config
 from ..errors import ConfigError
-from ..shapeworld import ObjectSpec, render_spec
+from ..shapeworld import YAW_PERIOD_DEG, ObjectSpec, render_spec
 from .metrics import colour_error, silhouette_iou
 
 #: The alignment grid, one for every judge of the package (the end of a run, the catalogue,
@@ -94,9 +95,28 @@ def scale_grid(low: float, high: float, count: int) -> Tensor:  # [count]
     return torch.logspace(torch.log10(torch.tensor(low)), torch.log10(torch.tensor(high)), count)
 
 
+#: Views the bank renders at once (bounds the ray tracer's memory: 256 views x 128^2 rays).
+BANK_CHUNK = 256
+
+
+def distinct_yaws(shape: str, yaws: int) -> int:
+    """How many of ``yaws`` equally spaced azimuths give different silhouettes of ``shape``:
+    1 for a round shape, 18 of 72 for a cube (its look repeats every 90 degrees); all of
+    them when the shape's period is not a whole number of steps."""
+    period, step = YAW_PERIOD_DEG[shape], 360.0 / yaws
+    if period == 0:
+        return 1
+    distinct = round(period / step)
+    exact = math.isclose(distinct * step, period) and yaws % distinct == 0
+    return distinct if exact else yaws
+
+
 class SilhouetteBank:
     """Silhouettes [S, Y, R, R] of one unit object from Y azimuths (0, 360/Y, ...) on the
-    evaluation orbit, the camera at radius ``eval_radius / s`` for each of S scales."""
+    evaluation orbit, the camera at radius ``eval_radius / s`` for each of S scales.
+
+    Only the azimuths that differ are rendered (``distinct_yaws``: one for a round shape),
+    every scale in batches of ``BANK_CHUNK`` views; the rest repeat them."""
 
     def __init__(self, spec: ObjectSpec, camera: CameraConfig, views: int, resolution: int,
                  yaws: int = ALIGN_YAWS, scales: Tuple[float, float, int] = ALIGN_SCALES,
@@ -106,16 +126,20 @@ class SilhouetteBank:
                               f"{views} evaluation views (they must share azimuths)")
         self.spec, self.views, self.yaws = spec, views, yaws
         self.scales = scale_grid(*scales)  # [S]
-        azimuths = torch.arange(yaws, dtype=torch.float32) * (360.0 / yaws)  # [Y]
-        full = lambda value: torch.full((yaws,), float(value))  # noqa: E731
+        distinct = distinct_yaws(spec.shape, yaws)
+        S = len(self.scales)
+        azimuths = (torch.arange(distinct, dtype=torch.float32) * (360.0 / yaws)).repeat(S)
+        radii = (camera.eval_radius / self.scales.float()).repeat_interleave(distinct)  # [S*D]
+        full = lambda value: torch.full((S * distinct,), float(value))  # noqa: E731
+        cameras = orbit_cameras(azimuths, full(camera.eval_elevation), radii,
+                                full(camera.eval_fovy))
         masks = []
-        for s in self.scales.tolist():
-            cameras = orbit_cameras(azimuths, full(camera.eval_elevation),
-                                    full(camera.eval_radius / s), full(camera.eval_fovy))
-            _, mask = render_ground_truth(spec, cameras.to(device), torch.ones(yaws, 3),
-                                          resolution)
+        for chunk in torch.arange(S * distinct).split(BANK_CHUNK):
+            _, mask = render_ground_truth(self.spec, cameras[chunk].to(device),
+                                          torch.ones(len(chunk), 3), resolution)
             masks.append(mask)
-        self.masks = torch.stack(masks)  # [S, Y, R, R] bool
+        rendered = torch.cat(masks).view(S, distinct, resolution, resolution)
+        self.masks = rendered[:, torch.arange(yaws) % distinct]  # [S, Y, R, R] bool
         # View k of the object turned by yaw j*360/Y is the bank's azimuth k*Y/V - j.
         k = torch.arange(views) * (yaws // views)  # [V]
         self.index = (k[None, :] - torch.arange(yaws)[:, None]) % yaws  # [Y, V]

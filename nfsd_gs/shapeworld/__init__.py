@@ -44,7 +44,7 @@ from .vocabulary import (ACCENT_LABELS, EVAL_SPECS, SPLITS, ObjectSpec, eval_pro
                          split_prompts, split_specs, splits_known_to, world_words)
 from .world import (ACCENT_COLOURS, COLOUR_NAMES, COLOURS, MUTED_COLOURS, PALETTE,
                     PATTERNS, SHAPES, SOLID_COLOURS, Scenes, render_object, render_scenes,
-                    render_spec, sample_scenes)
+                    YAW_PERIOD_DEG, render_spec, sample_scenes)
 from .judge import HEADS, Judge
 
 __all__ = ["ASSETS_DIR", "JUDGE_DIR", "SHAPES_PRIOR_DIR", "SPLITS", "EVAL_SPECS", "ObjectSpec",
@@ -52,4 +52,4 @@ __all__ = ["ASSETS_DIR", "JUDGE_DIR", "SHAPES_PRIOR_DIR", "SPLITS", "EVAL_SPECS"
            "world_words", "splits_known_to", "shipped_prior_splits", "prompt_guide",
            "ACCENT_LABELS", "ACCENT_COLOURS", "COLOUR_NAMES", "COLOURS",
            "MUTED_COLOURS", "PALETTE", "PATTERNS", "SHAPES", "SOLID_COLOURS", "Scenes", "render_object",
-           "render_scenes", "render_spec", "sample_scenes", "HEADS", "Judge"]
+           "render_scenes", "render_spec", "sample_scenes", "YAW_PERIOD_DEG", "HEADS", "Judge"]

@@ -32,6 +32,12 @@ from ..cameras import Cameras
 from ..errors import ConfigError
 
 SHAPES: Tuple[str, ...] = ("sphere", "cube", "cylinder", "cone", "torus", "pyramid")
+#: The turn about the vertical axis after which each shape looks the same again, in degrees
+#: (0: any turn; see the SDFs below: the round shapes depend on x and y only through
+#: their radius, the cube and the square pyramid through |x| and |y|). Accents depend on
+#: the height alone, so a two-tone object keeps its shape's symmetry.
+YAW_PERIOD_DEG: Dict[str, float] = {"sphere": 0.0, "cube": 90.0, "cylinder": 0.0, "cone": 0.0,
+                                    "torus": 0.0, "pyramid": 90.0}
 
 #: Albedos of every named colour (linear-ish RGB in [0, 1]).
 PALETTE: Dict[str, Tuple[float, float, float]] = {
