@@ -378,6 +378,10 @@ class GaussianConfig:
     quats_lr: float = 5e-3
     opacities_lr: float = 5e-2
     sh0_lr: float = 1e-2
+    #: The colours' rate at the end of the run, decayed log-linearly from ``sh0_lr`` as the
+    #: means' is (0: constant). A small late rate averages the distillation's per-step
+    #: colour noise instead of keeping its last draws (speckle).
+    sh0_lr_final: float = 0.0
     shN_lr: float = 5e-4
     #: Multiply the means learning rates by the scene extent (the init's
     #: diameter), as 3DGS does with its camera extent.
@@ -402,6 +406,8 @@ class GaussianConfig:
         _check_at_least("gaussians", dict(opacity_binarize_weight=self.opacity_binarize_weight,
                                           scale_weight=self.scale_weight,
                                           flatten_weight=self.flatten_weight), 0)
+        _check(0.0 <= self.sh0_lr_final <= self.sh0_lr, "gaussians.sh0_lr_final",
+               self.sh0_lr_final, f"must lie in [0, sh0_lr = {self.sh0_lr}]")
         _check(0.0 <= self.regularize_from <= 1.0, "gaussians.regularize_from",
                self.regularize_from, "must lie in [0, 1]")
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from nfsd_gs.cameras import OrbitSampler
 from nfsd_gs.config import load_config
 from nfsd_gs.densify import Densifier
+from nfsd_gs.errors import ConfigError
 from nfsd_gs.formats.ply import load_ply, save_ply
 from nfsd_gs.init import initial_splats
 from nfsd_gs.representations import GaussianModel
@@ -49,6 +51,27 @@ def test_means_learning_rate_decays_log_linearly_and_sh_degree_grows():
     model.update(15, 100, optimizers)
     assert model.active_sh_degree == 1
     assert set(optimizers) == {"means", "scales", "quats", "opacities", "sh0", "shN"}
+
+
+def test_colour_learning_rate_decays_only_when_asked():
+    config, model = tiny_model(**{"gaussians.sh0_lr_final": 1e-3})
+    optimizers = model.make_optimizers()
+    start = config.gaussians.sh0_lr
+    rates = []
+    for step in (0, 50, 100):
+        model.update(step, 100, optimizers)
+        rates.append(optimizers["sh0"].param_groups[0]["lr"])
+    assert [math.isclose(r, e) for r, e in zip(rates, (start, math.sqrt(start * 1e-3), 1e-3))] \
+        == [True] * 3
+    _, constant = tiny_model()
+    optimizers = constant.make_optimizers()
+    constant.update(100, 100, optimizers)  # the default: sh0_lr all run long
+    assert optimizers["sh0"].param_groups[0]["lr"] == config.gaussians.sh0_lr
+
+
+def test_a_colour_rate_above_the_start_is_refused():
+    with pytest.raises(ConfigError, match="gaussians.sh0_lr_final"):
+        load_config("tiny_test", ["gaussians.sh0_lr_final=1.0"])
 
 
 def test_state_dict_round_trip_with_a_different_count():

@@ -105,6 +105,15 @@ _SHARPENING: Dict[str, Tuple[str, ...]] = {
     "nb-tend0.2": ("guidance.t_max_end=0.2",),
     "nb-combo": ("init.initial_opacity=0.5",) + _LEVERS["gs-dense"] + _LEVERS["gs-flat"],
 }
+# The first pass of this screening (H200, 3 prompts, docs/eval/levers.md): the denser split
+# and the combination reach the ground truth's sharpness with 4-7x its speckle; a lower end
+# of the t annealing and colours that settle (sh0's rate decayed 10x) are the calming levers.
+_CALM = ("guidance.t_max_end=0.2", "gaussians.sh0_lr_final=0.002")
+_SHARPENING.update({
+    "nb-dense-tend0.2": _LEVERS["gs-dense"] + ("guidance.t_max_end=0.2",),
+    "nb-dense-calm": _LEVERS["gs-dense"] + _CALM,
+    "nb-combo-calm": _SHARPENING["nb-combo"] + _CALM,
+})
 VARIANTS.update({name: _NEGBLUR + overrides for name, overrides in _SHARPENING.items()})
 #: The second screening, its two baselines (the paper's negative prompt and the blur one) first.
 SHARPENING_VARIANTS: Tuple[str, ...] = ("nfsd@7.5", "nfsd-negblur@7.5") + tuple(_SHARPENING)

@@ -33,6 +33,15 @@ from .base import RenderOutput
 SPLAT_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
 
 
+
+def log_linear(start: float, end: float, progress: float) -> float:
+    """exp((1 - p) log start + p log end) at progress p clamped to [0, 1]: 3DGS's decay of a
+    learning rate; ``start`` itself when either end is not positive."""
+    if start <= 0 or end <= 0:
+        return start
+    p = min(max(progress, 0.0), 1.0)
+    return math.exp((1 - p) * math.log(start) + p * math.log(end))
+
 class GaussianModel(torch.nn.Module):
     """A set of N 3D Gaussians and how to render and optimize them."""
 
@@ -124,17 +133,20 @@ class GaussianModel(torch.nn.Module):
         c = self.config
         start = self.learning_rates()["means"]
         end = c.means_lr_final * (start / c.means_lr) if c.means_lr > 0 else 0.0
-        if start <= 0 or end <= 0:
-            return start
-        progress = min(max(step / max(total_steps, 1), 0.0), 1.0)
-        return math.exp((1 - progress) * math.log(start) + progress * math.log(end))
+        return log_linear(start, end, step / max(total_steps, 1))
 
     def update(self, step: int, total_steps: int,
                optimizers: Mapping[str, torch.optim.Optimizer]) -> None:
-        """Per-step schedules: position learning rate and the active SH degree."""
+        """Per-step schedules: the position (and, if asked, colour) learning rates and the
+        active SH degree."""
+        c = self.config
+        progress = step / max(total_steps, 1)
         for group in optimizers["means"].param_groups:
             group["lr"] = self.means_learning_rate(step, total_steps)
-        interval = max(self.config.sh_degree_interval, 1)
+        if c.sh0_lr_final > 0:
+            for group in optimizers["sh0"].param_groups:
+                group["lr"] = log_linear(c.sh0_lr, c.sh0_lr_final, progress)
+        interval = max(c.sh_degree_interval, 1)
         self.active_sh_degree = min(step // interval, self.max_sh_degree)
 
     def finish(self) -> None:
