@@ -26,3 +26,12 @@ tolerate() {
   fi
   return 0
 }
+
+# share_cores N: each of N processes sharing this machine gets its share of the cores as
+# OpenMP/MKL threads (at least 1; an explicit OMP_NUM_THREADS wins). Twelve evaluations at
+# torch's default (every core each) left judging crawling on the H200 (2026-12-04).
+share_cores() {
+  local n=$(( $(nproc) / $1 ))
+  [ "$n" -ge 1 ] || n=1
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$n} MKL_NUM_THREADS=${MKL_NUM_THREADS:-$n}
+}

@@ -34,6 +34,7 @@ SPLITS=${SPLITS:-solid two-tone}
 read -r -a CANDIDATE_SPECS <<< "${CANDIDATES:-}"
 CANDIDATES=(); for spec in "${CANDIDATE_SPECS[@]}"; do CANDIDATES+=(--variant "$spec"); done
 device_info > "$E/gpu.txt"
+share_cores $(( $(wc -w <<< "$SEEDS") * $(wc -w <<< "$SPLITS") * $(wc -w <<< "$EVAL_GROUPS") ))
 
 : > "$E/gpu_tests.txt"
 tests_pid=""

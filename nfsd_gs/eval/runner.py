@@ -133,9 +133,11 @@ def judged_row(settings: Settings, pending: Pending, outcome, judge: WorldJudge,
     """The result row of a trained run: the one judge's scores, the ground truth's, the
     alignment, a strip, the timing (``assets``: runs trained at once in the process)."""
     config, variant, prompt, seed = pending.config, pending.variant, pending.prompt, pending.seed
+    started = time.perf_counter()
     truth, _ = judge.truth(config)
     run, run_dir = outcome.run, outcome.run_dir
     judged = judge.score(run.model, config)
+    judge_s = time.perf_counter() - started
     strip = settings.out / "strips" / slugify(variant.name) / f"{slugify(prompt)}_seed{seed}.png"
     save_strip(strip, judged.rgb, judged.truth_rgb)
     if not settings.keep_checkpoints:
@@ -143,7 +145,7 @@ def judged_row(settings: Settings, pending: Pending, outcome, judge: WorldJudge,
     return {
         "variant": variant.name, "prompt": prompt, "seed": seed, **asdict(parse_prompt(prompt)),
         "ours": judged.scores, "truth": truth, "alignment": judged.alignment,
-        **timing_of(outcome, config), "assets_at_once": assets,
+        **timing_of(outcome, config), "judge_s": judge_s, "assets_at_once": assets,
         "steps": config.steps, "representation": config.representation,
         "num_primitives": int(run.model.num_primitives),
         "signature": config_signature(config), "run_dir": str(run_dir), "strip": str(strip),

@@ -115,6 +115,8 @@ _SHARPENING.update({
     "nb-combo-calm": _SHARPENING["nb-combo"] + _CALM,
 })
 VARIANTS.update({name: _NEGBLUR + overrides for name, overrides in _SHARPENING.items()})
+# ... and the denser split with the calming levers under the paper's own negative prompt
+VARIANTS["gs-dense-calm"] = _NFSD + _LEVERS["gs-dense"] + _CALM
 #: The second screening, its two baselines (the paper's negative prompt and the blur one) first.
 SHARPENING_VARIANTS: Tuple[str, ...] = ("nfsd@7.5", "nfsd-negblur@7.5") + tuple(_SHARPENING)
 #: The paper's comparison (NFSD at 7.5 vs SDS at 7.5 and at 100).
