@@ -89,6 +89,11 @@ def test_wrong_type_is_named(override, key):
     ("camera.batch_size=0", "camera.batch_size"),
     ("camera.elevation_range=[10,-10]", "camera.elevation_range"),
     ("gaussians.sh_degree=4", "gaussians.sh_degree"),
+    # issue 21's levers
+    ("gaussians.opacity_binarize_weight=-1", "gaussians.opacity_binarize_weight"),
+    ("gaussians.flatten_weight=-0.1", "gaussians.flatten_weight"),
+    ("gaussians.regularize_from=1.5", "gaussians.regularize_from"),
+    ("densify.default.reset_every=0", "densify.default.reset_every"),
 ])
 def test_invalid_values_are_named(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
