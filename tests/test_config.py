@@ -138,3 +138,14 @@ def test_the_default_takes_4_views_a_step_on_the_cpu_and_8_elsewhere():
     assert resolve_config(None, "a red cone", ["camera.batch_size=6"]).camera.batch_size == 6
     saved = config_to_dict(resolve_config(None, "a red cone", ["device=cpu"]))
     assert saved["camera"]["batch_size"] == 4  # config.yaml records the number
+
+
+def test_runs_on_cpu_follows_the_device_rule_without_checking_the_name():
+    """The presets' ``${if_cpu:...}``: 'auto' as resolve_device reads it; a CUDA name is not
+    the CPU even where CUDA is missing (resolve_device says so later, naming the key)."""
+    import torch
+
+    from nfsd_gs.utils.device import resolve_device, runs_on_cpu
+
+    assert runs_on_cpu("auto") == (resolve_device("auto").type == "cpu") != torch.cuda.is_available()
+    assert runs_on_cpu("cpu") and not runs_on_cpu("cuda") and not runs_on_cpu("cuda:1")

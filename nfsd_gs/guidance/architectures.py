@@ -25,6 +25,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from ..errors import PriorLoadError
+from ..utils.device import auto_device_type
 from ..utils.tokenizer import character_tokenizer
 
 
@@ -143,7 +144,7 @@ def save_random_prior(model: str, folder: Path, seed: int = 0) -> Path:
 
     if not model.startswith("random:"):
         raise PriorLoadError(f"--save-prior writes random priors: '{model}' is not random:<arch>")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = auto_device_type()
     components = random_components(model.split(":", 1)[1], seed, device)
     modules = [components.unet, components.text_encoder]
     if components.vae is not None:
