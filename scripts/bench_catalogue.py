@@ -40,6 +40,11 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # this checkout's nfsd_gs
+
+from nfsd_gs.utils.io import write_json  # noqa: E402
+
 STEPS_STOPPED = re.compile(r"stopped at step (\d+)")
 
 
@@ -323,7 +328,7 @@ class Bench:
                 "prompts": len(self.prompts), "steps": self.args.steps,
                 "window_s": self.args.window_s, "sd_steps": self.args.sd_steps,
                 "overrides": self.args.override, "config": self.args.config}
-        (self.args.out / "results.json").write_text(json.dumps(data, indent=1))
+        write_json(self.args.out / "results.json", data, indent=1)
         return text
 
 

@@ -42,7 +42,7 @@ from nfsd_gs.score import JudgeSettings, WorldJudge, load_judge
 from nfsd_gs.score.judging import judges
 from nfsd_gs.train.run import build_run
 from nfsd_gs.train.step import apply_gradients, render_and_encode
-from nfsd_gs.utils.io import write_text
+from nfsd_gs.utils.io import write_json, write_text
 
 SETTINGS = [
     "nfsd=guidance.method=nfsd",
@@ -169,7 +169,7 @@ def main(argv=None) -> int:
         variant = parse_variant(spec)
         rows.append(probe(variant.name, list(variant.overrides), args, args.out))
         print(summary_table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
-        write_text(args.out / "summary.json", json.dumps(rows, indent=2) + "\n")
+        write_json(args.out / "summary.json", rows)
         write_text(args.out / "summary.md", summary_table(rows) + "\n")
     print(summary_table(rows))
     return 0

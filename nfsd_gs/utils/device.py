@@ -36,6 +36,11 @@ def runs_on_cpu(name: str) -> bool:
     return kind == "cpu"
 
 
+def device_name(device: torch.device) -> str:
+    """The GPU's model name (``torch.cuda.get_device_name``) on CUDA, else ``cpu``."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
 def init_device(device: torch.device) -> None:
     """Create the CUDA context now (a no-op elsewhere), so its cost has a name in the
     start-up profile instead of landing in the first model load."""
