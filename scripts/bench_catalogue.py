@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -44,9 +43,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this checkout's nfsd_gs
 
 from nfsd_gs.utils.io import write_json  # noqa: E402
-
-STEPS_STOPPED = re.compile(r"stopped at step (\d+)")
-
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -146,9 +142,8 @@ class Bench:
             if row["status"] == "done":
                 done += 1
                 made += steps - start
-            else:
-                found = STEPS_STOPPED.search(row.get("error") or "")
-                made += int(found.group(1)) - start if found else 0
+            elif row.get("end_step") is not None:  # stopped: saved at that step
+                made += row["end_step"] - start
         if stopped is not None and first is not None:
             window = stopped - first
         else:  # every line finished: first run folder to last model
