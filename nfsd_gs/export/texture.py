@@ -39,9 +39,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..cameras import Cameras, look_at_origin
-from ..config import GaussianConfig, RenderConfig
 from ..errors import ConfigError, NfsdError
-from ..representations.gaussians import GaussianModel
+from ..render.rasterize import rasterize_gaussians
 from ..utils.timing import NO_TIMER
 
 #: Texture sizes (texels per side) a bake may ask for: powers of two.
@@ -215,20 +214,22 @@ def bake_cameras(centre: Tensor, radius: float, count: int = BAKE_VIEWS,
 
 
 def render_views(splats, cameras: Cameras, resolution: int) -> Tensor:  # -> [V, 5, H, W]
-    """The Gaussians (gsplat's layout, every SH degree) from ``cameras`` through
-    :meth:`GaussianModel.render <nfsd_gs.representations.gaussians.GaussianModel.render>` with
-    the default render settings: premultiplied colour (black background), alpha and
-    alpha x depth, channels first for ``grid_sample``."""
+    """The Gaussians (gsplat's layout) from ``cameras``: premultiplied colour (black
+    background), alpha and alpha x depth, channels first for ``grid_sample``."""
     device = splats["means"].device
-    model = GaussianModel(splats, GaussianConfig(), RenderConfig())
-    model.finish()
+    sh = torch.cat([splats["sh0"], splats["shN"]], 1) if "shN" in splats else splats["sh0"]
+    degree = int(round(math.sqrt(sh.shape[1]))) - 1
     cameras = cameras.to(device)
     images = []
     with torch.no_grad():
         for view in range(len(cameras)):  # one view at a time bounds the reference's memory
-            out = model.render(cameras[view:view + 1], resolution, resolution,
-                               torch.zeros(1, 3, device=device))
-            images.append(torch.cat([out.rgb, out.alpha, out.alpha * out.depth], -1)[0].permute(2, 0, 1))
+            rgb, alpha, depth, _ = rasterize_gaussians(
+                splats["means"].float(), splats["quats"].float(), torch.exp(splats["scales"].float()),
+                torch.sigmoid(splats["opacities"].float()), sh.float(), degree,
+                cameras.world_to_camera[view:view + 1],
+                cameras.intrinsics(resolution, resolution)[view:view + 1],
+                resolution, resolution, torch.zeros(1, 3, device=device))
+            images.append(torch.cat([rgb, alpha, alpha * depth], -1)[0].permute(2, 0, 1))
     return torch.stack(images)
 
 
