@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError
+from .utils.device import runs_on_cpu
 
 
 def _check(condition: bool, key: str, value: Any, requirement: str) -> None:
@@ -41,15 +42,6 @@ def _check_at_least(section: str, values: Dict[str, float], low: float) -> None:
     """Every ``values[name] >= low``; errors name ``section.name``."""
     for name, value in values.items():
         _check(value >= low, f"{section}.{name}", value, f"must be >= {low}")
-
-def runs_on_cpu(device: str) -> bool:
-    """Whether a run of ``device`` runs on the CPU (``auto``: when CUDA is not available)."""
-    if device == "auto":
-        import torch
-
-        return not torch.cuda.is_available()
-    return str(device).split(":", 1)[0] == "cpu"
-
 
 def _if_cpu(device: str, on_cpu: Any, otherwise: Any) -> Any:
     """The ``${if_cpu:${device},A,B}`` of a preset: A for a run on the CPU, else B."""

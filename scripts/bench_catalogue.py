@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -40,8 +39,10 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-STEPS_STOPPED = re.compile(r"stopped at step (\d+)")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # this checkout's nfsd_gs
 
+from nfsd_gs.utils.io import write_json  # noqa: E402
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -141,9 +142,8 @@ class Bench:
             if row["status"] == "done":
                 done += 1
                 made += steps - start
-            else:
-                found = STEPS_STOPPED.search(row.get("error") or "")
-                made += int(found.group(1)) - start if found else 0
+            elif row.get("end_step") is not None:  # stopped: saved at that step
+                made += row["end_step"] - start
         if stopped is not None and first is not None:
             window = stopped - first
         else:  # every line finished: first run folder to last model
@@ -323,7 +323,7 @@ class Bench:
                 "prompts": len(self.prompts), "steps": self.args.steps,
                 "window_s": self.args.window_s, "sd_steps": self.args.sd_steps,
                 "overrides": self.args.override, "config": self.args.config}
-        (self.args.out / "results.json").write_text(json.dumps(data, indent=1))
+        write_json(self.args.out / "results.json", data, indent=1)
         return text
 
 

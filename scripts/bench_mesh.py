@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this checkout's nfsd_gs
 
 from nfsd_gs.export.mesh import MeshSettings, export_mesh, face_count  # noqa: E402
-from nfsd_gs.utils.io import write_text  # noqa: E402
+from nfsd_gs.utils.io import write_json  # noqa: E402
 from nfsd_gs.utils.timing import PhaseTimer, synchronize  # noqa: E402
 
 #: Table columns: the phases in pipeline order.
@@ -137,7 +137,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 rows.append(measure(name, ply, settings, device, out_dir, args.views))
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
                 if args.json:
-                    write_text(args.json, json.dumps(rows, indent=1) + "\n")
+                    write_json(args.json, rows, indent=1)
     print(f"{device}, iso {args.iso}, face budget "
           f"{'from the object' if args.faces is None else args.faces}")
     print(table(rows))

@@ -40,6 +40,9 @@ from typing import Dict, List, Optional, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]  # this checkout; browser.headless (the tests' Chromium driver)
+
+from nfsd_gs.utils.io import write_json  # noqa: E402
+
 MODES = ("no viewer", "viewer", "viewer + browser")
 TARGETS = {"viewer": 0.90, "viewer + browser": 0.75}
 
@@ -165,8 +168,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    if "browser_attached_at_step" in outcome else ""))
     print(table(results))
     if args.json is not None:
-        args.json.write_text(json.dumps({"config": args.config, "steps": args.steps,
-                                         "threads": args.threads, "it_per_s": results}, indent=2))
+        write_json(args.json, {"config": args.config, "steps": args.steps,
+                               "threads": args.threads, "it_per_s": results})
     return 0
 
 

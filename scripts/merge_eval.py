@@ -20,7 +20,7 @@ from pathlib import Path
 
 from nfsd_gs.eval import summarize, summary_table, write_results
 from nfsd_gs.eval.report import lever_rows, lever_table
-from nfsd_gs.utils.io import write_text
+from nfsd_gs.utils.io import write_json, write_text
 
 
 def merge(sources):
@@ -67,7 +67,7 @@ def main(argv) -> int:
                    f"{' (' + meta['gpu'] + ')' if meta.get('gpu') else ''}, "
                    f"{len(meta['prompts'])} prompts x seeds {meta['seeds']}.\n\n{legend}\n\n"
                    f"{lever_table(entries)}\n")
-        write_text(args.out / "levers.json", json.dumps(entries, indent=2) + "\n")
+        write_json(args.out / "levers.json", entries)
         print("\n" + lever_table(entries))
     return 0
 

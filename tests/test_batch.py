@@ -355,6 +355,8 @@ def test_ctrl_c_saves_running_assets_and_the_same_command_finishes(tmp_path):
     assert [r["status"] for r in rows.values()] == ["done"] * 3
     for name in stopped:  # each continued from the step where it stopped
         assert f"stopped at step {rows[name]['start_step']}:" in earlier[name]["error"]
+        assert earlier[name]["end_step"] == rows[name]["start_step"]
+    assert all(row["end_step"] == LONG for row in rows.values())
     assert rows["a_red_cube"]["start_step"] >= 5
 
 

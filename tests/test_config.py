@@ -89,6 +89,11 @@ def test_wrong_type_is_named(override, key):
     ("camera.batch_size=0", "camera.batch_size"),
     ("camera.elevation_range=[10,-10]", "camera.elevation_range"),
     ("gaussians.sh_degree=4", "gaussians.sh_degree"),
+    # issue 21's levers
+    ("gaussians.opacity_binarize_weight=-1", "gaussians.opacity_binarize_weight"),
+    ("gaussians.flatten_weight=-0.1", "gaussians.flatten_weight"),
+    ("gaussians.regularize_from=1.5", "gaussians.regularize_from"),
+    ("densify.default.reset_every=0", "densify.default.reset_every"),
 ])
 def test_invalid_values_are_named(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -133,3 +138,14 @@ def test_the_default_takes_4_views_a_step_on_the_cpu_and_8_elsewhere():
     assert resolve_config(None, "a red cone", ["camera.batch_size=6"]).camera.batch_size == 6
     saved = config_to_dict(resolve_config(None, "a red cone", ["device=cpu"]))
     assert saved["camera"]["batch_size"] == 4  # config.yaml records the number
+
+
+def test_runs_on_cpu_follows_the_device_rule_without_checking_the_name():
+    """The presets' ``${if_cpu:...}``: 'auto' as resolve_device reads it; a CUDA name is not
+    the CPU even where CUDA is missing (resolve_device says so later, naming the key)."""
+    import torch
+
+    from nfsd_gs.utils.device import resolve_device, runs_on_cpu
+
+    assert runs_on_cpu("auto") == (resolve_device("auto").type == "cpu") != torch.cuda.is_available()
+    assert runs_on_cpu("cpu") and not runs_on_cpu("cuda") and not runs_on_cpu("cuda:1")

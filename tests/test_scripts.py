@@ -245,4 +245,4 @@ def test_the_dry_runs_made_what_they_measure(dry_runs):
     assert "| 1,000 | 0 |" in dry_runs["checkpoint_cost.py"].output
     assert "| viewer |" in dry_runs["bench_viewer.py"].output
     probe = json.loads((out["vsd_probe.py"] / "summary.json").read_text())
-    assert [r["setting"] for r in probe] == ["nfsd", "vsd-pd"] and probe[1]["m_3"] is not None
+    assert [r["setting"] for r in probe] == ["nfsd@7.5", "vsd-pd@7.5"] and probe[1]["m_3"] is not None

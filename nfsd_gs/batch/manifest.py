@@ -36,6 +36,7 @@ class Row:
     attempts: int = 0  # attempts in this invocation (> 1: a worker died and it was retried)
     retried: Optional[str] = None  # why: each death of its worker process, in order
     start_step: Optional[int] = None  # the step the last attempt started from (> 0: resumed)
+    end_step: Optional[int] = None  # the step it reached (done: the last; stopped: saved there)
     worker: Optional[str] = None  # host:pid of the worker process that made it
     peak_mem_mib: Optional[float] = None  # that process's peak CUDA memory during the asset
     signature: str = ""  # what the line asked for: a changed line is made again

@@ -147,6 +147,7 @@ class Scheduler:
         row.seconds = (row.seconds or 0.0) + result["seconds"]
         row.worker = result.get("worker", row.worker)
         row.start_step = result.get("start_step", row.start_step)
+        row.end_step = result.get("end_step")
         row.peak_mem_mib = result.get("peak_mem_mib")
         row.error = result.get("error")
         if result["status"] == "stopped":

@@ -98,7 +98,7 @@ class AssetTrainer:
     def make(self, config: Config) -> dict:
         """Train (or continue) one line's run in its folder, in this worker's pool, and
         judge it. Returns ``status`` (done / failed / stopped), ``error``, ``seconds``,
-        ``num_gaussians``, ``score``, ``start_step``, ``worker`` and ``peak_mem_mib``."""
+        ``num_gaussians``, ``score``, ``start_step``, ``end_step``, ``worker`` and ``peak_mem_mib``."""
         start = time.perf_counter()
         line = _Line(config, self.where())
         with self._engine_lock:
@@ -173,6 +173,8 @@ class AssetTrainer:
             return
         result["start_step"] = outcome.start_step
         result["peak_mem_mib"] = outcome.peak_mem_mib
+        if outcome.status in (STOPPED, DONE):
+            result["end_step"] = outcome.run.step
         if outcome.status == STOPPED:
             result.update(status="stopped", error=f"stopped at step {outcome.run.step}: its "
                                                   f"checkpoint is saved and the same command "

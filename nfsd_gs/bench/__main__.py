@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 import time
 import traceback
@@ -36,7 +35,7 @@ from typing import List, Optional, Sequence
 
 from ..cli import add_override_arguments, fail, parse_command_line
 from ..errors import NfsdError, error_summary
-from ..utils.io import write_text
+from ..utils.io import write_json
 from .asset import LEVER_NAMES, bench_asset, bench_levers, format_asset_table, format_lever_table
 from .measure import (BenchSettings, bench_config, bench_one, compare_to, format_table,
                       format_variant_table, method_row, process_age_s, variant_row)
@@ -93,16 +92,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return fail(err)
 
 
-def write_json(path: Optional[Path], data) -> None:
+def write_json_if(path: Optional[Path], data) -> None:
     if path is not None:
-        write_text(path, json.dumps(data, indent=2) + "\n")
+        write_json(path, data)
 
 
 def run_benchmark(args: argparse.Namespace, entry_s: float = 0.0) -> int:
     import torch
 
     from ..guidance.prior import DiffusionPrior
-    from ..utils.device import resolve_device
+    from ..utils.device import device_name, resolve_device
 
     settings = settings_from_args(args)
     if args.save_prior is not None:
@@ -116,12 +115,12 @@ def run_benchmark(args: argparse.Namespace, entry_s: float = 0.0) -> int:
     if args.asset:
         row = bench_asset(settings, entry_s)
         print(format_asset_table(row))
-        write_json(args.json, row)
+        write_json_if(args.json, row)
         return 0
     if args.levers is not None:
         result = bench_levers(settings, args.levers or LEVER_NAMES, entry_s)
         print(format_lever_table(result))
-        write_json(args.json, result)
+        write_json_if(args.json, result)
         return 0
     kinds = [method_row(m) for m in args.methods] + [variant_row(v) for v in args.variant]
     if not kinds:
@@ -135,7 +134,7 @@ def run_benchmark(args: argparse.Namespace, entry_s: float = 0.0) -> int:
     start = time.perf_counter()
     prior = DiffusionPrior.load(first.prior, device)
     print(f"prior {args.prior} ({args.encoder}) loaded in {time.perf_counter() - start:.1f} s "
-          f"on {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}",
+          f"on {device_name(device)}",
           file=sys.stderr)
     rows: List[dict] = []
     failed: List[dict] = []  # a row that raises is reported and the next one runs
@@ -151,7 +150,7 @@ def run_benchmark(args: argparse.Namespace, entry_s: float = 0.0) -> int:
                            "error": error_summary(err, 300)})
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-        write_json(args.json, rows + failed)  # after every row: a run stopped at its limit keeps them
+        write_json_if(args.json, rows + failed)  # after every row: a run stopped at its limit keeps them
     if args.baseline is not None:
         compare_to(rows, args.baseline)
     print(format_table(rows))
@@ -159,7 +158,7 @@ def run_benchmark(args: argparse.Namespace, entry_s: float = 0.0) -> int:
         print("\n" + format_variant_table(rows))
     for row in failed:
         print(f"| {row['variant']} | {row['views']} | failed: {row['error']} |")
-    write_json(args.json, rows + failed)
+    write_json_if(args.json, rows + failed)
     return 1 if failed else 0
 
 

@@ -44,7 +44,7 @@ from ..guidance.prior import DiffusionPrior, import_model_libraries
 from ..render.rasterize import load_kernels
 from ..train.run import Run, build_run, start_run
 from ..train.step import training_step
-from ..utils.device import init_device, resolve_device
+from ..utils.device import device_name, init_device, resolve_device
 from ..utils.timing import WallTimer, synchronize
 from .measure import (PROMPT, BenchSettings, measure_floor, process_age_s, time_ms,
                       unet_row_distribution, unet_rows_per_step)
@@ -211,10 +211,6 @@ def first_steps_extra(log: List[dict], loop_s: float, steps: int) -> Optional[fl
     first_step, first_s = int(log[0]["step"]), float(log[0]["elapsed_s"])
     steady_s = (loop_s - first_s) / max(steps - first_step, 1)
     return first_s - first_step * steady_s
-
-
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 # --------------------------------------------------------------------------- the levers

@@ -8,14 +8,13 @@ read against the noise of training again with another seed.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..utils.io import write_text
+from ..utils.io import write_json, write_text
 
 #: Judge heads a row may carry (``<head>_acc``); the tables show those present.
 JUDGE_HEADS: Tuple[str, ...] = ("shape", "colour", "accent")
@@ -259,7 +258,7 @@ def format_markdown(result: Dict) -> str:
 
 def write_results(out: Path, result: Dict) -> None:
     """``results.json`` and ``results.md`` in ``out``, each atomically."""
-    write_text(out / "results.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
+    write_json(out / "results.json", result, allow_nan=False)
     write_text(out / "results.md", format_markdown(result))
 
 

@@ -39,6 +39,7 @@ from ..config import OutputConfig
 from ..errors import ConfigError, NfsdError
 from ..render.reference import quats_to_rotmats
 from ..render.sh import SH_C0, rgb_to_sh0
+from ..utils.device import auto_device_type
 from ..utils.io import write_with
 from ..utils.timing import NO_TIMER
 from .texture import bake_texture, check_texture_size
@@ -424,7 +425,7 @@ def gaussians_mesh(splats: Mapping[str, Tensor], settings: MeshSettings = MeshSe
     :func:`~nfsd_gs.export.texture.bake_texture`.
     """
     settings.check()
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(device or auto_device_type())
     with timer.phase("field"):
         field = GaussianField.from_splats(splats, device)
         if len(field) == 0:

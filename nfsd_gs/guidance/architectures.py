@@ -17,7 +17,6 @@ Random priors tokenize with :func:`~nfsd_gs.guidance.tokenizer.character_tokeniz
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -25,6 +24,8 @@ from typing import Any, Dict, Optional
 import torch
 
 from ..errors import PriorLoadError
+from ..utils.device import auto_device_type
+from ..utils.io import write_json
 from ..utils.tokenizer import character_tokenizer
 
 
@@ -129,7 +130,7 @@ def save_components(components: PriorComponents, folder: Path,
         part.save_pretrained(folder / sub, **({"variant": variant} if variant and weighted else {}))
     index = {sub: [type(part).__module__.split(".")[0], type(part).__name__]
              for sub, part in parts.items()}
-    (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+    write_json(folder / "model_index.json", index)
     return folder
 
 
@@ -143,7 +144,7 @@ def save_random_prior(model: str, folder: Path, seed: int = 0) -> Path:
 
     if not model.startswith("random:"):
         raise PriorLoadError(f"--save-prior writes random priors: '{model}' is not random:<arch>")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = auto_device_type()
     components = random_components(model.split(":", 1)[1], seed, device)
     modules = [components.unet, components.text_encoder]
     if components.vae is not None:

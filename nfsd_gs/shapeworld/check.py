@@ -7,7 +7,6 @@ v-prediction prior the same combination of v, which is the same combination of e
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -204,7 +203,7 @@ def format_table(result: Dict) -> str:
 
 
 def write_result(result: Dict, path: Path) -> None:
-    from ..utils.io import write_text
+    from ..utils.io import write_json
 
-    write_text(path, json.dumps(result, indent=2) + "\n")
+    write_json(path, result)
     print(f"wrote {path}", file=sys.stderr)

@@ -123,7 +123,7 @@ class Judge:
         """``judge.safetensors`` + ``judge.json`` (info with the class names of every head)."""
         from safetensors.torch import save
 
-        from ..utils.io import write_text, write_with
+        from ..utils.io import write_json, write_with
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -133,7 +133,7 @@ class Judge:
         names = {"shapes": self.shapes, "colours": self.colours}
         if "accent" in self.classes:
             names["accents"] = self.classes["accent"]
-        write_text(folder / "judge.json", json.dumps({**self.info, **names}, indent=2) + "\n")
+        write_json(folder / "judge.json", {**self.info, **names})
 
     @torch.no_grad()
     def logits(self, images: Tensor) -> Dict[str, Tensor]:

@@ -58,7 +58,6 @@ image's colours in saturated extremes before the object is drawn. Changes:
 from __future__ import annotations
 
 import csv
-import json
 import math
 import sys
 import time
@@ -72,8 +71,8 @@ from torch import Tensor
 
 from ..config import NFSD_NEGATIVE_PROMPT
 from ..errors import ConfigError
-from ..utils.device import resolve_device
-from ..utils.io import atomic_write, write_text
+from ..utils.device import device_name, resolve_device
+from ..utils.io import atomic_write, write_json
 from .captions import vocabulary
 from .dataset import DataConfig, ViewPool, make_batch, render_views
 from .degrade import to_device
@@ -531,9 +530,9 @@ def train_prior(out: Path | str, config: PriorTrainConfig, command: str = "") ->
         "final_loss": rows[-1]["loss"] if rows else None,
         "images_per_s": rows[-1]["images_per_s"] if rows else None,
         "wall_s": round(time.perf_counter() - start, 1),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device": device_name(device),
         "unet_parameters": sum(p.numel() for p in unet.parameters()),
         "text_encoder_parameters": sum(p.numel() for p in text_encoder.parameters()),
     }
-    write_text(out / "prior_info.json", json.dumps(info, indent=2) + "\n")
+    write_json(out / "prior_info.json", info)
     return info

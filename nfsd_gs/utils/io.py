@@ -9,6 +9,7 @@ previous version or the new one, never a truncated file.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import re
@@ -53,6 +54,12 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
 def write_text(path: PathLike, text: str) -> None:
     with atomic_write(path, "w") as handle:
         handle.write(text)
+
+
+def write_json(path: PathLike, data: Any, indent: int = 2, allow_nan: bool = True) -> None:
+    """``data`` as indented JSON with a final newline (:func:`write_text`: atomically);
+    ``allow_nan=False``: NaN or infinity is a ValueError (strict JSON, see :func:`finite_or_none`)."""
+    write_text(path, json.dumps(data, indent=indent, allow_nan=allow_nan) + "\n")
 
 
 def write_with(path: PathLike, writer: Callable[[IO[bytes]], None]) -> None:
