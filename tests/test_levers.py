@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nfsd_gs.cameras import OrbitSampler, view_prompts
-from nfsd_gs.config import load_config
+from nfsd_gs.config import NFSD_NEGATIVE_PROMPT, load_config
 from nfsd_gs.densify import GRAD2D_LADDER, Densifier, grad2d_statistics
 from nfsd_gs.eval.runner import Settings, run_config
 from nfsd_gs.eval.variants import LEVER_VARIANTS, SHARPENING_VARIANTS, VARIANTS, select_variants
@@ -224,15 +224,29 @@ def test_every_sharpening_variant_keeps_the_blur_prompt_and_changes_something():
     chosen = select_variants(list(SHARPENING_VARIANTS), [])
     configs = {v.name: run_config(Settings(), v, "a red cylinder", 0, Settings().out)
                for v in chosen}
-    negblur = configs["nfsd-negblur@7.5"]
+    negblur = configs["nb-base"]
     assert negblur.guidance.negative_prompt.startswith("blurry")
-    assert negblur.guidance.negative_prompt != configs["nfsd@7.5"].guidance.negative_prompt
+    assert configs["gs-base"].guidance.negative_prompt == NFSD_NEGATIVE_PROMPT
     for name in SHARPENING_VARIANTS[2:]:
         assert configs[name].guidance.negative_prompt == negblur.guidance.negative_prompt, name
         assert configs[name] != negblur, name
     combo = configs["nb-combo"]
     assert (combo.init.initial_opacity, combo.densify.default.refine_start_iter,
             combo.gaussians.flatten_weight) == (0.5, 50, 100)
+
+
+def test_the_bundled_default_is_the_screening_winner_and_gs_base_what_it_was():
+    """Issue 21 moved configs/default.yaml to nb-dense-calm; gs-base keeps the settings
+    every earlier lever screening was measured against."""
+    def config_of(name):
+        (variant,) = select_variants([name], [])
+        return run_config(Settings(), variant, "a red cylinder", 0, Settings().out)
+    assert config_of("nb-dense-calm") == config_of("nfsd@7.5")
+    before = config_of("gs-base")
+    assert (before.guidance.negative_prompt, before.guidance.t_max_end,
+            before.gaussians.sh0_lr_final, before.densify.default.refine_start_iter) == \
+        (NFSD_NEGATIVE_PROMPT, 0.3, 0.0, 100)
+    assert config_of("nfsd-paperneg@7.5").guidance.negative_prompt == NFSD_NEGATIVE_PROMPT
 
 
 # ----------------------------------------------------------------------------- lever table
