@@ -22,12 +22,14 @@ TESTS=${TESTS-tests/test_render.py tests/test_gpu_step.py tests/test_mesh.py tes
 E=outputs/testbed
 EXTRA=(); COLLECT=()
 if [ "$DRY_RUN" = 1 ]; then
-  E=$OUT/testbed; LIMIT=1; SEEDS=0; SPLITS=solid; EVAL_GROUPS="nfsd@7.5:1"; DEVICE=cpu; STEPS=1; ASSETS=2
+  E=$OUT/testbed; LIMIT=1; SEEDS=0; SPLITS=solid; EVAL_GROUPS="nfsd@7.5:1:2"; DEVICE=cpu; STEPS=1; ASSETS=1
   TESTS="tests/test_gpu_step.py"; COLLECT=(--collect-only)
   EXTRA=(--no-warmup --align-yaws 8 --align-scales 0.65,1.3,3 camera.batch_size=1 init.num_points=50)
 fi
 mkdir -p "$OUT" "$E"
-# EVAL_GROUPS: "VARIANTS:PROMPTS_LIMIT ..." (default: the whole comparison on PROMPTS_LIMIT prompts)
+# EVAL_GROUPS: "VARIANTS:PROMPTS_LIMIT[:ASSETS] ..." (default: the whole comparison on
+# PROMPTS_LIMIT prompts); a group's ASSETS overrides the global one (the NeRF, heavier a run,
+# is best trained a few at a time: "nerf:12:2")
 EVAL_GROUPS=${EVAL_GROUPS:-nfsd@7.5,sds@7.5,sds@100,nfsd-no-neg@7.5,nerf:$LIMIT}
 SPLITS=${SPLITS:-solid two-tone}
 # CANDIDATES: extra --variant NAME=K=V,... specs run with the first group (space separated)
@@ -54,10 +56,12 @@ for seed in $SEEDS; do
     prior=()
     [ "$split" = two-tone ] && [ -n "$NEW_PRIOR" ] && prior=("prior.model=$NEW_PRIOR" prior.local_files_only=true)
     g=0
-    for group in $EVAL_GROUPS; do  # VARIANTS:PROMPTS_LIMIT, one process each
-      g=$((g + 1)); variants=${group%%:*}; limit=${group##*:}
+    for group in $EVAL_GROUPS; do  # VARIANTS:PROMPTS_LIMIT[:ASSETS], one process each
+      IFS=: read -r variants limit assets <<< "$group"
+      g=$((g + 1))
       candidates=(); [ "$g" = 1 ] && candidates=("${CANDIDATES[@]}")
-      LIMIT=$limit evaluate "${split}_s${seed}_g$g" --split "$split" --seeds "$seed" \
+      LIMIT=${limit:-$LIMIT} ASSETS=${assets:-${ASSETS:-}} evaluate "${split}_s${seed}_g$g" \
+        --split "$split" --seeds "$seed" \
         --variants "$variants" "${candidates[@]}" "${prior[@]}"
     done
   done

@@ -238,6 +238,8 @@ def test_the_dry_runs_made_what_they_measure(dry_runs):
     assert "| nerf_small | a red cone | 0 |" in (out["gpu_nerf_default.sh"] / "summary.md").read_text()
     assert "| grey-init | a red cone | 0 |" in (out["gpu_sweep_gaussians.sh"] / "results.md").read_text()
     assert "| nfsd@7.5 | 1 (1 x 1) | 0 |" in (out["gpu_testbed.sh"] / "solid_results.md").read_text()
+    testbed_rows = json.loads((out["gpu_testbed.sh"] / "solid_results.json").read_text())["rows"]
+    assert [r["assets_at_once"] for r in testbed_rows] == [2]  # the group's "nfsd@7.5:1:2"
     assert "repacked:" in dry_runs["repack_ray_wheel.sh"].output
     assert sorted(p.name for p in out["gpu_levers.sh"].iterdir()) == [
         "levers.json", "levers.md", "levers.tgz", "results.json", "results.md"]

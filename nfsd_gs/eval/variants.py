@@ -127,6 +127,11 @@ _SHARPENING.update({
     "nb-combo-calm": _SHARPENING["nb-combo"] + _CALM,
 })
 VARIANTS.update({name: _NEGBLUR + overrides for name, overrides in _SHARPENING.items()})
+# Issue 21's next leads, on the default since the screening (the calming levers in it): the
+# opaque start and the opacity binarization reached the truth's sharpness with 5-6x its
+# speckle before the colours settled
+VARIANTS["calm-opa0.5"] = _NFSD + ("init.initial_opacity=0.5",)
+VARIANTS["calm-bin-opa0.5"] = _NFSD + _LEVERS["gs-bin-opa0.5"]
 # ... and the denser split with the calming levers under the paper's own negative prompt
 VARIANTS["gs-dense-calm"] = _NFSD + _BEFORE_21 + _LEVERS["gs-dense"] + _CALM
 #: The second screening, its two baselines (the paper's negative prompt and the blur one, on
