@@ -48,6 +48,7 @@ mkdir -p "$OUT" "$EVAL"
 if [ -n "${STEPS:-}" ]; then ARGS+=(--steps "$STEPS"); fi
 # SIGINT first: an evaluation stops after writing what it finished (status 'interrupted').
 STOP=(timeout -s INT -k 30 "${EVAL_TIMEOUT:-450}")
+share_cores "$PARALLEL"
 
 if [ "$PARALLEL" -le 1 ]; then
   [ -n "$LIMIT" ] && ARGS+=(--limit "$LIMIT")
