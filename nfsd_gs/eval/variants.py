@@ -132,6 +132,9 @@ VARIANTS.update({name: _NEGBLUR + overrides for name, overrides in _SHARPENING.i
 # speckle before the colours settled
 VARIANTS["calm-opa0.5"] = _NFSD + ("init.initial_opacity=0.5",)
 VARIANTS["calm-bin-opa0.5"] = _NFSD + _LEVERS["gs-bin-opa0.5"]
+# renders at twice the prior's size, averaged down to it (the encoder's antialiased resize):
+# the prior sees supersampled edges, as the ground truth's, and the Gaussians grow smaller
+VARIANTS["calm-res128"] = _NFSD + ("camera.resolution=128",)
 # ... and the denser split with the calming levers under the paper's own negative prompt
 VARIANTS["gs-dense-calm"] = _NFSD + _BEFORE_21 + _LEVERS["gs-dense"] + _CALM
 #: The second screening, its two baselines (the paper's negative prompt and the blur one, on
