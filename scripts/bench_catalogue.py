@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO))  # this checkout's nfsd_gs
 
 from nfsd_gs.utils.io import write_json  # noqa: E402
 
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prompts", type=Path, required=True, help="one prompt a line")

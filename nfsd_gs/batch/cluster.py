@@ -79,8 +79,6 @@ def connect(address: Optional[str]) -> None:
         raise ClusterError(f"cannot start or join {where}: {first}") from None
 
 
-
-
 @dataclass(frozen=True)
 class WorkerPlan:
     """How many actors, what each asks Ray for, and how many assets each trains at once."""

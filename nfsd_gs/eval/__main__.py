@@ -14,9 +14,9 @@ import torch
 from ..cli import add_override_arguments, fail, parse_command_line
 from ..errors import ConfigError, NfsdError
 from ..score import ALIGN_SCALES, ALIGN_YAWS, WorldJudge, load_judge, parse_scales
+from ..train.batched import DEFAULT_ASSETS_CPU, DEFAULT_ASSETS_GPU, default_assets
 from ..utils.device import resolve_device
 from ..utils.io import create_run_dir, make_folder
-from ..train.batched import DEFAULT_ASSETS_CPU, DEFAULT_ASSETS_GPU, default_assets
 from .prompts import SPLITS, all_prompts, parse_prompt, split_prompts
 from .report import summary_table
 from .runner import Settings, evaluate, run_config

@@ -13,6 +13,9 @@ from .prompts import ObjectSpec, placeholder_values
 
 _NFSD = ("guidance.method=nfsd", "guidance.cfg_scale=7.5")
 _PAPER_NEGATIVE = f'guidance.negative_prompt="{NFSD_NEGATIVE_PROMPT}"'
+#: The paper's negative words that the bundled prior learned from blur and resolution loss
+#: (nfsd_gs/shapeworld/degrade.py): configs/default.yaml's since issue 21.
+_BLUR_NEGATIVE = 'guidance.negative_prompt="blurry, out of focus, low-resolution, low quality"'
 _VSD = ("guidance.method=vsd", "guidance.cfg_scale=7.5")
 
 #: Named variants: overrides on top of ``--config`` (a ``config=<preset>`` entry picks
@@ -33,8 +36,7 @@ VARIANTS: Dict[str, Tuple[str, ...]] = {
     "nfsd-neg0@7.5": _NFSD + ("guidance.negative_scale=0",),
     # the paper's negative prompt split by what the bundled prior learned its words from
     # (nfsd_gs/shapeworld/degrade.py): blur and resolution only, or darkness and contrast only
-    "nfsd-negblur@7.5": _NFSD + ('guidance.negative_prompt="blurry, out of focus, '
-                                 'low-resolution, low quality"',),
+    "nfsd-negblur@7.5": _NFSD + (_BLUR_NEGATIVE,),
     "nfsd-negdark@7.5": _NFSD + ('guidance.negative_prompt="dark, dull, low contrast, gloomy"',),
     # the paper's own negative prompt (section 4), whatever the preset's
     "nfsd-paperneg@7.5": _NFSD + (_PAPER_NEGATIVE,),
@@ -107,22 +109,24 @@ LEVER_VARIANTS: Tuple[str, ...] = tuple(_LEVERS)
 #: bloat them 2-3x on the bundled prior: docs/eval/paper_comparison_2026-12-04.md). A
 #: default run ends with 95 % of its opacities in [0.05, 0.5] (docs/eval/levers.md): soft,
 #: layered silhouettes, hence the opaque start.
-_NEGBLUR = _NFSD + _BEFORE_21 + VARIANTS["nfsd-negblur@7.5"][len(_NFSD):]
+_NEGBLUR = _NFSD + _BEFORE_21 + (_BLUR_NEGATIVE,)
+_TEND02 = ("guidance.t_max_end=0.2",)
 _SHARPENING: Dict[str, Tuple[str, ...]] = {
     "nb-base": (),
     "nb-opa0.5": ("init.initial_opacity=0.5",),
     "nb-dense": _LEVERS["gs-dense"],
     "nb-flat": _LEVERS["gs-flat"],
     "nb-bin-opa0.5": _LEVERS["gs-bin-opa0.5"],
-    "nb-tend0.2": ("guidance.t_max_end=0.2",),
+    "nb-tend0.2": _TEND02,
     "nb-combo": ("init.initial_opacity=0.5",) + _LEVERS["gs-dense"] + _LEVERS["gs-flat"],
 }
-# The first pass of this screening (H200, 3 prompts, docs/eval/levers.md): the denser split
-# and the combination reach the ground truth's sharpness with 4-7x its speckle; a lower end
-# of the t annealing and colours that settle (sh0's rate decayed 10x) are the calming levers.
-_CALM = ("guidance.t_max_end=0.2", "gaussians.sh0_lr_final=0.002")
+# The first pass of this screening (H200, 3 prompts, docs/eval/sharpening_2026-12-04.md): the
+# denser split and the combination reach the ground truth's sharpness with 4-7x its speckle;
+# a lower end of the t annealing and colours that settle (sh0's rate decayed 10x) are the
+# calming levers.
+_CALM = _TEND02 + ("gaussians.sh0_lr_final=0.002",)
 _SHARPENING.update({
-    "nb-dense-tend0.2": _LEVERS["gs-dense"] + ("guidance.t_max_end=0.2",),
+    "nb-dense-tend0.2": _LEVERS["gs-dense"] + _TEND02,
     "nb-dense-calm": _LEVERS["gs-dense"] + _CALM,
     "nb-combo-calm": _SHARPENING["nb-combo"] + _CALM,
 })

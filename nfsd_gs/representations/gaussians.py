@@ -33,7 +33,6 @@ from .base import RenderOutput
 SPLAT_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
 
 
-
 def log_linear(start: float, end: float, progress: float) -> float:
     """exp((1 - p) log start + p log end) at progress p clamped to [0, 1]: 3DGS's decay of a
     learning rate; ``start`` itself when either end is not positive."""
@@ -41,6 +40,7 @@ def log_linear(start: float, end: float, progress: float) -> float:
         return start
     p = min(max(progress, 0.0), 1.0)
     return math.exp((1 - p) * math.log(start) + p * math.log(end))
+
 
 class GaussianModel(torch.nn.Module):
     """A set of N 3D Gaussians and how to render and optimize them."""
