@@ -62,6 +62,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--timed-steps", type=int, default=5, help="steps of the phase split")
     parser.add_argument("--floor-repeats", type=int, default=10)
+    parser.add_argument("--prompt", default=None,
+                        help="the prompt of every run (default: 'a red cone' on the bundled "
+                             "prior, else 'a DSLR photo of a corgi')")
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
     parser.add_argument("--asset", action="store_true",
                         help="time one whole asset end to end instead (see above)")

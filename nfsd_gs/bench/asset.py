@@ -46,7 +46,7 @@ from ..train.run import Run, build_run, start_run
 from ..train.step import training_step
 from ..utils.device import device_name, init_device, resolve_device
 from ..utils.timing import WallTimer, synchronize
-from .measure import (PROMPT, BenchSettings, measure_floor, process_age_s, time_ms,
+from .measure import (BenchSettings, measure_floor, process_age_s, time_ms,
                       unet_row_distribution, unet_rows_per_step)
 
 #: The configuration before issue 25, which every single lever is measured against.
@@ -118,7 +118,7 @@ def lever_config(settings: BenchSettings, lever: Lever) -> Config:
         f"init.num_points={settings.gaussians}", f"densify.max_gaussians={settings.gaussians}",
         "densify.default.refine_start_iter=100000"]
     overrides += list(BASELINE if lever.on_baseline else ()) + list(lever.overrides)
-    return resolve_config(settings.config, PROMPT, overrides + list(settings.overrides))
+    return resolve_config(settings.config, settings.prompt_of_prior, overrides + list(settings.overrides))
 
 
 # --------------------------------------------------------------------------- U-Net rows
@@ -169,7 +169,7 @@ def bench_asset(settings: BenchSettings, entry_s: float) -> dict:
     profile = WallTimer()
     profile.add("python, nfsd_gs imports", entry_s)
     with profile.phase("config"):
-        config = resolve_config(settings.config, PROMPT,
+        config = resolve_config(settings.config, settings.prompt_of_prior,
                                 asset_overrides(settings) + list(settings.overrides),
                                 output_root=tempfile.mkdtemp(prefix="nfsd_asset_"))
     run, run_dir = start_run(config, timer=profile)

@@ -21,7 +21,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -36,8 +36,10 @@ from ..train.step import training_step
 from ..utils.device import resolve_device
 from ..utils.timing import PhaseTimer, synchronize
 
-#: The prompt of every benchmark run (the prior's weights are random: any prompt costs the same).
+#: The prompt of a benchmark run on Stable Diffusion shapes (random weights: any prompt costs the same).
 PROMPT = "a DSLR photo of a corgi"
+#: The prompt on the bundled prior, which knows only its world's objects.
+BUNDLED_PROMPT = "a red cone"
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,16 @@ class BenchSettings:
     asset_steps: int = 1200
     gaussians: int = 100_000  # --levers: the fixed Gaussian count of the sampled steps
     sample_steps: int = 30  # --levers: steps sampled over the schedule per lever
+    prompt: Optional[str] = None  # None: the prior's own (:meth:`prompt_of_prior`)
     overrides: Tuple[str, ...] = ()
+
+    @property
+    def prompt_of_prior(self) -> str:
+        """The asked prompt, else one the prior knows: a world object for the bundled prior,
+        the benchmark's classic prompt for Stable Diffusion shapes."""
+        if self.prompt is not None:
+            return self.prompt
+        return BUNDLED_PROMPT if self.prior.startswith("bundled:") else PROMPT
 
 
 PHASES = ("render", "encode", "unet", "guidance", "lora", "backward", "optimizer", "densify")
@@ -115,7 +126,7 @@ def bench_config(settings: BenchSettings, views: int, method: str, gaussians: in
         # densify state is updated every step; refinement itself every 100 steps
         "densify.default.refine_start_iter=100000",
     ] + list(settings.overrides) + list(extra)
-    return resolve_config(settings.config, PROMPT, overrides)
+    return resolve_config(settings.config, settings.prompt_of_prior, overrides)
 
 
 def measure_floor(run: Run, repeats: int) -> Dict[str, float]:  # milliseconds
