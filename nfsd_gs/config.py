@@ -117,6 +117,10 @@ class PriorConfig:
     #: the first time; the compiled code is kept in ``compile_cache`` (inductor's FX-graph
     #: and AOTAutograd caches), so the next process pays seconds.
     compile_encoder: bool = False
+    #: torch.compile the U-Net call (forward only; rows dynamic, so the 2V + k row counts of
+    #: NFSD share one compilation), replayed inside its CUDA graph when ``cuda_graph`` is on;
+    #: its code kept in ``compile_cache`` as the encoder's.
+    compile_unet: bool = False
     compile_cache: str = "~/.cache/nfsd_gs/inductor"
     #: Let cuDNN time its convolution algorithms on first use and keep the fastest
     #: (``torch.backends.cudnn.benchmark``, set for the process; the shapes never change).
@@ -127,9 +131,9 @@ class PriorConfig:
     def validate(self) -> None:
         _check(self.variant is None or bool(self.variant.strip()), "prior.variant", self.variant,
                "must name a weight variant (e.g. fp16) or be null")
-        _check(not self.compile_encoder or bool(self.compile_cache.strip()),
+        _check(not (self.compile_encoder or self.compile_unet) or bool(self.compile_cache.strip()),
                "prior.compile_cache", self.compile_cache,
-               "must name a folder when prior.compile_encoder is true")
+               "must name a folder when prior.compile_encoder or prior.compile_unet is true")
 
 
 @dataclass

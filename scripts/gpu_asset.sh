@@ -15,14 +15,17 @@
 #   asset_taesd    the same with TAESD
 #   levers_vae     python -m nfsd_gs.bench --levers ...: each lever over the baseline, in
 #                  one process (compile with an empty cache: a first asset's compilation)
-#   compile2_vae   --levers compile in a new process: the compile cache now filled (a
-#                  second asset's cost)
+#   compile2_vae   --levers compile compile-unet in a new process: the compile cache now
+#                  filled (a second asset's cost)
 #   levers_taesd   the levers with TAESD (the load levers are the VAE's)
+#   compile2_taesd --levers compile-unet again with TAESD, in a new process
 #   gpu_tests      pytest -m gpu tests/test_gpu_step.py: each changed kernel path's
 #                  gradients against the plain one (also in scripts/gpu_testbed.sh)
 # Writes OUT_DIR/asset_vae.json and asset_taesd.json (the asset, its start-up profile, the
 # lever rows), levers.md (the same as tables, and the GPU tests' summary line) and logs.tgz;
 # prints levers.md last.
+# SKIP="PART ...": leave those parts out (e.g. SKIP="asset_vae asset_taesd" while only the
+# levers are in question).
 # DRY_RUN=1: the same parts on the CPU: random:tiny-latent, 4 steps, 1 sampled step a lever,
 # a few levers, no compile (the CPU's inductor takes minutes).
 set -euo pipefail
@@ -35,8 +38,10 @@ START=$(date +%s)
 BUDGET_S=${BUDGET_S:-470}
 [ -n "${DEADLINE:-}" ] && BUDGET_S=$(( DEADLINE - START - 10 ))  # 10 s for the report
 PRIOR=random:sd21-base; STEPS=1200; SAMPLES=20; FLOOR=5; COMPILE2=1
-LEVERS_VAE="baseline direct-load direct-load-fp16-files contiguous channels-last negative-where-used compile cudnn-benchmark unet-channels-last defaults all"
-LEVERS_TAESD="baseline contiguous channels-last negative-where-used compile cudnn-benchmark unet-channels-last defaults all"
+# The levers still open (2026-12-04's call measured the load and layout ones: BENCHMARKS.md);
+# LEVERS_VAE / LEVERS_TAESD in the environment name others (python -m nfsd_gs.bench --help).
+LEVERS_VAE=${LEVERS_VAE:-"baseline negative-where-used compile compile-unet defaults all"}
+LEVERS_TAESD=${LEVERS_TAESD:-"baseline compile-unet defaults all"}
 ARGS=()
 if [ "$DRY_RUN" = 1 ]; then
   PRIOR=random:tiny-latent; STEPS=4; SAMPLES=1; FLOOR=1; COMPILE2=0; BUDGET_S=100000
@@ -55,6 +60,7 @@ echo "device: $(device_info)"
 # part NAME NEED_S CMD...: run CMD with a timeout of what is left, if NEED_S still fits
 part() {
   local name=$1 need=$2; shift 2
+  if [[ " ${SKIP:-} " == *" $name "* ]]; then echo "skip $name: SKIP"; return; fi
   local budget; budget=$(left)
   if (( budget < need )); then
     echo "skip $name: ${budget}s left, needs ~${need}s" | tee -a "$WORK/skipped.log"; return
@@ -82,11 +88,13 @@ part asset_taesd 90 python -m nfsd_gs.bench --asset --encoder taesd "${COMMON[@]
 # shellcheck disable=SC2086
 part levers_vae 150 python -m nfsd_gs.bench --levers $LEVERS_VAE --encoder vae "${COMMON[@]}" \
   --json "$WORK/levers_vae.json"
-[ "$COMPILE2" = 1 ] && part compile2_vae 45 python -m nfsd_gs.bench --levers compile \
-  --encoder vae "${COMMON[@]}" prior.load_direct=true --json "$WORK/compile2_vae.json"
+[ "$COMPILE2" = 1 ] && part compile2_vae 60 python -m nfsd_gs.bench --levers compile \
+  compile-unet --encoder vae "${COMMON[@]}" prior.load_direct=true --json "$WORK/compile2_vae.json"
 # shellcheck disable=SC2086
 part levers_taesd 80 python -m nfsd_gs.bench --levers $LEVERS_TAESD --encoder taesd \
   "${COMMON[@]}" --json "$WORK/levers_taesd.json"
+[ "$COMPILE2" = 1 ] && part compile2_taesd 45 python -m nfsd_gs.bench --levers compile-unet \
+  --encoder taesd "${COMMON[@]}" prior.load_direct=true --json "$WORK/compile2_taesd.json"
 
 [ "$DRY_RUN" = 1 ] || part gpu_tests 90 python -m pytest -q -m gpu tests/test_gpu_step.py
 

@@ -100,3 +100,30 @@ def test_an_unknown_lever_is_one_error_line(capsys):
     assert main(["--levers", "baseline", "warp-drive", "--prior", "random:tiny"]) == 2
     err = capsys.readouterr().err
     assert "lever 'warp-drive' is not one of baseline, direct-load" in err
+
+
+def test_second_asset_rows_follow_each_compile_lever_measured_again():
+    """``gpu_asset.sh`` measures the compile levers again in a new process (the cache filled):
+    each gets a "(second asset)" row after its own, with the second process's first use and
+    step time and the first's start-up and outputs."""
+    from nfsd_gs.bench.asset import with_second_compile
+
+    def row(lever, startup_s, first_use_s, step_ms):
+        return {"lever": lever, "startup_s": startup_s, "first_use_s": first_use_s,
+                "step_ms": step_ms, "outputs_s": 1.0,
+                "end_to_end_s": startup_s + first_use_s + 10 * step_ms / 1e3 + 1.0}
+
+    first = {"steps": 10, "rows": [row("baseline", 5.0, 1.0, 100.0),
+                                   row("compile", 5.0, 30.0, 90.0),
+                                   row("compile-unet", 5.0, 60.0, 80.0),
+                                   row("defaults", 5.0, 1.0, 95.0)]}
+    second = {"rows": [row("compile", 9.9, 4.0, 91.0), row("compile-unet", 9.9, 6.0, 79.0)]}
+    rows = with_second_compile(first, second)["rows"]
+    assert [r["lever"] for r in rows] == ["baseline", "compile", "compile (second asset)",
+                                          "compile-unet", "compile-unet (second asset)",
+                                          "defaults"]
+    again = rows[4]
+    assert again["loop_s"] == pytest.approx(6.0 + 10 * 0.079)
+    assert again["end_to_end_s"] == pytest.approx(5.0 + 6.0 + 0.79 + 1.0)
+    assert again["vs_baseline_s"] == pytest.approx(again["end_to_end_s"] - 8.0)  # 5 + 1 + 1 + 1
+    assert with_second_compile(first, None)["rows"] == first["rows"]

@@ -435,3 +435,43 @@ def test_compiled_encoder_matches_eager_and_keeps_its_cache(latent_prior, tmp_pa
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str((tmp_path / "c").resolve())
     torch.testing.assert_close(x0.detach(), eager[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(rgb.grad, eager[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_compiled_unet_matches_eager_with_one_compilation_for_every_row_count(
+        tiny_prior, tmp_path, monkeypatch):
+    """``prior.compile_unet``: the U-Net call through torch.compile (aot_eager backend here:
+    the CPU has no fast compiler) with its rows dynamic, so NFSD's 2V + k row counts share
+    one compiled graph; the predictions equal the eager call's."""
+    import torch._dynamo
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/nonexistent")  # restored after the test
+    compiled = []
+    original = torch.compile
+
+    def compile_on_cpu(function, **options):
+        compiled.append(options)
+        return original(function, backend="aot_eager", **options)
+
+    monkeypatch.setattr(torch, "compile", compile_on_cpu)
+    generator = torch.Generator().manual_seed(0)
+    embeddings = tiny_prior.embed(["a red cone"])  # [1, L, D]
+    channels, size = tiny_prior.unet.config.in_channels, tiny_prior.unet.config.sample_size
+    batches = []
+    for rows in (5, 6, 7):  # 2V + k for V = 2 and k = 1..3
+        z_t = torch.randn(rows, channels, size, size, generator=generator)
+        t = torch.randint(20, 980, (rows,), generator=generator)
+        batches.append((z_t, t, embeddings.expand(rows, -1, -1)))
+    eager = [tiny_prior.predict_noise(*batch) for batch in batches]
+    torch._dynamo.reset()
+    tiny_prior.configure(PriorConfig(compile_unet=True, compile_cache=str(tmp_path / "c")))
+    try:
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            fast = [tiny_prior.predict_noise(*batch) for batch in batches[:1]]
+            fast += [tiny_prior.predict_noise(*batch) for batch in batches[1:]]
+    finally:
+        tiny_prior.configure(PriorConfig())
+        torch._dynamo.reset()
+    assert compiled == [{}]
+    for a, b in zip(eager, fast):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)

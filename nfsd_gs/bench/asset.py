@@ -53,7 +53,7 @@ from .measure import (BenchSettings, measure_floor, process_age_s, time_ms,
 BASELINE: Tuple[str, ...] = (
     "prior.load_direct=false", "prior.variant=null", "prior.encoder_layout=strided",
     "guidance.negative_where_used=false", "prior.compile_encoder=false",
-    "prior.cudnn_benchmark=false", "prior.unet_channels_last=false")
+    "prior.compile_unet=false", "prior.cudnn_benchmark=false", "prior.unet_channels_last=false")
 
 
 @dataclass(frozen=True)
@@ -82,15 +82,18 @@ LEVERS: Tuple[Lever, ...] = (
     Lever("compile", ("prior.encoder_layout=contiguous", "prior.compile_encoder=true"),
           "torch.compile of the encoder, on the contiguous input (compare with 'contiguous'; "
           "first-use s: compilation, cold or warm cache)"),
+    Lever("compile-unet", ("prior.compile_unet=true",),
+          "torch.compile of the U-Net call, replayed in its CUDA graph (rows dynamic: one "
+          "compilation for every row count; first-use s: compilation)"),
     Lever("cudnn-benchmark", ("prior.cudnn_benchmark=true",), "cuDNN algorithm search"),
     Lever("unet-channels-last", ("prior.unet_channels_last=true",),
           "U-Net weights channels-last"),
     Lever("defaults", (), "this release's defaults", on_baseline=False),
-    Lever("all", ("prior.compile_encoder=true", "prior.cudnn_benchmark=true",
-                  "prior.unet_channels_last=true"),
-          "the defaults plus compile, cuDNN search and a channels-last U-Net (after 'compile' "
-          "in the same process, its compilation is reused: first-use s as a warm cache)",
-          on_baseline=False),
+    Lever("all", ("prior.compile_encoder=true", "prior.compile_unet=true",
+                  "prior.cudnn_benchmark=true"),
+          "the defaults plus both compilations and cuDNN search (after 'compile' and "
+          "'compile-unet' in the same process, their compilations are reused: first-use s as "
+          "a warm cache)", on_baseline=False),
 )
 LEVER_NAMES = tuple(lever.name for lever in LEVERS)
 
@@ -383,18 +386,20 @@ TARGET_STEPS = 1200
 
 
 def with_second_compile(levers: dict, second: Optional[dict]) -> dict:
-    """The lever result plus a row "compile (second asset)": the first process's compile
-    row with the first-use s and step ms of a second process that found the compile cache
-    filled (``second``: that process's ``--levers compile`` result)."""
+    """The lever result plus a row "<lever> (second asset)" for each compile lever that a
+    second process measured again with the compile cache filled (``second``: that process's
+    ``--levers compile ...`` result): the first process's row with the second's first-use s
+    and step ms."""
     rows = list(levers["rows"])
-    first = next((r for r in rows if r["lever"] == "compile"), None)
-    again = next((r for r in (second or {}).get("rows", []) if r["lever"] == "compile"), None)
-    if first is not None and again is not None:
+    baseline = next((r for r in rows if r["lever"] == "baseline"), None)
+    for again in (second or {}).get("rows", []):
+        first = next((r for r in rows if r["lever"] == again["lever"]), None)
+        if first is None:
+            continue
         loop_s = again["first_use_s"] + levers["steps"] * again["step_ms"] / 1e3
         end_to_end_s = first["startup_s"] + loop_s + first["outputs_s"]
-        baseline = next((r for r in rows if r["lever"] == "baseline"), None)
         rows.insert(rows.index(first) + 1, {
-            **first, "lever": "compile (second asset)",
+            **first, "lever": f"{again['lever']} (second asset)",
             "description": "the same, in a new process with the compile cache filled",
             "first_use_s": again["first_use_s"], "step_ms": again["step_ms"],
             "loop_s": loop_s, "end_to_end_s": end_to_end_s,

@@ -20,7 +20,7 @@ import importlib.util
 import json
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -198,6 +198,22 @@ def use_compile_cache(folder: str) -> Path:
     return path
 
 
+def compiled_over_rows(function: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """``torch.compile(function)`` with the first dimension of every input (the U-Net's rows)
+    marked dynamic and the others static: one compilation serves every row count (NFSD's
+    2V + k, a pool's buckets) instead of one per count."""
+    compiled = torch.compile(function)
+
+    def call(*inputs: Tensor) -> Tensor:
+        import torch._dynamo
+
+        for x in inputs:
+            torch._dynamo.maybe_mark_dynamic(x, 0)
+        return compiled(*inputs)
+
+    return call
+
+
 class DiffusionPrior:
     """A frozen diffusion model: encoder, text encoder, U-Net and noise schedule."""
 
@@ -352,15 +368,19 @@ class DiffusionPrior:
     def configure(self, config: PriorConfig) -> None:
         """How the loaded model runs (the weights stay): the U-Net as CUDA graphs
         (``cuda_graph``) and its weights' layout (``unet_channels_last``), the encoder's
-        input layout (``encoder_layout``) and compilation (``compile_encoder``), cuDNN's
+        input layout (``encoder_layout``), compilation (``compile_encoder``, ``compile_unet``), cuDNN's
         algorithm search (``cudnn_benchmark``, for the whole process). Callable again on a
         loaded prior: the benchmark compares them on one."""
         on_cuda = torch.device(self.device).type == "cuda"
         self.unet.to(memory_format=torch.channels_last if config.unet_channels_last
                      else torch.contiguous_format)
+        unet_call = self._eager_unet
+        if config.compile_unet:
+            use_compile_cache(config.compile_cache)
+            unet_call = compiled_over_rows(self._eager_unet)
         # new weights' memory invalidates captured graphs: capture afresh
-        self._unet_call = (GraphedCall(self._eager_unet, buckets=self.row_buckets)
-                           if config.cuda_graph and on_cuda else self._eager_unet)
+        self._unet_call = (GraphedCall(unet_call, buckets=self.row_buckets)
+                           if config.cuda_graph and on_cuda else unet_call)
         self.encoder_layout = config.encoder_layout
         self._latents = self._eager_latents
         if self.vae is not None:
