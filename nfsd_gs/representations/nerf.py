@@ -159,9 +159,10 @@ class NerfField(torch.nn.Module):
     # ------------------------------------------------------------------ optimization
 
     def make_optimizers(self) -> Dict[str, torch.optim.Optimizer]:
-        """Adam on the hash tables and on the MLPs (threestudio's lrs, betas (0.9, 0.99), eps 1e-15)."""
+        """Adam on the hash tables and on the MLPs (threestudio's lrs, betas (0.9, 0.99), eps
+        1e-15), fused (one kernel per step and optimizer)."""
         c = self.config
-        adam = dict(betas=(0.9, 0.99), eps=1e-15)
+        adam = dict(betas=(0.9, 0.99), eps=1e-15, fused=True)
         return {
             "grid": torch.optim.Adam(self.encoding.parameters(), lr=c.grid_lr, **adam),
             "mlp": torch.optim.Adam([*self.trunk.parameters(), *self.color_net.parameters()],
