@@ -166,6 +166,17 @@ def test_strips_are_found_in_the_folder_the_stored_path_names_before_the_stored_
     assert worst.find_strip({**r, "error": "boom"}, [tmp_path / "part1"]) is None
 
 
+def test_a_missing_or_unreadable_strip_is_named_not_drawn(tmp_path):
+    rows = [row("a red cone", iou=0.5), row("a blue cube", iou=0.6), row("a cyan cube", iou=0.7)]
+    fake_strip(tmp_path, rows[0], COLOURS[0])
+    strip_path(tmp_path, "nfsd@7.5", "a blue cube", 0).write_bytes(b"not a png")
+    png, md = worst.write_worst(tmp_path, rows, 3, "iou")
+    assert pixels_of(Image.open(png).convert("RGB"), COLOURS[0])[0] == 400
+    lines = md.read_text().splitlines()[-3:]
+    assert lines[0].endswith("(`strips/nfsd_7_5/a_red_cone_seed0.png`)")
+    assert lines[1].endswith("(strip not found)") and lines[2].endswith("(strip not found)")
+
+
 def test_strip_folders_follow_merged_folders_moved_beside_them(tmp_path):
     for name, merged in (("merged", ["outputs/testbed/part0", "outputs/testbed/part1"]),
                          ("part0", []), ("part1", [])):

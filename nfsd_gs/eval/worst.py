@@ -187,7 +187,7 @@ class Tile:
     """One strip of the sheet and the lines above it."""
 
     lines: List[str]
-    image: Any  # a PIL.Image.Image, RGB
+    image: Any  # a PIL.Image.Image, RGB: our V views above the ground truth's [V*W x 2H]
 
 
 @dataclass
@@ -249,9 +249,25 @@ def contact_sheet(title: Sequence[str], blocks: Sequence[Block]):
 # ---------------------------------------------------------------------------- the files
 
 
-def _shown(path: Optional[Path], out: Path) -> str:
+def _load(path: Optional[Path]):
+    """The strip at ``path`` as an RGB PIL image [V*W x 2H]; None if absent or unreadable."""
+    from PIL import Image
+
     if path is None:
+        return None
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except OSError:
+        return None
+
+
+def _where(row: Dict, path: Optional[Path], out: Path) -> str:
+    """How the list names a run's strip: its path (relative to ``out`` when under it)."""
+    if row.get("error"):
         return "no strip"
+    if path is None:
+        return "strip not found"
     try:
         return f"`{path.resolve().relative_to(out.resolve())}`"
     except ValueError:
@@ -259,44 +275,41 @@ def _shown(path: Optional[Path], out: Path) -> str:
 
 
 def write_worst(out: Path, rows: Sequence[Dict], count: int, by: str = "all_acc",
-                folders: Optional[Sequence[Path]] = None, png: str = "worst.png",
-                markdown: str = "worst.md", status: str = "") -> Tuple[Path, Path]:
+                folders: Optional[Sequence[Path]] = None, status: str = "") -> Tuple[Path, Path]:
     """``out/worst.png`` (the sheet of each variant's ``count`` worst runs by ``by``) and
-    ``out/worst.md`` (the same runs, linking the PNG by its name), each atomically.
-    ``folders``: where the strips may be (default :func:`strip_folders` of ``out``); a run
-    whose strip is missing, like an error row, is named in its variant's caption instead."""
-    from PIL import Image
-
+    ``out/worst.md`` (the same runs, linking ``worst.png``), each atomically. ``folders``:
+    where the strips may be (default :func:`strip_folders` of ``out``); a run without a
+    readable strip, like an error row, is named in its variant's caption instead."""
     picked = worst_runs(rows, count, by)
     folders = strip_folders(out) if folders is None else list(folders)
     totals: Dict[str, int] = {}
     for row in rows:
         totals[row["variant"]] = totals.get(row["variant"], 0) + 1
     order = ", then ".join(DESCRIBE[key] for key in ranking(by))
-    title = [f"The {count} worst runs of each variant{f' ({status})' if status else ''}: "
-             "our views above the aligned ground truth's.",
-             f"Ranked worst first: errors, then {order}."]
+    status = f" ({status})" if status else ""
+    title = [f"The {count} worst runs of each variant{status}: our views above the aligned "
+             "ground truth's.", f"Ranked worst first: errors, then {order}."]
     blocks, entries = [], []
     for variant, worst in picked.items():
-        found = [find_strip(row, folders) for row in worst]
-        caption = [f"{variant}: the worst {len(worst)} of {totals[variant]} runs"]
-        caption += [f"{run_name(row)}: {worst_label(row, by)}"
-                    + ("" if row.get("error") else " (strip not found)")
-                    for row, path in zip(worst, found) if path is None]
-        tiles = []
-        for row, path in zip(worst, found):
-            if path is not None:
-                with Image.open(path) as image:
-                    tiles.append(Tile([run_name(row), worst_label(row, by)], image.convert("RGB")))
-        blocks.append(Block(caption, tiles))
-        entries.append(f"\n## {variant} (the worst {len(worst)} of {totals[variant]} runs)\n")
-        entries += [f"{rank}. {run_name(row)}: {worst_label(row, by)} ({_shown(path, out)})"
-                    for rank, (row, path) in enumerate(zip(worst, found), 1)]
+        paths = [find_strip(row, folders) for row in worst]
+        images = [_load(path) for path in paths]
+        paths = [path if image is not None else None for path, image in zip(paths, images)]
+        heading = f"{variant}: the worst {len(worst)} of {totals[variant]} runs"
+        caption = [f"{run_name(row)}: {worst_label(row, by)}"
+                   + ("" if row.get("error") else " (strip not found)")
+                   for row, image in zip(worst, images) if image is None]
+        tiles = [Tile([run_name(row), worst_label(row, by)], image)
+                 for row, image in zip(worst, images) if image is not None]
+        blocks.append(Block([heading] + caption, tiles))
+        entries.append(f"\n## {heading.replace(': the', ' (the')})\n")
+        entries += [f"{rank}. {run_name(row)}: {worst_label(row, by)} ({_where(row, path, out)})"
+                    for rank, (row, path) in enumerate(zip(worst, paths), 1)]
     sheet = contact_sheet(title, blocks)
-    write_with(out / png, lambda handle: sheet.save(handle, format="PNG", optimize=True))
-    text = (f"# The worst runs of each variant{f' ({status})' if status else ''}\n\n"
-            f"The {count} worst runs of each variant, ranked worst first: errors (they have no "
-            f"strip), then {order}. Each strip: our views above the aligned ground truth's.\n\n"
-            f"![The worst runs of each variant]({png})\n" + "\n".join(entries) + "\n")
-    write_text(out / markdown, text)
-    return out / png, out / markdown
+    png, markdown = out / "worst.png", out / "worst.md"
+    write_with(png, lambda handle: sheet.save(handle, format="PNG", optimize=True))
+    write_text(markdown, f"# The worst runs of each variant{status}\n\n"
+               f"The {count} worst runs of each variant, ranked worst first: errors (they have "
+               f"no strip), then {order}. Each strip: our views above the aligned ground "
+               f"truth's.\n\n![The worst runs of each variant](worst.png)\n"
+               + "\n".join(entries) + "\n")
+    return png, markdown
