@@ -15,12 +15,16 @@
 # at the end; their train times are then measured under contention), DEVICE (default cuda;
 # cpu to try the script with tiny settings), EVAL_DIR (the evaluation folder, default
 # outputs/gpu_eval/SPLIT). VARIANT_SPECS alone evaluates only those (scripts/gpu_steps_curve.sh).
+# WORST (default 3; 0: none): worst.png and worst.md, each variant's WORST worst runs' strips
+# on one sheet, ranked by WORST_BY (all_acc, the default: the judge, then sharpness / GT, then
+# IoU; or sharpness, iou, colour_de, speckle: nfsd_gs/eval/worst.py).
 #
 # The evaluation folder, outputs/gpu_eval/SPLIT in the work tree, survives between calls
 # on a warm machine: calling again (e.g. with a larger PROMPTS_LIMIT) keeps finished runs
 # and trains only the missing ones. Runs go prompt by prompt, so a stop at the timeout
 # leaves every variant of the finished (prompt, seed) pairs.
-# Writes OUT_DIR/results.json, results.md, eval.log and strips.tgz; prints the summary last.
+# Writes OUT_DIR/results.json, results.md, eval.log, strips.tgz, worst.png and worst.md (6 of
+# the 8 files a GPU call brings back); prints the summary last.
 # DRY_RUN=1: the logic on the CPU: two parallel parts of one prompt each (merged by
 # scripts/merge_eval.py), NFSD only, 1 step, a small alignment grid, in OUT_DIR/eval.
 set -euo pipefail
@@ -31,6 +35,8 @@ LIMIT=${PROMPTS_LIMIT-4}
 PARALLEL=${PARALLEL:-1}
 PROMPTS=${PROMPTS:-}
 EVAL=${EVAL_DIR:-outputs/gpu_eval/$SPLIT}
+WORST=${WORST:-3}
+WORST_ARGS=(--worst "$WORST" --worst-by "${WORST_BY:-all_acc}")
 if [ -n "${VARIANTS:-}" ]; then WHICH=(--variants "$VARIANTS"); else WHICH=(--comparison); fi
 [ -n "${VARIANT_SPECS:-}" ] && [ -z "${VARIANTS:-}" ] && WHICH=(--variants none)
 ARGS=("${WHICH[@]}" --split "$SPLIT" --seeds "${SEEDS:-0,1,2}" --device "${DEVICE:-cuda}")
@@ -45,6 +51,7 @@ fi
 [ -n "${ASSETS:-}" ] && ARGS+=(--assets-per-process "$ASSETS")
 for spec in ${VARIANT_SPECS:-}; do ARGS+=(--variant "$spec"); done
 mkdir -p "$OUT" "$EVAL"
+rm -f "$EVAL/worst.png" "$EVAL/worst.md"  # an earlier call's, on a warm machine
 if [ -n "${STEPS:-}" ]; then ARGS+=(--steps "$STEPS"); fi
 # SIGINT first: an evaluation stops after writing what it finished (status 'interrupted').
 STOP=(timeout -s INT -k 30 "${EVAL_TIMEOUT:-450}")
@@ -53,6 +60,7 @@ share_cores "$PARALLEL"
 if [ "$PARALLEL" -le 1 ]; then
   [ -n "$LIMIT" ] && ARGS+=(--limit "$LIMIT")
   [ "$PROMPTS" = all ] && ARGS+=(--prompts all)
+  ARGS+=("${WORST_ARGS[@]}")
   echo "== python -m nfsd_gs.eval ${ARGS[*]} --out $EVAL"
   tolerate "${STOP[@]}" python -m nfsd_gs.eval "${ARGS[@]}" --out "$EVAL" > "$OUT/eval.log" 2>&1
   echo "eval rc=$rc (130: stopped at the timeout; call again to continue)"
@@ -78,10 +86,14 @@ PY
   done
   for pid in "${pids[@]}"; do tolerate wait "$pid"; echo "part rc=$rc"; done
   cat "$EVAL"/part*.log > "$OUT/eval.log"
-  tolerate python scripts/merge_eval.py "$EVAL" $(ls -d "$EVAL"/part*/ 2>/dev/null) > /dev/null
+  tolerate python scripts/merge_eval.py "$EVAL" $(ls -d "$EVAL"/part*/ 2>/dev/null) \
+    "${WORST_ARGS[@]}" > /dev/null
   [ "$rc" = 0 ] || echo "merge failed"
 fi
 cp "$EVAL/results.json" "$EVAL/results.md" "$OUT/" 2>/dev/null || echo "no results written"
+if [ "$WORST" != 0 ]; then
+  cp "$EVAL/worst.png" "$EVAL/worst.md" "$OUT/" 2>/dev/null || echo "no worst.png written"
+fi
 STRIPS=$(cd "$EVAL" && find . -type d -name strips -prune)
 if [ -n "$STRIPS" ]; then tar czf "$OUT/strips.tgz" -C "$EVAL" $STRIPS; fi
 grep -E "error|Traceback" "$OUT/eval.log" | tail -5 || true

@@ -11,7 +11,8 @@
 # 440: a 10-minute call with its set-up and the stop), SEEDS (0,1,2), VARIANTS (nfsd@7.5,nerf), STEPS.
 # The evaluation folder outputs/gpu_eval/solid survives on a warm machine: calling again
 # continues (finished runs are kept).
-# Writes OUT_DIR/results.json, results.md, eval.log, strips.tgz (scripts/gpu_eval.sh).
+# Writes OUT_DIR/results.json, results.md, eval.log, strips.tgz, worst.png and worst.md (the
+# WORST=3 worst runs of each variant: scripts/gpu_eval.sh; WORST=0: none).
 # DRY_RUN=1: 2 prompts, seed 0, 1 step, 2 processes of 2 runs at once (a Gaussian asset and
 # a NeRF beside it in one pool), on the CPU; the NeRF small (default grid, 16 samples a ray,
 # a 32^3 mesh): the named variant takes minutes a step there.

@@ -10,8 +10,9 @@
 # SEEDS (default 0,1,2), PROMPTS_LIMIT (default empty: all 12), PARALLEL (default 3),
 # EVAL_TIMEOUT (seconds, default 480). It runs scripts/gpu_eval.sh with those variants in
 # outputs/gpu_steps_curve (kept on a warm machine: calling again trains only what is missing).
-# Writes OUT_DIR/results.json, results.md, eval.log, strips.tgz (gpu_eval.sh's) and curve.md;
-# prints the curve last.
+# Writes OUT_DIR/results.json, results.md, eval.log, strips.tgz, worst.png, worst.md
+# (gpu_eval.sh's), gpu_eval.out and curve.md: the 8 files a GPU call brings back; prints the
+# curve last.
 # DRY_RUN=1: the logic on the CPU: steps 1 and 2, two prompts, seed 0 (gpu_eval.sh's dry run).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"

@@ -10,7 +10,13 @@
 # ASSETS (runs each process trains at once, one U-Net call a step: --assets-per-process),
 # TWO_TONE_PRIOR (prior.model for the two-tone split and a solid-split check of it; default:
 # the bundled prior), TESTS (gpu test files), DEVICE and STEPS (a CPU dry run:
-# DEVICE=cpu STEPS=2 PROMPTS_LIMIT=1 SEEDS=0 scripts/gpu_testbed.sh /tmp/dry).
+# DEVICE=cpu STEPS=2 PROMPTS_LIMIT=1 SEEDS=0 scripts/gpu_testbed.sh /tmp/dry), WORST (default
+# 3; 0: none) and WORST_BY (default all_acc): each split's sheet of every variant's WORST
+# worst runs (scripts/merge_eval.py --worst).
+# Writes OUT_DIR/<split>_results.md, <split>_results.json and <split>_worst.png per split,
+# testbed.tgz (the evaluation folders without their runs: strips, logs, each split's
+# worst.md beside its worst.png) and gpu_tests.txt: 8 files for the two splits, the most a
+# GPU call brings back.
 # DRY_RUN=1 does that with the smallest sizes: the solid split, seed 0, NFSD on one prompt,
 # 1 step, a small alignment grid, the gpu tests only collected, in OUT_DIR/testbed.
 set -euo pipefail
@@ -20,6 +26,7 @@ LIMIT=${PROMPTS_LIMIT:-4}; SEEDS=${SEEDS:-0 1 2}; T=${EVAL_TIMEOUT:-400}
 NEW_PRIOR=${TWO_TONE_PRIOR:-}
 TESTS=${TESTS-tests/test_render.py tests/test_gpu_step.py tests/test_mesh.py tests/test_vsd.py}
 E=outputs/testbed
+WORST=${WORST:-3}
 EXTRA=(); COLLECT=()
 if [ "$DRY_RUN" = 1 ]; then
   E=$OUT/testbed; LIMIT=1; SEEDS=0; SPLITS=solid; EVAL_GROUPS="nfsd@7.5:1:2"; DEVICE=cpu; STEPS=1; ASSETS=1
@@ -75,9 +82,12 @@ if [ -n "$tests_pid" ]; then tolerate wait "$tests_pid"; fi
 echo "gpu tests: $(tail -1 "$E/gpu_tests.txt")"
 
 for split in $SPLITS; do
-  tolerate python scripts/merge_eval.py "$E/$split" "$E/${split}"_s*/ > "$E/merge_$split.log" 2>&1
+  rm -f "$E/$split/worst.png" "$E/$split/worst.md"  # an earlier call's, on a warm machine
+  tolerate python scripts/merge_eval.py "$E/$split" "$E/${split}"_s*/ --worst "$WORST" \
+    --worst-by "${WORST_BY:-all_acc}" > "$E/merge_$split.log" 2>&1
   cp "$E/$split/results.md" "$OUT/${split}_results.md" || echo "no $split results"
   cp "$E/$split/results.json" "$OUT/${split}_results.json" || true
+  if [ "$WORST" != 0 ]; then cp "$E/$split/worst.png" "$OUT/${split}_worst.png" || true; fi
 done
 tar czf "$OUT/testbed.tgz" --exclude='*/runs' --exclude='*/warmup' -C "$(dirname "$E")" "$(basename "$E")"
 cp "$E/gpu_tests.txt" "$OUT/"

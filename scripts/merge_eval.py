@@ -1,13 +1,17 @@
 """Merge the rows of several `python -m nfsd_gs.eval` result folders into one table.
 
     python scripts/merge_eval.py OUT_DIR RESULT_DIR [RESULT_DIR ...] [--levers BASE]
+                                 [--worst N [--worst-by KEY]]
 
 Used when an evaluation was split over several processes or commands with
 different prompt sets; writes OUT_DIR/results.json and results.md and prints the
 per-variant table. With ``--levers BASE`` (issue 21's screening) it also writes
 OUT_DIR/levers.md and levers.json (``nfsd_gs.eval.report.lever_rows``: the lever
 table, with each variant's paired difference against the BASE variant) and prints
-that table last. A RESULT_DIR without results.json (a process stopped before its
+that table last. With ``--worst N`` (issues 21 and 22's strips of the worst prompts of
+each) it also writes OUT_DIR/worst.png and worst.md: each variant's N worst runs by
+``--worst-by`` (``nfsd_gs.eval.worst``; the strips are found in the RESULT_DIRs and the
+folders merged into them). A RESULT_DIR without results.json (a process stopped before its
 first run finished) is skipped with a note.
 """
 
@@ -20,6 +24,7 @@ from pathlib import Path
 
 from nfsd_gs.eval import summarize, summary_table, write_results
 from nfsd_gs.eval.report import lever_rows, lever_table
+from nfsd_gs.eval.worst import WORST_BY, write_worst
 from nfsd_gs.utils.io import write_json, write_text
 
 
@@ -45,7 +50,15 @@ def main(argv) -> int:
     parser.add_argument("sources", type=Path, nargs="+")
     parser.add_argument("--levers", metavar="BASE", default=None,
                         help="also write levers.md/levers.json, differences against BASE")
+    parser.add_argument("--worst", metavar="N", type=int, default=0,
+                        help="also write worst.png/worst.md: each variant's N worst runs "
+                             "(default 0: none)")
+    parser.add_argument("--worst-by", choices=WORST_BY, default=WORST_BY[0],
+                        help="ranking of --worst (default all_acc: the judge, then "
+                             "sharpness / GT, then IoU)")
     args = parser.parse_args(argv)
+    if args.worst < 0:
+        parser.error(f"--worst {args.worst} must be >= 0")
     sources = [s for s in args.sources if (s / "results.json").is_file()]
     for skipped in sorted(set(args.sources) - set(sources)):
         print(f"note: {skipped} has no results.json; skipped", file=sys.stderr)
@@ -69,6 +82,10 @@ def main(argv) -> int:
                    f"{lever_table(entries)}\n")
         write_json(args.out / "levers.json", entries)
         print("\n" + lever_table(entries))
+    if args.worst:
+        png, _ = write_worst(args.out, result["rows"], args.worst, args.worst_by,
+                             status=result["meta"]["status"])
+        print(f"\nwrote {png} and worst.md", file=sys.stderr)
     return 0
 
 

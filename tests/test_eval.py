@@ -455,12 +455,20 @@ def test_ctrl_c_writes_what_is_done(tmp_path, judge_dir, monkeypatch):
     monkeypatch.setattr(runner, "judged_row", second_is_interrupted)
     code = main(["--config", "tiny_test", "--limit", "3", "--variants", "nfsd@7.5",
                  "--judge", str(judge_dir), "--out", str(out), "--steps", "1",
-                 "--resolution", "16", "--no-warmup", *TINY_ALIGN])
+                 "--resolution", "16", "--no-warmup", "--worst", "2", *TINY_ALIGN])
     assert code == 130 and len(calls) == 2
     result = json.loads((out / "results.json").read_text())
     assert result["meta"]["status"] == "interrupted"
     assert [r["error"] is None for r in result["rows"]] == [True, False]
     assert "(interrupted)" in (out / "results.md").read_text()
+    # --worst: the sheet of what finished; the interrupted run (an error row) first, no strip
+    worst = (out / "worst.md").read_text().splitlines()
+    first, second = result["rows"][1]["prompt"], result["rows"][0]["prompt"]
+    assert worst[0] == "# The worst runs of each variant (interrupted)"
+    assert worst[-2].startswith(f"1. {first}, seed 0: error: ") and worst[-2].endswith("(no strip)")
+    assert worst[-1].startswith(f"2. {second}, seed 0: judge ")
+    assert worst[-1].endswith("(`strips/nfsd_7_5/" + second.replace(" ", "_") + "_seed0.png`)")
+    assert (out / "worst.png").is_file()
 
 
 @pytest.mark.slow

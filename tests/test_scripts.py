@@ -3,7 +3,9 @@ or flag fails this suite, not the next GPU run. GPU scripts run with DRY_RUN=1 (
 1-2 steps, under set -euo pipefail); Python scripts with tiny arguments or --dry-run.
 
 They run two at a time (each dry run uses one thread: OMP_NUM_THREADS=1), once per module;
-each test checks one script's status and that its dry run made what it should."""
+each test checks one script's status and that its dry run made what it should. Only the
+scripts the selected tests read run (`-k gpu_eval` runs gpu_eval.sh's chain and
+gpu_eval_world.sh's, not every script's)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Set
 
 import pytest
 
@@ -38,6 +40,12 @@ PYTHON = {
     "vsd_probe.py": ["--dry-run", "--out", "{out}"],
     "spark_check.py": None,
     "strip_metrics.py": None,
+}
+#: Tests that read other dry runs than their ``name`` parameter's (None: every script's).
+READS: Dict[str, Optional[Set[str]]] = {
+    "test_the_dry_runs_made_what_they_measure": None,
+    "test_the_evaluations_make_their_worst_sheet": {"gpu_eval.sh", "gpu_eval_world.sh",
+                                                    "gpu_testbed.sh"},
 }
 IN_CI = bool(os.environ.get("NFSD_REQUIRE_BROWSER") or os.environ.get("CI"))
 
@@ -102,9 +110,15 @@ def spark_check(root: Path) -> Optional[Ran]:
                 "--out", str(out / "spark.png"), "--seconds", "0.5"], out)
 
 
-def jobs(root: Path) -> Dict[str, Callable[[], Dict[str, Optional[Ran]]]]:
-    """Independent chains of runs, keyed by their first script; slowest first."""
+def jobs(root: Path, wanted: Optional[Set[str]] = None
+         ) -> Dict[str, Callable[[], Dict[str, Optional[Ran]]]]:
+    """Independent chains of runs, keyed by their first script; slowest first. ``wanted``:
+    only the chains that run one of these scripts (None: all)."""
+    followers: Dict[str, str] = {}
+
     def then(first: str, runner, second: str, follow) -> Callable[[], Dict[str, Optional[Ran]]]:
+        followers[first] = second
+
         def chain():
             done = runner()
             return {first: done, second: follow(done) if done.returncode == 0 else None}
@@ -131,16 +145,34 @@ def jobs(root: Path) -> Dict[str, Callable[[], Dict[str, Optional[Ran]]]]:
     chains["spark_check.py"] = lambda: {"spark_check.py": spark_check(root)}
     slow_first = ["gpu_batch.sh", "gpu_vsd.sh", "gpu_core.sh", "gpu_eval.sh", "gpu_world.sh"]
     order = slow_first + sorted(set(chains) - set(slow_first))
-    return {name: chains[name] for name in order}
+    return {name: chains[name] for name in order
+            if wanted is None or {name, followers.get(name)} & wanted}
+
+
+def wanted_scripts(items) -> Optional[Set[str]]:
+    """The scripts whose dry runs the selected tests of this module read (None: all)."""
+    wanted: Set[str] = set()
+    for item in items:
+        if getattr(item, "module", None) is None or item.module.__name__ != __name__:
+            continue
+        name = getattr(item, "originalname", item.name)
+        if name in READS:
+            if READS[name] is None:
+                return None
+            wanted |= READS[name]
+        elif hasattr(item, "callspec") and "name" in item.callspec.params:
+            wanted.add(item.callspec.params["name"])
+    return wanted
 
 
 @pytest.fixture(scope="module")
-def dry_runs(tmp_path_factory) -> Dict[str, Optional[Ran]]:
+def dry_runs(tmp_path_factory, request) -> Dict[str, Optional[Ran]]:
     root = tmp_path_factory.mktemp("scripts")
     results: Dict[str, Optional[Ran]] = {}
     start = time.perf_counter()
+    chains = jobs(root, wanted_scripts(request.session.items))
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for done in pool.map(lambda chain: chain(), jobs(root).values()):
+        for done in pool.map(lambda chain: chain(), chains.values()):
             results.update(done)
     wall = time.perf_counter() - start
     slowest = sorted(((r.seconds, n) for n, r in results.items() if r), reverse=True)[:5]
@@ -169,7 +201,7 @@ def test_every_script_has_a_dry_run():
 @pytest.mark.parametrize("name", [n for n in every_script()
                                   if n not in LIBRARIES and n not in INSIDE])
 def test_the_dry_run_succeeds(dry_runs, name):
-    ran = dry_runs[name]
+    ran = dry_runs.get(name)
     if ran is None and name == "spark_check.py":
         if IN_CI:
             pytest.fail("spark_check.py needs Chromium and Spark (npm ci --prefix viewer/web)")
@@ -248,3 +280,25 @@ def test_the_dry_runs_made_what_they_measure(dry_runs):
     assert "| viewer |" in dry_runs["bench_viewer.py"].output
     probe = json.loads((out["vsd_probe.py"] / "summary.json").read_text())
     assert [r["setting"] for r in probe] == ["nfsd@7.5", "vsd-pd@7.5"] and probe[1]["m_3"] is not None
+
+
+def test_the_evaluations_make_their_worst_sheet(dry_runs):
+    """Issues 21 and 22's strips of the worst prompts of each, with no hand work: every
+    evaluation script brings back the sheet (and gpu_eval.sh its list), within the 8 files
+    a GPU call returns."""
+    from PIL import Image
+
+    for name, sheet in (("gpu_eval.sh", "worst.png"), ("gpu_eval_world.sh", "worst.png"),
+                        ("gpu_testbed.sh", "solid_worst.png")):
+        ran = dry_runs[name]
+        assert ran.returncode == 0, ran.explain()
+        with Image.open(ran.out / sheet) as image:
+            assert image.width >= 512 and image.height >= 128  # at least one 8-view strip
+        files = [p for p in ran.out.iterdir() if p.is_file()]
+        assert len(files) <= 8, sorted(p.name for p in files)
+    for name in ("gpu_eval.sh", "gpu_eval_world.sh"):
+        text = (dry_runs[name].out / "worst.md").read_text()
+        assert "![The worst runs of each variant](worst.png)" in text and "\n1. a " in text
+    world = (dry_runs["gpu_eval_world.sh"].out / "worst.md").read_text()
+    assert "## nfsd@7.5 (the worst 2 of 2 runs)" in world and "## nerf (" in world
+    assert "(no strip)" not in world  # every strip found in the parts' folders

@@ -18,11 +18,13 @@ without its negative term, and NFSD@7.5 on the NeRF backend; seeds 0, 1, 2).
 Results go to ``--out`` as ``results.json`` and ``results.md`` (rewritten
 atomically after every run, so an interrupted evaluation keeps what it did and
 is continued by running the same command with the same ``--out``), and one
-PNG strip per run (our views above the aligned ground truth's) under ``strips/``.
+PNG strip per run (our views above the aligned ground truth's) under ``strips/``;
+``--worst N`` adds ``worst.png`` and ``worst.md``: each variant's N worst runs' strips
+on one sheet (``scripts/merge_eval.py --worst N`` for merged folders).
 
 One home per concern: ``prompts`` (splits, prompt sets, the object a prompt names),
 ``variants`` (the methods), ``runner`` (train and score one run, resume), ``report``
-(summaries and tables), ``__main__`` (the command line). Scoring itself is the one judge
+(summaries and tables), ``worst`` (the worst runs' sheet), ``__main__`` (the command line). Scoring itself is the one judge
 of :mod:`nfsd_gs.score` (metrics, ground truth and alignment), shared with the end of a
 run and the catalogue.
 """

@@ -22,6 +22,7 @@ from .report import summary_table
 from .runner import Settings, evaluate, run_config
 from .variants import (COMPARISON_VARIANTS, DEFAULT_VARIANTS, VARIANTS, Variant,
                        select_variants)
+from .worst import WORST_BY, write_worst
 
 #: Seeds of a --comparison unless --seeds says otherwise.
 COMPARISON_SEEDS: Tuple[int, ...] = (0, 1, 2)
@@ -88,6 +89,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="progress bar per run (with --assets-per-process 1)")
     parser.add_argument("--keep-checkpoints", action="store_true",
                         help="keep every run's final checkpoint (default: model.ply only)")
+    parser.add_argument("--worst", type=int, default=0, metavar="N",
+                        help="also write worst.png and worst.md in --out at the end: each "
+                             "variant's N worst runs, their strips side by side (default 0: "
+                             "none; scripts/merge_eval.py --worst does it for merged folders)")
+    parser.add_argument("--worst-by", choices=WORST_BY, default=WORST_BY[0],
+                        help="ranking of --worst, worst first after the errors (default "
+                             "all_acc: the judge, then sharpness / GT, then IoU; colour_de and "
+                             "speckle: the largest first)")
     add_override_arguments(parser, help="dotted config overrides for every variant "
                                         "(before, between or after the flags)")
     return parse_command_line(parser, argv)
@@ -135,7 +144,8 @@ def settings_from_args(args: argparse.Namespace) -> Tuple[Settings, List[Variant
     """Validate the command line -> (settings, variants, prompts)."""
     for name, value, low in (("--views", args.views, 1), ("--resolution", args.resolution, 8),
                              ("--steps", args.steps, 0), ("--limit", args.limit, 1),
-                             ("--assets-per-process", args.assets_per_process, 1)):
+                             ("--assets-per-process", args.assets_per_process, 1),
+                             ("--worst", args.worst, 0)):
         if value is not None and value < low:
             raise ConfigError(f"{name} {value} must be >= {low}")
     if args.align_yaws < 1 or args.align_yaws % args.views:
@@ -183,10 +193,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 "prompts": list(prompts), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         warmup = device.type == "cuda" if args.warmup is None else args.warmup
         result = evaluate(settings, variants, prompts, judge, warmup, meta)
+        if args.worst:
+            write_worst(settings.out, result["rows"], args.worst, args.worst_by,
+                        status=result["meta"]["status"])
     except NfsdError as err:
         return fail(err)
     print(summary_table(result["summary"]))
-    print(f"\nwrote {settings.out / 'results.md'} and results.json "
+    print(f"\nwrote {settings.out / 'results.md'}, results.json"
+          f"{', worst.png, worst.md' if args.worst else ''} "
           f"({result['meta']['status']})", file=sys.stderr)
     return 130 if result["meta"]["status"] == "interrupted" else 0
 

@@ -123,6 +123,12 @@ def timing_of(outcome, config: Config) -> Dict[str, float]:
     return timing
 
 
+def strip_path(out: Path, variant: str, prompt: str, seed: int) -> Path:
+    """Where a run's strip lies in the evaluation folder ``out``:
+    ``strips/<variant>/<prompt>_seed<N>.png``, names slugified."""
+    return out / "strips" / slugify(variant) / f"{slugify(prompt)}_seed{seed}.png"
+
+
 def save_strip(path: Path, ours: Tensor, truth: Tensor) -> None:
     """One PNG: our V views [V, H, W, 3] in a row above the ground truth's."""
     save_image_grid(path, torch.cat([ours, truth]), columns=len(ours))
@@ -138,7 +144,7 @@ def judged_row(settings: Settings, pending: Pending, outcome, judge: WorldJudge,
     run, run_dir = outcome.run, outcome.run_dir
     judged = judge.score(run.model, config)
     judge_s = time.perf_counter() - started
-    strip = settings.out / "strips" / slugify(variant.name) / f"{slugify(prompt)}_seed{seed}.png"
+    strip = strip_path(settings.out, variant.name, prompt, seed)
     save_strip(strip, judged.rgb, judged.truth_rgb)
     if not settings.keep_checkpoints:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
