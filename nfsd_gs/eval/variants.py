@@ -139,6 +139,7 @@ VARIANTS["calm-bin-opa0.5"] = _NFSD + _LEVERS["gs-bin-opa0.5"]
 # renders at twice the prior's size, averaged down to it (the encoder's antialiased resize):
 # the prior sees supersampled edges, as the ground truth's, and the Gaussians grow smaller
 VARIANTS["calm-res128"] = _NFSD + ("camera.resolution=128",)
+VARIANTS["calm-res96"] = _NFSD + ("camera.resolution=96",)  # 1.5x: 2.25x the pixels, not 4x
 # ... and the denser split with the calming levers under the paper's own negative prompt
 VARIANTS["gs-dense-calm"] = _NFSD + _BEFORE_21 + _LEVERS["gs-dense"] + _CALM
 #: The second screening, its two baselines (the paper's negative prompt and the blur one, on
