@@ -48,8 +48,16 @@ def _if_cpu(device: str, on_cpu: Any, otherwise: Any) -> Any:
     return on_cpu if runs_on_cpu(device) else otherwise
 
 
-# A preset may choose a value by where the run goes (configs/default.yaml: views a step).
+def _if_eq(value: Any, expected: Any, then: Any, otherwise: Any) -> Any:
+    """The ``${if_eq:${representation},nerf,A,B}`` of a preset: A where ``value`` is
+    ``expected`` (compared as text), else B."""
+    return then if str(value) == str(expected) else otherwise
+
+
+# A preset may choose a value by where the run goes and what it trains (configs/default.yaml:
+# views a step, the render size).
 OmegaConf.register_resolver("if_cpu", _if_cpu, replace=True)
+OmegaConf.register_resolver("if_eq", _if_eq, replace=True)
 
 
 def _config_dir() -> Path:

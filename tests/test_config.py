@@ -28,9 +28,10 @@ def test_every_preset_applies_its_own_values_and_round_trips(preset):
     layer = yaml.safe_load((CONFIG_DIR / f"{preset}.yaml").read_text())
     layer.pop("base", None)
     for key, value in _leaves(layer):
-        if isinstance(value, str) and value.startswith("${"):  # chosen by the resolved device
+        if isinstance(value, str) and value.startswith("${"):  # chosen by device, representation
             value = OmegaConf.to_container(OmegaConf.create(
-                {"device": config.device, "value": value}), resolve=True)["value"]
+                {"device": config.device, "representation": config.representation,
+                 "value": value}), resolve=True)["value"]
         expected = list(value) if isinstance(value, (list, tuple)) else value
         got = resolved[key]
         assert (list(got) if isinstance(got, (list, tuple)) else got) == expected, key
@@ -138,6 +139,20 @@ def test_the_default_takes_4_views_a_step_on_the_cpu_and_8_elsewhere():
     assert resolve_config(None, "a red cone", ["camera.batch_size=6"]).camera.batch_size == 6
     saved = config_to_dict(resolve_config(None, "a red cone", ["device=cpu"]))
     assert saved["camera"]["batch_size"] == 4  # config.yaml records the number
+
+
+def test_the_default_renders_gaussians_above_the_priors_size_and_the_nerf_at_it():
+    """configs/default.yaml's ``camera.resolution``: the Gaussians' views rendered at 1.5x
+    the prior's 64 px (averaged down by its antialiased resize: issue 21), the NeRF's at
+    64 (point-sampled, sharp already; 2.25x the pixels would cost it 2.25x)."""
+    from nfsd_gs.config import resolve_config
+
+    assert resolve_config(None, "a red cone", ["device=cpu"]).camera.resolution == 96
+    assert resolve_config(None, "a red cone", ["device=cuda"]).camera.resolution == 96
+    assert resolve_config(None, "a red cone", ["representation=nerf"]).camera.resolution == 64
+    assert resolve_config(None, "a red cone", ["camera.resolution=80"]).camera.resolution == 80
+    saved = config_to_dict(resolve_config(None, "a red cone", ["device=cpu"]))
+    assert saved["camera"]["resolution"] == 96  # config.yaml records the number
 
 
 def test_runs_on_cpu_follows_the_device_rule_without_checking_the_name():

@@ -137,7 +137,7 @@ def test_default_config_runs_on_the_bundled_prior(tmp_path):
                  "steps=3", "camera.batch_size=1", "init.num_points=100",
                  "output.turntable=false"]) == 0
     config = load_config(tmp_path / "a_red_cone" / "config.yaml")
-    assert config.prior.model == "bundled:shapes" and config.camera.resolution == 64
+    assert config.prior.model == "bundled:shapes" and config.camera.resolution == 96
     scores = score_run(tmp_path / "a_red_cone",
                        JudgeSettings(views=2, align_yaws=8, align_scales=(0.65, 1.3, 3)))
     assert len(scores["judged"]) == 2

@@ -61,10 +61,11 @@ VARIANTS: Dict[str, Tuple[str, ...]] = {
 }
 
 #: The bundled preset's settings before issue 21 moved them (the paper's negative prompt, t_max
-#: annealed to 0.3, a constant colour rate, splits from step 150): the baseline the lever
-#: screenings below were measured against, kept so that their names mean what they meant.
+#: annealed to 0.3, a constant colour rate, splits from step 150, views rendered at the
+#: prior's 64 px): the baseline the lever screenings below were measured against, kept so
+#: that their names mean what they meant.
 _BEFORE_21 = (_PAPER_NEGATIVE, "guidance.t_max_end=0.3", "gaussians.sh0_lr_final=0",
-              "densify.default.refine_start_iter=100")
+              "densify.default.refine_start_iter=100", "camera.resolution=64")
 
 #: Issue 21's levers on the Gaussians, one variant each (NFSD@7.5 on ``--config`` as it was
 #: before issue 21; see docs/eval/levers.md for why each and its CPU evidence) and the
@@ -136,10 +137,12 @@ VARIANTS.update({name: _NEGBLUR + overrides for name, overrides in _SHARPENING.i
 # speckle before the colours settled
 VARIANTS["calm-opa0.5"] = _NFSD + ("init.initial_opacity=0.5",)
 VARIANTS["calm-bin-opa0.5"] = _NFSD + _LEVERS["gs-bin-opa0.5"]
-# renders at twice the prior's size, averaged down to it (the encoder's antialiased resize):
-# the prior sees supersampled edges, as the ground truth's, and the Gaussians grow smaller
+# renders above the prior's size, averaged down to it (the encoder's antialiased resize):
+# the prior sees supersampled edges, as the ground truth's, and the Gaussians grow smaller.
+# 96 (1.5x: 2.25x the pixels, not 4x) is the default since; 64, the default before it.
 VARIANTS["calm-res128"] = _NFSD + ("camera.resolution=128",)
-VARIANTS["calm-res96"] = _NFSD + ("camera.resolution=96",)  # 1.5x: 2.25x the pixels, not 4x
+VARIANTS["calm-res96"] = _NFSD + ("camera.resolution=96",)
+VARIANTS["calm-res64"] = _NFSD + ("camera.resolution=64",)
 # ... and the denser split with the calming levers under the paper's own negative prompt
 VARIANTS["gs-dense-calm"] = _NFSD + _BEFORE_21 + _LEVERS["gs-dense"] + _CALM
 #: The second screening, its two baselines (the paper's negative prompt and the blur one, on
