@@ -406,22 +406,28 @@ def test_every_load_path_gives_the_same_weights(tmp_path):
     assert type(loaded["fp16"].vae).__name__ == "AutoencoderTiny"
 
 
+@pytest.fixture
+def compiled(monkeypatch):
+    """torch.compile with the aot_eager backend (the CPU has no fast compiler); returns the
+    list of the options each call asked for. The inductor cache folder is restored after."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/nonexistent")
+    asked = []
+    original = torch.compile
+
+    def compile_on_cpu(function, **options):
+        asked.append(options)
+        return original(function, backend="aot_eager", **options)
+
+    monkeypatch.setattr(torch, "compile", compile_on_cpu)
+    return asked
+
+
 @pytest.mark.slow
-def test_compiled_encoder_matches_eager_and_keeps_its_cache(latent_prior, tmp_path,
-                                                            monkeypatch):
+def test_compiled_encoder_matches_eager_and_keeps_its_cache(latent_prior, tmp_path, compiled):
     """``prior.compile_encoder``: torch.compile of the encoder (here with the aot_eager
     backend: the CPU has no fast compiler), its cache in ``prior.compile_cache``."""
     import os
 
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/nonexistent")  # restored after the test
-    compiled = []
-    original = torch.compile
-
-    def compile_on_cpu(function, **options):
-        compiled.append(options)
-        return original(function, backend="aot_eager", **options)
-
-    monkeypatch.setattr(torch, "compile", compile_on_cpu)
     eager = encoder_input_formats(latent_prior, "contiguous")
     latent_prior.configure(PriorConfig(compile_encoder=True, compile_cache=str(tmp_path / "c")))
     try:
@@ -439,21 +445,12 @@ def test_compiled_encoder_matches_eager_and_keeps_its_cache(latent_prior, tmp_pa
 
 @pytest.mark.slow
 def test_compiled_unet_matches_eager_with_one_compilation_for_every_row_count(
-        tiny_prior, tmp_path, monkeypatch):
+        tiny_prior, tmp_path, compiled):
     """``prior.compile_unet``: the U-Net call through torch.compile (aot_eager backend here:
     the CPU has no fast compiler) with its rows dynamic, so NFSD's 2V + k row counts share
     one compiled graph; the predictions equal the eager call's."""
     import torch._dynamo
 
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/nonexistent")  # restored after the test
-    compiled = []
-    original = torch.compile
-
-    def compile_on_cpu(function, **options):
-        compiled.append(options)
-        return original(function, backend="aot_eager", **options)
-
-    monkeypatch.setattr(torch, "compile", compile_on_cpu)
     generator = torch.Generator().manual_seed(0)
     embeddings = tiny_prior.embed(["a red cone"])  # [1, L, D]
     channels, size = tiny_prior.unet.config.in_channels, tiny_prior.unet.config.sample_size
