@@ -127,3 +127,14 @@ def test_second_asset_rows_follow_each_compile_lever_measured_again():
     assert again["end_to_end_s"] == pytest.approx(5.0 + 6.0 + 0.79 + 1.0)
     assert again["vs_baseline_s"] == pytest.approx(again["end_to_end_s"] - 8.0)  # 5 + 1 + 1 + 1
     assert with_second_compile(first, None)["rows"] == first["rows"]
+
+
+def test_the_benchmark_prompt_is_one_the_prior_knows():
+    """The bundled prior refuses words outside its world: the benchmark asks it for one of its
+    objects, Stable Diffusion shapes for the classic prompt, and --prompt wins."""
+    from nfsd_gs.bench.measure import BenchSettings
+
+    assert BenchSettings(prior="bundled:shapes").prompt_of_prior == "a red cone"
+    assert BenchSettings(prior="random:sd21-base").prompt_of_prior == "a DSLR photo of a corgi"
+    assert BenchSettings(prior="bundled:shapes", prompt="a blue cube").prompt_of_prior == \
+        "a blue cube"

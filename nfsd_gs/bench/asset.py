@@ -121,7 +121,8 @@ def lever_config(settings: BenchSettings, lever: Lever) -> Config:
         f"init.num_points={settings.gaussians}", f"densify.max_gaussians={settings.gaussians}",
         "densify.default.refine_start_iter=100000"]
     overrides += list(BASELINE if lever.on_baseline else ()) + list(lever.overrides)
-    return resolve_config(settings.config, settings.prompt_of_prior, overrides + list(settings.overrides))
+    return resolve_config(settings.config, settings.prompt_of_prior,
+                          overrides + list(settings.overrides))
 
 
 # --------------------------------------------------------------------------- U-Net rows

@@ -36,7 +36,8 @@ from ..train.step import training_step
 from ..utils.device import resolve_device
 from ..utils.timing import PhaseTimer, synchronize
 
-#: The prompt of a benchmark run on Stable Diffusion shapes (random weights: any prompt costs the same).
+#: The prompt of a benchmark run on Stable Diffusion shapes (random weights: any prompt costs
+#: the same).
 PROMPT = "a DSLR photo of a corgi"
 #: The prompt on the bundled prior, which knows only its world's objects.
 BUNDLED_PROMPT = "a red cone"
