@@ -20,23 +20,13 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ConfigError
 from ..utils.io import write_text, write_with
 from .report import _metric
 from .runner import strip_path
 
-#: Ranking keys of ``--worst-by``; the first three, in this order, are the default ranking.
-WORST_BY: Tuple[str, ...] = ("all_acc", "sharpness", "iou", "colour_de", "speckle")
-DEFAULT_ORDER: Tuple[str, ...] = WORST_BY[:3]
-#: How each key reads in a caption, worst first.
-DESCRIBE: Dict[str, str] = {
-    "all_acc": "the judge (all heads right, lowest first)",
-    "sharpness": "sharpness / GT (lowest first)",
-    "iou": "IoU (lowest first)",
-    "colour_de": "Delta E (largest first)",
-    "speckle": "speckle ours - GT (largest first)"}
 #: Spacing of the sheet in pixels.
 MARGIN, GAP = 8, 10
 #: Longest error text a label keeps.
@@ -54,26 +44,61 @@ def sharpness_ratio(row: Dict) -> Optional[float]:
     return ours / truth if ours is not None and truth else None
 
 
+def _ours(name: str) -> Callable[[Dict], Optional[float]]:
+    return lambda row: _number(_metric(row.get("ours") or {}, name))
+
+
+def _speckle_excess(row: Dict) -> Optional[float]:
+    mine = _number((row.get("ours") or {}).get("speckle"))
+    theirs = _number((row.get("truth") or {}).get("speckle"))
+    return None if mine is None or theirs is None else mine - theirs
+
+
+def _judge_text(row: Dict, accuracy: float) -> str:
+    views = len((row.get("ours") or {}).get("judged") or ())
+    return f"judge {round(accuracy * views)}/{views}" if views else f"judge {100 * accuracy:.0f}%"
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One ranking key: how a caption names it, its value in a row (None: missing), whether
+    a larger value is worse, and the label of a present value (``row``, ``value``)."""
+
+    name: str
+    describe: str
+    value: Callable[[Dict], Optional[float]]
+    larger_is_worse: bool
+    text: Callable[[Dict, float], str]
+
+
+#: The ranking keys of ``--worst-by``; the first three, in this order, are the default ranking.
+MEASURES: Dict[str, Measure] = {
+    "all_acc": Measure("judge", "the judge (all heads right, lowest first)", _ours("all_acc"),
+                       False, _judge_text),
+    "sharpness": Measure("sharpness", "sharpness / GT (lowest first)", sharpness_ratio, False,
+                         lambda row, v: f"sharpness {v:.2f} GT"),
+    "iou": Measure("IoU", "IoU (lowest first)", _ours("iou"), False,
+                   lambda row, v: f"IoU {v:.2f}"),
+    "colour_de": Measure("Delta E", "Delta E (largest first)", _ours("colour_de"), True,
+                         lambda row, v: f"Delta E {v:.1f}"),
+    "speckle": Measure("speckle", "speckle ours - GT (largest first)", _speckle_excess, True,
+                       lambda row, v: f"speckle {row['ours']['speckle']:.3f} "
+                                      f"(GT {row['truth']['speckle']:.3f})"),
+}
+WORST_BY: Tuple[str, ...] = tuple(MEASURES)
+DEFAULT_ORDER: Tuple[str, ...] = WORST_BY[:3]
+
+
 def badness(row: Dict, key: str) -> Optional[float]:
     """How bad ``row`` is by ``key`` (larger: worse); None where the row lacks the metric."""
-    ours, truth = row.get("ours") or {}, row.get("truth") or {}
-    if key == "sharpness":
-        ratio = sharpness_ratio(row)
-        return None if ratio is None else -ratio
-    if key in ("all_acc", "iou"):
-        value = _number(_metric(ours, key))
-        return None if value is None else -value
-    if key == "colour_de":
-        return _number(ours.get("colour_de"))
-    if key == "speckle":
-        mine, theirs = _number(ours.get("speckle")), _number(truth.get("speckle"))
-        return None if mine is None or theirs is None else mine - theirs
-    raise ConfigError(f"--worst-by '{key}' must be one of {', '.join(WORST_BY)}")
+    measure = MEASURES[ranking(key)[0]]
+    value = measure.value(row)
+    return None if value is None else (value if measure.larger_is_worse else -value)
 
 
 def ranking(by: str) -> Tuple[str, ...]:
     """The keys a ranking by ``by`` compares, in order: ``by``, then the default order."""
-    if by not in WORST_BY:
+    if by not in MEASURES:
         raise ConfigError(f"--worst-by '{by}' must be one of {', '.join(WORST_BY)}")
     return (by,) + tuple(key for key in DEFAULT_ORDER if key != by)
 
@@ -107,27 +132,11 @@ def worst_label(row: Dict, by: str = "all_acc") -> str:
     if row.get("error"):
         error = str(row["error"])
         return "error: " + (error if len(error) <= ERROR_CHARS else error[:ERROR_CHARS] + "…")
-    ours, truth = row.get("ours") or {}, row.get("truth") or {}
     texts = []
     for key in ranking(by):
-        if key == "all_acc":
-            accuracy, views = _number(_metric(ours, "all_acc")), len(ours.get("judged") or ())
-            texts.append("judge –" if accuracy is None else
-                         f"judge {round(accuracy * views)}/{views}" if views else
-                         f"judge {100 * accuracy:.0f}%")
-        elif key == "sharpness":
-            ratio = sharpness_ratio(row)
-            texts.append("sharpness –" if ratio is None else f"sharpness {ratio:.2f} GT")
-        elif key == "iou":
-            iou = _number(ours.get("iou"))
-            texts.append("IoU –" if iou is None else f"IoU {iou:.2f}")
-        elif key == "colour_de":
-            de = _number(ours.get("colour_de"))
-            texts.append("Delta E –" if de is None else f"Delta E {de:.1f}")
-        else:
-            mine, theirs = _number(ours.get("speckle")), _number(truth.get("speckle"))
-            texts.append("speckle –" if mine is None or theirs is None else
-                         f"speckle {mine:.3f} (GT {theirs:.3f})")
+        measure = MEASURES[key]
+        value = measure.value(row)
+        texts.append(f"{measure.name} –" if value is None else measure.text(row, value))
     return " · ".join(texts)
 
 
@@ -285,7 +294,7 @@ def write_worst(out: Path, rows: Sequence[Dict], count: int, by: str = "all_acc"
     totals: Dict[str, int] = {}
     for row in rows:
         totals[row["variant"]] = totals.get(row["variant"], 0) + 1
-    order = ", then ".join(DESCRIBE[key] for key in ranking(by))
+    order = ", then ".join(MEASURES[key].describe for key in ranking(by))
     status = f" ({status})" if status else ""
     title = [f"The {count} worst runs of each variant{status}: our views above the aligned "
              "ground truth's.", f"Ranked worst first: errors, then {order}."]

@@ -202,11 +202,11 @@ def compiled_over_rows(function: Callable[..., Tensor]) -> Callable[..., Tensor]
     """``torch.compile(function)`` with the first dimension of every input (the U-Net's rows)
     marked dynamic and the others static: one compilation serves every row count (NFSD's
     2V + k, a pool's buckets) instead of one per count."""
+    import torch._dynamo  # once, here: not on every U-Net call
+
     compiled = torch.compile(function)
 
     def call(*inputs: Tensor) -> Tensor:
-        import torch._dynamo
-
         for x in inputs:
             torch._dynamo.maybe_mark_dynamic(x, 0)
         return compiled(*inputs)
