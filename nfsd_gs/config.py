@@ -171,6 +171,12 @@ class VsdConfig:
     #: prompt: eps_cfg = eps_neg + s (eps_cond - eps_neg), as threestudio's VSD does when
     #: given a negative prompt (one branch for another: the same U-Net rows).
     negative: bool = False
+    #: NFSD's negative term added to VSD's direction with this weight lambda:
+    #: lambda (eps_uncond - eps_neg) on the views with t >= guidance.negative_threshold_t
+    #: (NFSD eq. 8's second line; a third branch, for those views only). 0: ProlificDreamer.
+    #: Issue 26's lever for VSD's speckle: ``vsd.negative`` (threestudio's) weighs the same
+    #: difference s - 1 = 6.5 times at CFG 7.5 and over-shoots the colours.
+    domain_scale: float = 0.0
     #: eps_phi's forward and the LoRA step replayed as CUDA graphs (CUDA only).
     cuda_graph: bool = True
     #: The LoRA U-Net under autocast in the prior's half precision (float32 LoRA weights
@@ -186,6 +192,11 @@ class VsdConfig:
         _check(self.timesteps >= 1, "guidance.vsd.timesteps", self.timesteps, "must be >= 1")
         _check(0.0 <= self.camera_dropout <= 1.0, "guidance.vsd.camera_dropout",
                self.camera_dropout, "must lie in [0, 1]")
+        _check(self.domain_scale >= 0, "guidance.vsd.domain_scale", self.domain_scale,
+               "must be >= 0")
+        _check(not (self.negative and self.domain_scale), "guidance.vsd.domain_scale",
+               self.domain_scale, "must be 0 with guidance.vsd.negative=true (the negative "
+               "prompt is already CFG's unconditional branch there)")
         _check(0.0 <= self.start < 1.0, "guidance.vsd.start", self.start, "must lie in [0, 1)")
 
 

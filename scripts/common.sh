@@ -35,3 +35,18 @@ share_cores() {
   [ "$n" -ge 1 ] || n=1
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$n} MKL_NUM_THREADS=${MKL_NUM_THREADS:-$n}
 }
+
+# precompile: write the bytecode of nfsd_gs and of the packages on PYTHONPATH (the device
+# installs the carried wheels with --no-compile), as `pip install` does at install time.
+# A start-up measured after it is an installed user's, not one that compiles diffusers and
+# nfsd_gs from source in every process (which is what happens where PYTHONDONTWRITEBYTECODE
+# is set, as on this project's CPU machine).
+precompile() {
+  local dirs=(nfsd_gs) dir extra=()
+  IFS=: read -ra extra <<< "${PYTHONPATH:-}"
+  for dir in "${extra[@]}"; do
+    [ -d "$dir" ] && [ "$(cd "$dir" && pwd)" != "$PWD" ] && dirs+=("$dir")
+  done
+  python -m compileall -q -j 0 "${dirs[@]}" > /dev/null || echo "compileall: some files did not compile"
+  echo "bytecode written: ${dirs[*]} (PYTHONDONTWRITEBYTECODE=${PYTHONDONTWRITEBYTECODE:-unset})"
+}

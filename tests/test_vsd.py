@@ -90,6 +90,40 @@ def test_vsd_with_the_negative_prompt_guides_against_it():
     assert prior.unet_calls == [4]
 
 
+def test_vsd_with_the_domain_term_adds_nfsds_negative_term_where_t_is_high():
+    """guidance.vsd.domain_scale: eps_cfg - eps_phi + lambda (eps_uncond - eps_neg) on the
+    views with t >= 200 (NFSD eq. 8), whose negative rows alone join the U-Net call."""
+    eps_phi = torch.randn(2, 3, 4, 4)
+    prior, guidance, eps, _ = scripted_vsd(7.5, eps_phi, domain_scale=0.5)
+    assert guidance.branches == ["cond", "uncond", "negative"]
+    x0 = torch.randn(2, 3, 4, 4, requires_grad=True)
+    guidance.loss(x0, [PROMPT, PROMPT], step=0, cameras=cameras_for(2))[0].backward()
+    w = 1 - prior.alphas_cumprod[500]
+    eps_cfg = eps[""] + 7.5 * (eps[PROMPT] - eps[""])
+    expected = w * (eps_cfg - eps_phi + 0.5 * (eps[""] - eps[NEGATIVE])) / 2
+    torch.testing.assert_close(x0.grad, expected)
+    assert prior.unet_calls == [6]  # t = 500 >= 200: the negative rows for both views
+    method = guidance.method
+    assert method.views_needed("negative", torch.tensor([100, 500])).tolist() == [False, True]
+    assert method.views_needed("uncond", torch.tensor([100, 500])) is None
+
+
+def test_vsd_domain_term_is_zero_below_the_threshold():
+    from nfsd_gs.guidance.nfsd import negative_term
+    eps_uncond, eps_negative = torch.randn(2, 3, 4, 4), torch.zeros(2, 3, 4, 4)
+    eps_negative[0] = float("nan")  # the row below 200 was left out of the U-Net call: unread
+    term = negative_term(eps_uncond, eps_negative, torch.tensor([100, 500]), 200, 2.0)
+    assert torch.equal(term[0], torch.zeros(3, 4, 4))
+    torch.testing.assert_close(term[1], 2.0 * eps_uncond[1])
+
+
+def test_vsd_domain_term_and_the_negative_branch_do_not_mix():
+    with pytest.raises(ConfigError, match="guidance.vsd.domain_scale"):
+        VsdConfig(negative=True, domain_scale=1.0).validate()
+    with pytest.raises(ConfigError, match="guidance.vsd.domain_scale.*-1"):
+        VsdConfig(domain_scale=-1.0).validate()
+
+
 def test_vsd_gradient_has_no_random_noise_term():
     """The LoRA's prediction stands where SDS subtracts the noise: another draw, same gradient."""
     grads = []

@@ -52,6 +52,7 @@ VARIANTS: Dict[str, Tuple[str, ...]] = {
     # and CFG against the negative prompt (the term VSD lacks against NFSD's delta_D).
     "vsd@7.5": _VSD,
     "vsd-neg@7.5": _VSD + ("guidance.vsd.negative=true",),
+    "vsd-domain@7.5": _VSD + ("guidance.vsd.domain_scale=1",),
     "vsd-pd@7.5": _VSD + ("guidance.vsd.lr=1e-4", "guidance.vsd.views=1", "guidance.vsd.t_min=0",
                           "guidance.vsd.t_max=1", "guidance.vsd.camera_dropout=0.1"),
     "vsd-1view@7.5": _VSD + ("guidance.vsd.views=1",),

@@ -36,9 +36,30 @@ def nfsd_direction(eps_cond: Tensor, eps_uncond: Tensor, eps_negative: Tensor, t
     Rows with t < negative_threshold_t never read eps_negative (it may be NaN there: the
     U-Net call leaves those rows out)."""
     delta_c = eps_cond - eps_uncond
-    below = (t < negative_threshold_t).view(-1, *([1] * (eps_cond.dim() - 1)))
+    below = _below(t, negative_threshold_t, eps_cond.dim())
     delta_d = torch.where(below, eps_uncond, negative_scale * (eps_uncond - eps_negative))
     return delta_d + cfg_scale * delta_c
+
+
+def negative_term(eps_uncond: Tensor, eps_negative: Tensor, t: Tensor,
+                  negative_threshold_t: int, negative_scale: float) -> Tensor:
+    """lambda (eps(z_t; empty) - eps(z_t; p_neg)) on the rows with t >= negative_threshold_t
+    and 0 on the others (shapes [B, C, h, w]; t [B] long): eq. 8's second line alone, the
+    negative prompt's repulsion, for a method that has no domain term of its own (VSD's
+    ``guidance.vsd.domain_scale``). Rows below the threshold never read eps_negative."""
+    below = _below(t, negative_threshold_t, eps_uncond.dim())
+    return torch.where(below, torch.zeros((), dtype=eps_uncond.dtype, device=eps_uncond.device),
+                       negative_scale * (eps_uncond - eps_negative))
+
+
+def negative_views(config, t: Tensor) -> Optional[Tensor]:  # t [B] on the host
+    """The views whose negative-prompt prediction eq. 8 reads (t >= the threshold) when
+    ``guidance.negative_where_used``; None (every view) otherwise."""
+    return t >= config.negative_threshold_t if config.negative_where_used else None
+
+
+def _below(t: Tensor, threshold: int, dims: int) -> Tensor:  # [B, 1, ..., 1] bool
+    return (t < threshold).view(-1, *([1] * (dims - 1)))
 
 
 class Nfsd(DistillationMethod):
@@ -49,9 +70,7 @@ class Nfsd(DistillationMethod):
     branches = ("cond", "uncond", "negative")
 
     def views_needed(self, branch: str, t: Tensor) -> Optional[Tensor]:  # t [B] on the host
-        if branch == "negative" and self.config.negative_where_used:
-            return t >= self.config.negative_threshold_t
-        return None
+        return negative_views(self.config, t) if branch == "negative" else None
 
     def direction(self, eps: Mapping[str, Tensor], noise: Tensor, t: Tensor) -> Tensor:
         c = self.config

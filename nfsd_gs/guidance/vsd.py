@@ -79,6 +79,7 @@ from ..errors import ConfigError, NfsdError
 from .base import DistillationMethod
 from .cfg import classifier_free_guidance
 from .graph import GraphedCall, StaticGraph
+from .nfsd import negative_term, negative_views
 from .prior import DiffusionPrior
 from .schedule import draw_noise
 
@@ -356,6 +357,13 @@ class Vsd(DistillationMethod):
         #: CFG's unconditional branch: the empty prompt, or the negative one (``vsd.negative``)
         self.unconditional = "negative" if config.vsd.negative else "uncond"
         self.branches = ("cond", self.unconditional)
+        if config.vsd.domain_scale:  # NFSD's negative term: the negative prompt, where read
+            self.branches += ("negative",)
+
+    def views_needed(self, branch: str, t: Tensor) -> Optional[Tensor]:  # t [B] on the host
+        if branch == "negative" and self.config.vsd.domain_scale:
+            return negative_views(self.config, t)
+        return None
 
     def observe(self, z_t: Tensor, t: Tensor, x0: Tensor, prompts: Sequence[str],
                 cameras: Optional[Cameras],
@@ -374,10 +382,15 @@ class Vsd(DistillationMethod):
         """eps_cfg - eps_phi; before the LoRA's start eps_phi is the untrained LoRA (B = 0,
         camera MLP output 0): exactly the prior's eps(z_t; y), so the direction is
         (s - 1)(eps_cond - eps_uncond). With ``vsd.negative`` the negative prompt's
-        prediction stands for eps_uncond."""
+        prediction stands for eps_uncond. With ``vsd.domain_scale`` lambda, NFSD's
+        lambda (eps_uncond - eps_neg) is added on the views with t >= the threshold."""
+        c = self.config
         eps_phi = eps["lora"] if "lora" in eps else eps["cond"]
-        return vsd_direction(eps["cond"], eps[self.unconditional], eps_phi,
-                             self.config.cfg_scale)
+        direction = vsd_direction(eps["cond"], eps[self.unconditional], eps_phi, c.cfg_scale)
+        if c.vsd.domain_scale:
+            direction = direction + negative_term(eps["uncond"], eps["negative"], t,
+                                                  c.negative_threshold_t, c.vsd.domain_scale)
+        return direction
 
     def state_dict(self) -> Dict[str, Dict]:
         """The LoRA, the camera MLP and their optimizer."""
