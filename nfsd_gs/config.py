@@ -174,8 +174,9 @@ class VsdConfig:
     #: NFSD's negative term added to VSD's direction with this weight lambda:
     #: lambda (eps_uncond - eps_neg) on the views with t >= guidance.negative_threshold_t
     #: (NFSD eq. 8's second line; a third branch, for those views only). 0: ProlificDreamer.
-    #: Issue 26's lever for VSD's speckle: ``vsd.negative`` (threestudio's) weighs the same
-    #: difference s - 1 = 6.5 times at CFG 7.5 and over-shoots the colours.
+    #: A lever for VSD's speckle (``vsd.negative``, threestudio's, weighs the same difference
+    #: s - 1 = 6.5 times at CFG 7.5 and over-shoots the colours); on the CPU it took a third
+    #: off one prompt's speckle and nothing off another's (docs/eval/vsd_probe_2026-12-04.md).
     domain_scale: float = 0.0
     #: eps_phi's forward and the LoRA step replayed as CUDA graphs (CUDA only).
     cuda_graph: bool = True
