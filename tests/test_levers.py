@@ -237,12 +237,16 @@ def test_every_sharpening_variant_keeps_the_blur_prompt_and_changes_something():
 
 def test_the_bundled_default_is_the_screening_winner_and_gs_base_what_it_was():
     """Issue 21 moved configs/default.yaml to nb-dense-calm, then to its views rendered at
-    96 px (calm-res96); gs-base keeps the settings every earlier lever screening was
-    measured against, calm-res64 the default before the render size moved."""
+    96 px (calm-res96), then to a colour rate decaying 20x (calm-colour0.001); gs-base keeps
+    the settings every earlier lever screening was measured against, calm-res64 the default
+    before the render size moved, calm-colour0.002 the one before the colour rate did."""
     def config_of(name):
         (variant,) = select_variants([name], [])
         return run_config(Settings(), variant, "a red cylinder", 0, Settings().out)
-    assert config_of("calm-res96") == config_of("nfsd@7.5")
+    assert config_of("calm-res96") == config_of("calm-colour0.001") == config_of("nfsd@7.5")
+    before_colour = config_of("calm-colour0.002")
+    assert before_colour != config_of("nfsd@7.5")
+    assert before_colour.gaussians.sh0_lr_final == 0.002 and before_colour.camera.resolution == 96
     assert config_of("nb-dense-calm") == config_of("calm-res64") != config_of("nfsd@7.5")
     before = config_of("gs-base")
     assert (before.guidance.negative_prompt, before.guidance.t_max_end,

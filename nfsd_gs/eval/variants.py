@@ -140,15 +140,17 @@ VARIANTS["calm-opa0.5"] = _NFSD + ("init.initial_opacity=0.5",)
 VARIANTS["calm-bin-opa0.5"] = _NFSD + _LEVERS["gs-bin-opa0.5"]
 # renders above the prior's size, averaged down to it (the encoder's antialiased resize):
 # the prior sees supersampled edges, as the ground truth's, and the Gaussians grow smaller.
-# 96 (1.5x: 2.25x the pixels, not 4x) is the default since; 64, the default before it.
+# 96 (1.5x: 2.25x the pixels, not 4x) is the default since; calm-res64, the default before
+# it (at the colour rate of its day).
 VARIANTS["calm-res128"] = _NFSD + ("camera.resolution=128",)
 VARIANTS["calm-res96"] = _NFSD + ("camera.resolution=96",)
-VARIANTS["calm-res64"] = _NFSD + ("camera.resolution=64",)
-# the colour rate decayed 40x (20x) instead of 10x: two-tone speckle 0.176 -> 0.103 on three
-# CPU prompts (GT 0.080), the lead for the two-tone split's speckle; on six solid prompts it
-# cost sharpness (0.98 -> 0.93 of the truth's), hence the milder 20x
+VARIANTS["calm-res64"] = _NFSD + ("camera.resolution=64", "gaussians.sh0_lr_final=0.002")
+# the colours' rate decayed 10x (0.002: the default until 2026-12-05), 20x (0.001: the default
+# since) and 40x (0.0005) from 0.02: the slower the colours move at the end, the less speckle
+# (12 of 12 CPU prompts at 40x), at some sharpness on the solid split (0.98 -> 0.93 of the
+# truth's at 40x, 0.97 at 20x; docs/eval/sharpening_2026-12-04.md)
 VARIANTS.update({f"calm-colour{rate}": _NFSD + (f"gaussians.sh0_lr_final={rate}",)
-                 for rate in ("0.0005", "0.001")})
+                 for rate in ("0.0005", "0.001", "0.002")})
 # ... and the denser split with the calming levers under the paper's own negative prompt
 VARIANTS["gs-dense-calm"] = _NFSD + _BEFORE_21 + _LEVERS["gs-dense"] + _CALM
 #: The second screening, its two baselines (the paper's negative prompt and the blur one, on
