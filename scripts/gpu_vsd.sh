@@ -22,7 +22,7 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 START=$SECONDS
 BUDGET=${BUDGET:-560}; BENCH_TIMEOUT=${BENCH_TIMEOUT:-170}
-VARIANTS=${VARIANTS:-nfsd@7.5,sds@7.5,vsd@7.5,vsd-neg@7.5,vsd-pd@7.5,vsd-1view@7.5}
+VARIANTS=${VARIANTS:-nfsd@7.5,sds@7.5,vsd@7.5,vsd-lorat0.98@7.5,vsd-pd@7.5,vsd-1view@7.5}
 SEEDS=${SEEDS:-0 1 2}; PARALLEL=${PARALLEL:-12}; LIMIT=""
 BENCH_EXTRA=(${BENCH_EXTRA:-}); EVAL_EXTRA=(${EVAL_EXTRA:-}); COLLECT=()
 VSD=guidance.method=vsd

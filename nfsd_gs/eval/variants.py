@@ -53,6 +53,8 @@ VARIANTS: Dict[str, Tuple[str, ...]] = {
     "vsd@7.5": _VSD,
     "vsd-neg@7.5": _VSD + ("guidance.vsd.negative=true",),
     "vsd-domain@7.5": _VSD + ("guidance.vsd.domain_scale=1",),
+    # the LoRA's timesteps over the whole range, as before the bundled preset's t_max 0.3
+    "vsd-lorat0.98@7.5": _VSD + ("guidance.vsd.t_max=0.98",),
     "vsd-pd@7.5": _VSD + ("guidance.vsd.lr=1e-4", "guidance.vsd.views=1", "guidance.vsd.t_min=0",
                           "guidance.vsd.t_max=1", "guidance.vsd.camera_dropout=0.1"),
     "vsd-1view@7.5": _VSD + ("guidance.vsd.views=1",),
