@@ -37,7 +37,8 @@ def nfsd_direction(eps_cond: Tensor, eps_uncond: Tensor, eps_negative: Tensor, t
     U-Net call leaves those rows out)."""
     delta_c = eps_cond - eps_uncond
     below = _below(t, negative_threshold_t, eps_cond.dim())
-    delta_d = torch.where(below, eps_uncond, negative_scale * (eps_uncond - eps_negative))
+    delta_d = torch.where(below, eps_uncond, negative_term(eps_uncond, eps_negative, t,
+                                                           negative_threshold_t, negative_scale))
     return delta_d + cfg_scale * delta_c
 
 
@@ -48,8 +49,7 @@ def negative_term(eps_uncond: Tensor, eps_negative: Tensor, t: Tensor,
     negative prompt's repulsion, for a method that has no domain term of its own (VSD's
     ``guidance.vsd.domain_scale``). Rows below the threshold never read eps_negative."""
     below = _below(t, negative_threshold_t, eps_uncond.dim())
-    return torch.where(below, torch.zeros((), dtype=eps_uncond.dtype, device=eps_uncond.device),
-                       negative_scale * (eps_uncond - eps_negative))
+    return (negative_scale * (eps_uncond - eps_negative)).masked_fill(below, 0.0)
 
 
 def negative_views(config, t: Tensor) -> Optional[Tensor]:  # t [B] on the host
