@@ -7,7 +7,8 @@
 #   scripts/gpu_eval.sh OUT_DIR [SPLIT]          SPLIT: solid (default), two-tone, all
 # Knobs (environment): PROMPTS_LIMIT (default 4: the first N of the split's set; empty for
 # all), PROMPTS (all: every object of the split, 48 for solid, instead of its evaluation set
-# of 12), VARIANTS (comma list; default the comparison's), ASSETS (runs trained at once in
+# of 12; or a comma list of prompts, every one unless PROMPTS_LIMIT is set), VARIANTS
+# (comma list; default the comparison's), ASSETS (runs trained at once in
 # each process: --assets-per-process; default the evaluation's), SEEDS (default 0,1,2),
 # VARIANT_SPECS (ad-hoc variants, space separated: name=key=value,...), STEPS (default: the
 # config's), EVAL_TIMEOUT (seconds, 450),
@@ -31,9 +32,9 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 OUT=${1:?output folder}
 SPLIT=${2:-solid}
-LIMIT=${PROMPTS_LIMIT-4}
-PARALLEL=${PARALLEL:-1}
 PROMPTS=${PROMPTS:-}
+case "$PROMPTS" in ""|all) LIMIT=${PROMPTS_LIMIT-4} ;; *) LIMIT=${PROMPTS_LIMIT:-} ;; esac
+PARALLEL=${PARALLEL:-1}
 EVAL=${EVAL_DIR:-outputs/gpu_eval/$SPLIT}
 WORST=${WORST:-3}
 WORST_ARGS=(--worst "$WORST" --worst-by "${WORST_BY:-all_acc}")
@@ -59,7 +60,7 @@ share_cores "$PARALLEL"
 
 if [ "$PARALLEL" -le 1 ]; then
   [ -n "$LIMIT" ] && ARGS+=(--limit "$LIMIT")
-  [ "$PROMPTS" = all ] && ARGS+=(--prompts all)
+  [ -n "$PROMPTS" ] && ARGS+=(--prompts "$PROMPTS")
   ARGS+=("${WORST_ARGS[@]}")
   echo "== python -m nfsd_gs.eval ${ARGS[*]} --out $EVAL"
   tolerate "${STOP[@]}" python -m nfsd_gs.eval "${ARGS[@]}" --out "$EVAL" > "$OUT/eval.log" 2>&1
@@ -70,7 +71,10 @@ else
 import sys
 from nfsd_gs.eval import all_prompts, split_prompts
 split, limit, parts, which = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-prompts = all_prompts(split) if which == "all" else split_prompts(split)
+if which == "all":
+    prompts = all_prompts(split)
+else:
+    prompts = [p.strip() for p in which.split(",")] if which else split_prompts(split)
 prompts = prompts[:int(limit)] if limit else prompts
 for k in range(parts):
     print(",".join(prompts[k::parts]))

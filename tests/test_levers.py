@@ -244,6 +244,14 @@ def test_the_bundled_default_is_the_screening_winner_and_gs_base_what_it_was():
         (variant,) = select_variants([name], [])
         return run_config(Settings(), variant, "a red cylinder", 0, Settings().out)
     assert config_of("calm-res96") == config_of("calm-colour0.001") == config_of("nfsd@7.5")
+    assert config_of("nfsd@7.5").background.random_probability == 0.5
+    for share in (0.0, 0.2, 0.8, 1.0):
+        changed = config_of(f"calm-bg{share}")
+        assert changed.background.random_probability == share
+        changed.background.random_probability = 0.5
+        assert changed == config_of("nfsd@7.5"), share
+    both = config_of("calm-bg0.0-colour0.0005")
+    assert (both.background.random_probability, both.gaussians.sh0_lr_final) == (0.0, 0.0005)
     before_colour = config_of("calm-colour0.002")
     assert before_colour != config_of("nfsd@7.5")
     assert before_colour.gaussians.sh0_lr_final == 0.002 and before_colour.camera.resolution == 96

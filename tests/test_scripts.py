@@ -25,6 +25,8 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
+#: gpu_eval.sh's dry run evaluates a list of its own (two prompts outside the split's set).
+EVAL_KNOBS = {"PROMPTS": "a pink torus,a cyan pyramid"}
 #: Sourced by the GPU scripts, not run on its own.
 LIBRARIES = {"common.sh"}
 #: Run by another script's dry run (with the arguments that script gives them).
@@ -62,9 +64,9 @@ class Ran:
         return f"{' '.join(self.command)} -> {self.returncode}:\n{self.output[-4000:]}"
 
 
-def run(command: List[str], out: Path) -> Ran:
+def run(command: List[str], out: Path, knobs: Optional[Dict[str, str]] = None) -> Ran:
     env = {**os.environ, "DRY_RUN": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "PYTHONPATH": str(ROOT), "RAY_ADDRESS": "127.0.0.1:1"}
+           "PYTHONPATH": str(ROOT), "RAY_ADDRESS": "127.0.0.1:1", **(knobs or {})}
     start = time.perf_counter()
     try:
         result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
@@ -75,9 +77,10 @@ def run(command: List[str], out: Path) -> Ran:
     return Ran(command, code, output, time.perf_counter() - start, out)
 
 
-def shell(name: str, root: Path, *args: str) -> Ran:
+def shell(name: str, root: Path, *args: str, knobs: Optional[Dict[str, str]] = None) -> Ran:
+    """Run a GPU script's dry run; ``knobs``: its environment knobs (PROMPTS=...)."""
     out = root / name
-    return run(["bash", str(SCRIPTS / name), str(out), *args], out)
+    return run(["bash", str(SCRIPTS / name), str(out), *args], out, knobs)
 
 
 def python(name: str, root: Path, *args: str) -> Ran:
@@ -129,7 +132,8 @@ def jobs(root: Path, wanted: Optional[Set[str]] = None
                              "install_world_assets.sh",  # installs the weights gpu_world.sh made
                              lambda done: run(["bash", str(SCRIPTS / "install_world_assets.sh"),
                                                str(done.out)], done.out)),
-        "gpu_eval.sh": then("gpu_eval.sh", lambda: shell("gpu_eval.sh", root), "strip_metrics.py",
+        "gpu_eval.sh": then("gpu_eval.sh", lambda: shell("gpu_eval.sh", root, knobs=EVAL_KNOBS),
+                            "strip_metrics.py",
                             lambda done: python("strip_metrics.py", root,
                                                 str(done.out / "eval" / "part0" / "strips"),
                                                 "--align-yaws", "8",
@@ -226,6 +230,7 @@ def test_the_dry_runs_made_what_they_measure(dry_runs):
     assert not whole["stopped"] and whole["asset_steps"] == 2 * 40 and whole["per_hour"] > 0
     evaluation = json.loads((out["gpu_eval.sh"] / "results.json").read_text())
     assert evaluation["meta"]["status"] == "complete" and len(evaluation["rows"]) == 2
+    assert sorted(r["prompt"] for r in evaluation["rows"]) == sorted(EVAL_KNOBS["PROMPTS"].split(","))
     assert all(row["error"] is None for row in evaluation["rows"])
     assert "| nfsd_7_5 | 1 |" in dry_runs["strip_metrics.py"].output
     world = json.loads((out["gpu_eval_world.sh"] / "results.json").read_text())["rows"]

@@ -153,6 +153,16 @@ VARIANTS["calm-res64"] = _NFSD + ("camera.resolution=64", "gaussians.sh0_lr_fina
 # truth's at 40x, 0.97 at 20x; docs/eval/sharpening_2026-12-04.md)
 VARIANTS.update({f"calm-colour{rate}": _NFSD + (f"gaussians.sh0_lr_final={rate}",)
                  for rate in ("0.0005", "0.001", "0.002")})
+# how often a training view's background is a random colour instead of white (0.5, the
+# default, is the share the prior saw): on the CPU's two softest cones of the H200's 48 x 3
+# table (cyan, yellow), the more random backgrounds, the softer the base (sharpness / GT
+# 0.77 always white, 0.62 at 0.5, 0.32 always random; docs/eval/world_48x3_2026-12-05.md)
+VARIANTS.update({f"calm-bg{share}": _NFSD + (f"background.random_probability={share}",)
+                 for share in ("0.0", "0.2", "0.8", "1.0")})
+# ... and never random with the colours' rate decayed 40x: the sharpness of the first with
+# the speckle of the second (CPU, 8 prompts: solid 0.96 of the truth's, two-tone speckle below
+# the default's)
+VARIANTS["calm-bg0.0-colour0.0005"] = VARIANTS["calm-bg0.0"] + ("gaussians.sh0_lr_final=0.0005",)
 # ... and the denser split with the calming levers under the paper's own negative prompt
 VARIANTS["gs-dense-calm"] = _NFSD + _BEFORE_21 + _LEVERS["gs-dense"] + _CALM
 #: The second screening, its two baselines (the paper's negative prompt and the blur one, on
