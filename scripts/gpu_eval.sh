@@ -69,13 +69,14 @@ else
   # Prompt k goes to part k mod PARALLEL; the parts are merged into $EVAL afterwards.
   mapfile -t PARTS < <(python - "$SPLIT" "$LIMIT" "$PARALLEL" "$PROMPTS" <<'PY'
 import sys
-from nfsd_gs.eval import all_prompts, split_prompts
+from nfsd_gs.errors import NfsdError
+from nfsd_gs.eval.__main__ import parse_args, select_prompts
 split, limit, parts, which = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-if which == "all":
-    prompts = all_prompts(split)
-else:
-    prompts = [p.strip() for p in which.split(",")] if which else split_prompts(split)
-prompts = prompts[:int(limit)] if limit else prompts
+argv = ["--split", split] + (["--prompts", which] if which else []) + (["--limit", limit] if limit else [])
+try:
+    prompts = select_prompts(parse_args(argv))  # the evaluation's own reading of --prompts
+except NfsdError as err:
+    sys.exit(f"gpu_eval.sh: {err}")
 for k in range(parts):
     print(",".join(prompts[k::parts]))
 PY
