@@ -34,9 +34,6 @@ from ..errors import ConfigError
 #: Instant-NGP's primes, one per axis (pi_1 = 1 keeps the first axis coherent in memory).
 HASH_PRIMES = (1, 2654435761, 805459861)
 
-#: The 8 corners of a unit cell, [8, 3] in {0, 1}.
-_CORNERS = torch.tensor([[i >> 2 & 1, i >> 1 & 1, i & 1] for i in range(8)], dtype=torch.int64)
-
 
 def level_resolutions(num_levels: int, base_resolution: int, max_resolution: int) -> List[int]:
     """N_l = floor(N_min * b^l) with b chosen so that N_{L-1} = N_max (Instant-NGP eq. 2-3)."""
@@ -54,17 +51,12 @@ def level_resolutions(num_levels: int, base_resolution: int, max_resolution: int
 
 
 def spatial_hash(vertices: Tensor, table_size: int) -> Tensor:  # [..., 3] int64 -> [...]
-    """Instant-NGP eq. 4: XOR of the coordinates times per-axis primes, mod ``table_size`` (2^k)."""
+    """Instant-NGP eq. 4: XOR of the coordinates times per-axis primes, mod ``table_size`` (2^k),
+    of single vertices (``HashGrid.corner_rows`` computes it for a cell's 8 corners at once)."""
     result = vertices[..., 0] * HASH_PRIMES[0]
     result = torch.bitwise_xor(result, vertices[..., 1] * HASH_PRIMES[1])
     result = torch.bitwise_xor(result, vertices[..., 2] * HASH_PRIMES[2])
     return result & (table_size - 1)
-
-
-def dense_index(vertices: Tensor, resolution: int) -> Tensor:  # [..., 3] int64 -> [...]
-    """Row-major index of a vertex of an (N+1)^3 grid: x + y (N+1) + z (N+1)^2."""
-    side = resolution + 1
-    return vertices[..., 0] + side * (vertices[..., 1] + side * vertices[..., 2])
 
 
 class HashGrid(torch.nn.Module):
@@ -84,6 +76,9 @@ class HashGrid(torch.nn.Module):
         self.table_size = 2 ** log2_table_size
         self.features_per_level = features_per_level
         dense = [(n + 1) ** 3 <= self.table_size for n in self.resolutions]
+        #: The levels stored densely: the first ones, as the resolutions grow.
+        self.dense_levels = sum(dense)
+        assert dense == [True] * self.dense_levels + [False] * (num_levels - self.dense_levels)
         self.level_sizes = [(n + 1) ** 3 if d else self.table_size
                             for n, d in zip(self.resolutions, dense)]
         # Instant-NGP initialises the tables uniformly in [-1e-4, 1e-4].
@@ -91,7 +86,6 @@ class HashGrid(torch.nn.Module):
         self.table = torch.nn.Parameter(table)  # [sum_l T_l, F]
         self.register_buffer("_scales", torch.tensor(self.resolutions, dtype=torch.float32),
                              persistent=False)  # [L]
-        self.register_buffer("_dense", torch.tensor(dense), persistent=False)  # [L] bool
         offsets = [sum(self.level_sizes[:level]) for level in range(num_levels)]
         self.register_buffer("_offsets", torch.tensor(offsets), persistent=False)  # [L] int64
 
@@ -107,14 +101,19 @@ class HashGrid(torch.nn.Module):
         start = sum(self.level_sizes[:level])
         return self.table[start:start + self.level_sizes[level]]
 
-    def vertex_indices(self, vertices: Tensor) -> Tensor:  # [L, ..., 3] int64 -> [L, ...]
-        """Row of each grid vertex in its level's table: dense on coarse levels, hashed on fine ones."""
-        hashed = spatial_hash(vertices, self.table_size)
-        side = self._scales.long() + 1  # [L]
-        shape = (-1,) + (1,) * (vertices.dim() - 2)
-        side = side.view(shape)
-        dense = vertices[..., 0] + side * (vertices[..., 1] + side * vertices[..., 2])
-        return torch.where(self._dense.view(shape), dense, hashed)
+    def corner_rows(self, low: Tensor) -> Tensor:  # [L, N, 3] int64 -> [L, N, 8]
+        """Table row (within its level) of each corner of the cells whose lowest vertex is
+        ``low``: dense, x + (N+1) y + (N+1)^2 z, on the coarse levels, hashed (eq. 4) on the
+        fine ones. Corner c = 4 b_x + 2 b_y + b_z takes b_a = 1 for the upper end of axis a.
+        Each axis gives its two ends' terms, [L, N, 2], combined by broadcasting: no
+        [L, N, 8, 3] tensor of corners."""
+        x, y, z = (torch.stack([low[..., a], low[..., a] + 1], dim=-1) for a in range(3))
+        d = self.dense_levels
+        side = (self._scales[:d].long() + 1)[:, None, None]  # [D, 1, 1]
+        dense = outer(torch.add, x[:d], side * y[:d], side * side * z[:d])  # [D, N, 2, 2, 2]
+        hashed = outer(torch.bitwise_xor, x[d:] * HASH_PRIMES[0], y[d:] * HASH_PRIMES[1],
+                       z[d:] * HASH_PRIMES[2]) & (self.table_size - 1)  # [L - D, N, 2, 2, 2]
+        return torch.cat([dense, hashed]).flatten(-3)
 
     def forward(self, x: Tensor) -> Tensor:  # [N, 3] in [0, 1] -> [N, L * F]
         """Trilinearly interpolated features of every level, concatenated level by level."""
@@ -122,13 +121,17 @@ class HashGrid(torch.nn.Module):
         scaled = x.clamp(0.0, 1.0)[None] * self._scales[:, None, None]  # [L, N, 3]
         cell = torch.floor(scaled).clamp(max=self._scales[:, None, None] - 1)  # [L, N, 3]
         frac = scaled - cell  # [L, N, 3] in [0, 1]
-        corners = cell.long()[:, :, None, :] + _CORNERS.to(x.device)  # [L, N, 8, 3]
-        rows = self.vertex_indices(corners)  # [L, N, 8]
-        corner_bits = _CORNERS.to(x.device, x.dtype)  # [8, 3]
-        # Trilinear weight of corner c: prod_axes (frac if bit else 1 - frac).
-        weights = torch.where(corner_bits.bool(), frac[:, :, None, :], 1.0 - frac[:, :, None, :])
-        weights = weights.prod(dim=-1)  # [L, N, 8]
+        rows = self.corner_rows(cell.long())  # [L, N, 8]
+        # Trilinear weight of a corner: the product over the axes of (1 - frac) at the lower
+        # end and frac at the upper one.
+        wx, wy, wz = (torch.stack([1.0 - frac[..., a], frac[..., a]], dim=-1) for a in range(3))
+        weights = outer(torch.mul, wx, wy, wz).flatten(-3)  # [L, N, 8]
         features = self.table[(rows + self._offsets[:, None, None]).view(-1)].view(
             self.num_levels, n, 8, self.features_per_level)  # [L, N, 8, F]
         blended = (weights[..., None] * features).sum(dim=2)  # [L, N, F]
         return blended.permute(1, 0, 2).reshape(n, self.output_dim)
+
+
+def outer(op, x: Tensor, y: Tensor, z: Tensor) -> Tensor:  # 3 x [..., 2] -> [..., 2, 2, 2]
+    """op(op(x_i, y_j), z_k) for every i, j, k: the 8 corners' values from the axes' ends."""
+    return op(op(x[..., :, None, None], y[..., None, :, None]), z[..., None, None, :])
