@@ -413,6 +413,16 @@ class GaussianConfig:
     #: Gaussians flattened into discs: weight x mean(min_k s_k) / scene extent (PGSR's
     #: flattening loss; the surfels of 2DGS, Huang et al. 2024, inside the 3DGS rasterizer).
     flatten_weight: float = 0.0
+    #: Neighbouring Gaussians alike in colour: weight x mean over each Gaussian i and its
+    #: ``colour_smooth_neighbours`` nearest j of rho(c_i - c_j), c the base (DC) colour and
+    #: rho the Charbonnier penalty sqrt(|d|^2 + eps^2) - eps, a smoothed L1: a total-variation
+    #: prior on the colours over the Gaussians' neighbour graph, which pulls a lone
+    #: off-colour Gaussian (a speckle) back to its surroundings harder than it blurs a
+    #: colour edge (the smoothness terms of Relightable 3D Gaussians, Gao et al. 2023,
+    #: on colour). The neighbours are searched every ``NEIGHBOUR_REFRESH`` steps and
+    #: whenever densification changed N.
+    colour_smooth_weight: float = 0.0
+    colour_smooth_neighbours: int = 8
     #: The terms above apply from this fraction of the run on (0: from the first step).
     regularize_from: float = 0.0
 
@@ -421,7 +431,9 @@ class GaussianConfig:
                "must be 0, 1, 2 or 3")
         _check_at_least("gaussians", dict(opacity_binarize_weight=self.opacity_binarize_weight,
                                           scale_weight=self.scale_weight,
-                                          flatten_weight=self.flatten_weight), 0)
+                                          flatten_weight=self.flatten_weight,
+                                          colour_smooth_weight=self.colour_smooth_weight), 0)
+        _check_at_least("gaussians", dict(colour_smooth_neighbours=self.colour_smooth_neighbours), 1)
         _check(0.0 <= self.sh0_lr_final <= self.sh0_lr, "gaussians.sh0_lr_final",
                self.sh0_lr_final, f"must lie in [0, sh0_lr = {self.sh0_lr}]")
         _check(0.0 <= self.regularize_from <= 1.0, "gaussians.regularize_from",

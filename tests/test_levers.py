@@ -13,7 +13,10 @@ from nfsd_gs.densify import GRAD2D_LADDER, Densifier, grad2d_statistics
 from nfsd_gs.eval.runner import Settings, run_config
 from nfsd_gs.eval.variants import LEVER_VARIANTS, SHARPENING_VARIANTS, VARIANTS, select_variants
 from nfsd_gs.init import initial_splats
+from nfsd_gs.errors import ConfigError
+from nfsd_gs.render.sh import SH_C0 as C0
 from nfsd_gs.representations import GaussianModel
+from nfsd_gs.representations.gaussians import CHARBONNIER_EPS, NEIGHBOUR_REFRESH
 from nfsd_gs.train.run import build_run
 from nfsd_gs.train.step import training_step
 
@@ -171,6 +174,61 @@ def test_scale_and_flatten_terms_shrink_the_widest_and_the_thinnest_axis():
     assert (grad[:, 0] > 0).all() and (grad[:, 1:] == 0).all()  # only the thinnest axis
 
 
+def colour_model(*overrides):
+    _, model = tiny("gaussians.colour_smooth_weight=1", *overrides)
+    with torch.no_grad():
+        model.splats["sh0"].zero_()  # every Gaussian grey
+        model.splats["sh0"][0] = 1.0  # but the first
+    return model
+
+
+def test_colour_term_pulls_a_lone_off_colour_gaussian_back_and_leaves_the_rest_alone():
+    model = colour_model("gaussians.colour_smooth_neighbours=4")
+    neighbours = model.neighbours(0)  # [N, 4]
+    assert neighbours.shape == (model.num_primitives, 4)
+    assert not (neighbours == torch.arange(model.num_primitives)[:, None]).any()  # not itself
+    term = model.regularization(0, 1)["colour_smooth"]
+    # each pair (i, j) with the odd one in it differs by C0 |(1, 1, 1)|: rho of that, over N x 4
+    pairs = int((neighbours[0] >= 0).sum() + (neighbours[1:] == 0).sum())
+    d = C0 * 3 ** 0.5
+    rho = (d ** 2 + CHARBONNIER_EPS ** 2) ** 0.5 - CHARBONNIER_EPS
+    assert term.item() == pytest.approx(pairs * rho / neighbours.numel(), rel=1e-5)
+    term.backward()
+    grad = model.splats["sh0"].grad[:, 0]  # [N, 3]
+    assert (grad[0] > 0).all()  # the odd one is pulled down towards the grey...
+    touched = torch.zeros(model.num_primitives, dtype=torch.bool)
+    touched[0] = True
+    touched[neighbours[0]] = True
+    touched |= (neighbours == 0).any(dim=1)
+    assert (grad[touched & (torch.arange(len(grad)) > 0)] < 0).all()  # ...its neighbours up
+    assert (grad[~touched] == 0).all()  # and no Gaussian that does not meet it moves
+
+
+def test_colour_term_searches_its_neighbours_every_refresh_and_when_n_changes_and_resumes_them():
+    model = colour_model()
+    first = model.neighbours(1)
+    with torch.no_grad():  # the Gaussians move: a new search would find other neighbours
+        model.splats["means"].copy_(model.splats["means"].flip(0))
+    assert model.neighbours(2) is first  # kept between refreshes
+    saved = model.state_dict()
+    resumed = colour_model()
+    resumed.load_state_dict(saved)
+    assert torch.equal(resumed.neighbours(3), first)  # the checkpoint's, not a new search
+    refreshed = model.neighbours(NEIGHBOUR_REFRESH)
+    assert not torch.equal(refreshed, first)
+    model.splats["means"] = torch.nn.Parameter(model.splats["means"].detach()[:-1])
+    model.splats["sh0"] = torch.nn.Parameter(model.splats["sh0"].detach()[:-1])
+    assert model.neighbours(NEIGHBOUR_REFRESH + 1).shape[0] == model.num_primitives  # N changed
+
+
+def test_colour_term_is_off_by_default_and_checks_its_settings():
+    _, model = tiny()
+    assert "colour_smooth" not in model.regularization(0, 1) and model.colour_neighbours is None
+    for key, bad in (("colour_smooth_weight", -1), ("colour_smooth_neighbours", 0)):
+        with pytest.raises(ConfigError, match=f"gaussians.{key}"):
+            load_config("tiny_test", [f"gaussians.{key}={bad}"])
+
+
 def test_training_step_adds_the_terms_to_the_loss_and_logs_them():
     config = load_config("tiny_test", ["prompt=a red cube", "gaussians.scale_weight=1000"])
     run = build_run(config)
@@ -252,6 +310,11 @@ def test_the_bundled_default_is_the_screening_winner_and_gs_base_what_it_was():
         assert changed == config_of("nfsd@7.5"), share
     both = config_of("calm-bg0.0-colour0.0005")
     assert (both.background.random_probability, both.gaussians.sh0_lr_final) == (0.0, 0.0005)
+    for weight in (10, 30):
+        tv = config_of(f"calm-bg0.0-tv{weight}")
+        assert tv.gaussians.colour_smooth_weight == weight
+        tv.gaussians.colour_smooth_weight = 0.0
+        assert tv == config_of("calm-bg0.0"), weight
     before_colour = config_of("calm-colour0.002")
     assert before_colour != config_of("nfsd@7.5")
     assert before_colour.gaussians.sh0_lr_final == 0.002 and before_colour.camera.resolution == 96

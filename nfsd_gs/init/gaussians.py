@@ -27,19 +27,27 @@ NEIGHBOURS = 3
 MIN_DISTANCE = 1e-7
 
 
+def nearest_neighbours(positions: Tensor, k: int):  # [N, 3] -> [N, k'] x2 (numpy)
+    """Distances and indices of each point's ``k`` nearest other points (cKDTree), k' =
+    min(k, N - 1) columns, nearest first."""
+    points = positions.detach().cpu().double().numpy()  # [N, 3]
+    k = min(k, len(points) - 1)
+    if k < 1:
+        return np.zeros((len(points), 0)), np.zeros((len(points), 0), dtype=np.int64)
+    distances, indices = cKDTree(points).query(points, k=k + 1)  # [N, k+1], column 0: itself
+    return distances[:, 1:], indices[:, 1:]
+
+
 def mean_neighbour_distance(positions: Tensor, k: int = NEIGHBOURS) -> Tensor:  # [N, 3] -> [N]
     """Mean Euclidean distance of each point to its ``k`` nearest other points (cKDTree).
 
     With fewer than ``k + 1`` points, the available neighbours are used; a
     single point gets distance 1.
     """
-    points = positions.detach().cpu().double().numpy()  # [N, 3]
-    n = len(points)
-    k = min(k, n - 1)
-    if k < 1:
-        return torch.ones(n)
-    distances, _ = cKDTree(points).query(points, k=k + 1)  # [N, k+1], column 0 is the point itself
-    mean = np.maximum(distances[:, 1:].mean(axis=1), MIN_DISTANCE)
+    distances, _ = nearest_neighbours(positions, k)
+    if distances.shape[1] == 0:
+        return torch.ones(len(distances))
+    mean = np.maximum(distances.mean(axis=1), MIN_DISTANCE)
     return torch.from_numpy(mean).float()
 
 

@@ -28,9 +28,14 @@ from torch import Tensor
 from ..cameras import Cameras
 from ..config import Config, DensifyConfig, GaussianConfig, OutputConfig, RenderConfig
 from ..render import rasterize_gaussians
+from ..render.sh import SH_C0 as C0
 from .base import RenderOutput
 
 SPLAT_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
+#: Steps between two searches of the colour term's neighbours (also whenever N changed).
+NEIGHBOUR_REFRESH = 25
+#: The colour term's Charbonnier eps (colours in [0, 1]): quadratic below, L1 above.
+CHARBONNIER_EPS = 0.01
 
 
 def log_linear(start: float, end: float, progress: float) -> float:
@@ -58,6 +63,7 @@ class GaussianModel(torch.nn.Module):
         self.scene_extent = scene_extent
         self.max_sh_degree = sh_degree_of(self.splats["shN"])
         self.active_sh_degree = 0
+        self.colour_neighbours: Optional[Tensor] = None  # [N, k] int64, the colour term's
 
     @classmethod
     def from_config(cls, config: Config, device: torch.device) -> "GaussianModel":
@@ -163,7 +169,10 @@ class GaussianModel(torch.nn.Module):
           lowers a below 1/2 and raises it above, towards hard, opaque surfaces;
         * ``scale``: mean(max_k s_k) / E: shrinks each Gaussian's widest axis;
         * ``flatten``: mean(min_k s_k) / E (PGSR's flattening loss): shrinks the thinnest
-          axis, making surfels (2DGS, Huang et al. 2024) of 3D Gaussians.
+          axis, making surfels (2DGS, Huang et al. 2024) of 3D Gaussians;
+        * ``colour_smooth``: mean over i and its k nearest j of rho(c_i - c_j), c = 0.5 +
+          C0 sh0 the base colour, rho(d) = sqrt(|d|^2 + eps^2) - eps (Charbonnier): total
+          variation of the colours over the neighbour graph.
         """
         c = self.config
         if step < c.regularize_from * total_steps:
@@ -180,7 +189,26 @@ class GaussianModel(torch.nn.Module):
                 terms["scale"] = c.scale_weight * sigma.amax(dim=-1).mean()
             if c.flatten_weight > 0:
                 terms["flatten"] = c.flatten_weight * sigma.amin(dim=-1).mean()
+        if c.colour_smooth_weight > 0 and self.num_primitives > 1:
+            neighbours = self.neighbours(step)  # [N, k]
+            base = C0 * s["sh0"][:, 0, :]  # [N, 3], the colour up to its constant 0.5
+            difference = base[:, None, :] - base[neighbours]  # [N, k, 3]
+            rho = torch.sqrt(difference.pow(2).sum(-1) + CHARBONNIER_EPS ** 2) - CHARBONNIER_EPS
+            terms["colour_smooth"] = c.colour_smooth_weight * rho.mean()
         return terms
+
+    def neighbours(self, step: int) -> Tensor:  # -> [N, k] int64
+        """The ``colour_smooth_neighbours`` nearest Gaussians of each, searched anew every
+        ``NEIGHBOUR_REFRESH`` steps and whenever N changed (kept in the checkpoint, so a
+        resumed run searches at the same steps as an uninterrupted one)."""
+        cached = self.colour_neighbours
+        if cached is None or cached.shape[0] != self.num_primitives or step % NEIGHBOUR_REFRESH == 0:
+            from ..init.gaussians import nearest_neighbours  # scipy: only where the term is on
+
+            means = self.splats["means"]
+            _, index = nearest_neighbours(means, self.config.colour_smooth_neighbours)
+            cached = self.colour_neighbours = torch.from_numpy(index).to(means.device)
+        return cached
 
     def make_densifier(self, config: DensifyConfig,
                        optimizers: Mapping[str, torch.optim.Optimizer]):
@@ -209,6 +237,7 @@ class GaussianModel(torch.nn.Module):
             "splats": {key: value.detach().clone() for key, value in self.splats.items()},
             "active_sh_degree": self.active_sh_degree,
             "scene_extent": self.scene_extent,
+            "colour_neighbours": self.colour_neighbours,
         }
 
     def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> None:
@@ -219,6 +248,9 @@ class GaussianModel(torch.nn.Module):
         self.active_sh_degree = int(state["active_sh_degree"])
         self.scene_extent = float(state["scene_extent"])
         self.max_sh_degree = sh_degree_of(self.splats["shN"])
+        neighbours = state.get("colour_neighbours")  # absent in checkpoints before the term
+        self.colour_neighbours = None if neighbours is None else neighbours.to(
+            self.splats["means"].device)
 
 
 def sh_degree_of(shN: Tensor) -> int:  # [N, K-1, 3] -> degree
