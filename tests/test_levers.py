@@ -311,10 +311,10 @@ def test_the_bundled_default_is_the_screening_winner_and_gs_base_what_it_was():
     both = config_of("calm-bg0.0-colour0.0005")
     assert (both.background.random_probability, both.gaussians.sh0_lr_final) == (0.0, 0.0005)
     for weight in (10, 30):
-        tv = config_of(f"calm-bg0.0-tv{weight}")
+        tv = config_of(f"calm-tv{weight}")
         assert tv.gaussians.colour_smooth_weight == weight
         tv.gaussians.colour_smooth_weight = 0.0
-        assert tv == config_of("calm-bg0.0"), weight
+        assert tv == config_of("nfsd@7.5"), weight
     before_colour = config_of("calm-colour0.002")
     assert before_colour != config_of("nfsd@7.5")
     assert before_colour.gaussians.sh0_lr_final == 0.002 and before_colour.camera.resolution == 96

@@ -163,12 +163,12 @@ VARIANTS.update({f"calm-bg{share}": _NFSD + (f"background.random_probability={sh
 # the speckle of the second (CPU, 8 prompts: solid 0.96 of the truth's, two-tone speckle below
 # the default's)
 VARIANTS["calm-bg0.0-colour0.0005"] = VARIANTS["calm-bg0.0"] + ("gaussians.sh0_lr_final=0.0005",)
-# ... and never random with the colours' total variation over the Gaussians' neighbour graph
+# the colours' total variation over the Gaussians' neighbour graph
 # (gaussians.colour_smooth_weight): a pull on the lone off-colour Gaussian, where the colour
 # rate slows every colour alike. Weight 1 gives a Gaussian ~4e-5 of gradient late in a CPU
 # run, NFSD ~1e-4 to 5e-4 (median): 10 and 30 bracket a pull that matters
-VARIANTS.update({f"calm-bg0.0-tv{weight}": VARIANTS["calm-bg0.0"] + (
-    f"gaussians.colour_smooth_weight={weight}",) for weight in (10, 30)})
+VARIANTS.update({f"calm-tv{weight}": _NFSD + (f"gaussians.colour_smooth_weight={weight}",)
+                 for weight in (10, 30)})
 # ... and the denser split with the calming levers under the paper's own negative prompt
 VARIANTS["gs-dense-calm"] = _NFSD + _BEFORE_21 + _LEVERS["gs-dense"] + _CALM
 #: The second screening, its two baselines (the paper's negative prompt and the blur one, on
