@@ -16,14 +16,19 @@ from .config import BackgroundConfig
 
 
 def sample_backgrounds(config: BackgroundConfig, batch_size: int,
-                       generator: Optional[torch.Generator] = None) -> Tensor:  # [B, 3] on CPU
+                       generator: Optional[torch.Generator] = None,
+                       progress: float = 0.0) -> Tensor:  # [B, 3] on CPU
     """``solid``: ``config.color`` for every view; ``random``: a uniform random colour
-    with probability ``random_probability``, ``config.color`` otherwise."""
+    with probability ``random_probability`` while the run's ``progress`` (step / steps) is
+    below ``random_until``, ``config.color`` otherwise. The draws are made either way, so
+    the schedule leaves the rest of the run's random stream as it was."""
     fixed = torch.tensor(config.color, dtype=torch.float32).expand(batch_size, 3)
     if config.kind == "solid":
         return fixed.clone()
     random_colors = torch.rand(batch_size, 3, generator=generator)
     use_random = torch.rand(batch_size, 1, generator=generator) < config.random_probability
+    if progress >= config.random_until:
+        return fixed.clone()
     return torch.where(use_random, random_colors, fixed)
 
 

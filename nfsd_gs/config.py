@@ -298,10 +298,16 @@ class BackgroundConfig:
     kind: Literal["solid", "random"] = "random"
     color: Tuple[float, float, float] = (1.0, 1.0, 1.0)
     random_probability: float = 0.5
+    #: Random colours only during this first fraction of the run, ``color`` behind every
+    #: view after it (1: the whole run). The colours keep a silhouette honest while the
+    #: shape forms; a plain background at the end takes the pale fringe off the base edges.
+    random_until: float = 1.0
 
     def validate(self) -> None:
         _check(0.0 <= self.random_probability <= 1.0, "background.random_probability",
                self.random_probability, "must lie in [0, 1]")
+        _check(0.0 <= self.random_until <= 1.0, "background.random_until",
+               self.random_until, "must lie in [0, 1]")
 
 
 @dataclass

@@ -7,6 +7,7 @@ import gsplat
 import pytest
 import torch
 
+from nfsd_gs.background import sample_backgrounds
 from nfsd_gs.cameras import OrbitSampler, view_prompts
 from nfsd_gs.config import NFSD_NEGATIVE_PROMPT, load_config
 from nfsd_gs.densify import GRAD2D_LADDER, Densifier, grad2d_statistics
@@ -253,6 +254,24 @@ def test_nerf_has_no_terms():
 # ----------------------------------------------------------------------------- cameras
 
 
+def test_random_backgrounds_stop_at_random_until_and_leave_the_random_stream_alone():
+    config = load_config("default", ["background.random_probability=1.0",
+                                     "background.random_until=0.5"]).background
+    white = torch.ones(64, 3)
+    early = sample_backgrounds(config, 64, torch.Generator().manual_seed(0), progress=0.49)
+    assert not torch.isclose(early, white).all(dim=1).any()  # every view random before...
+    generator = torch.Generator().manual_seed(0)
+    late = sample_backgrounds(config, 64, generator, progress=0.5)
+    assert torch.equal(late, white)  # ...the plain colour from random_until on
+    after = torch.rand(1, generator=generator)  # the same draws were made either way
+    generator = torch.Generator().manual_seed(0)
+    sample_backgrounds(config, 64, generator, progress=0.0)
+    assert torch.equal(torch.rand(1, generator=generator), after)
+    with pytest.raises(ConfigError, match="background.random_until"):
+        load_config("default", ["background.random_until=1.5"])
+
+
+
 def test_sampled_elevations_respect_the_range_and_reach_overhead():
     config = load_config("default", ["camera.elevation_range=[-10,75]"])
     cameras = OrbitSampler(config.camera).sample(2000, torch.Generator().manual_seed(0))
@@ -310,6 +329,11 @@ def test_the_bundled_default_is_the_screening_winner_and_gs_base_what_it_was():
         assert changed == config_of("nfsd@7.5"), share
     both = config_of("calm-bg0.0-colour0.0005")
     assert (both.background.random_probability, both.gaussians.sh0_lr_final) == (0.0, 0.0005)
+    for until in (0.5, 0.75):
+        scheduled = config_of(f"calm-bguntil{until}")
+        assert scheduled.background.random_until == until
+        scheduled.background.random_until = 1.0
+        assert scheduled == config_of("nfsd@7.5"), until
     for weight in (10, 30):
         tv = config_of(f"calm-tv{weight}")
         assert tv.gaussians.colour_smooth_weight == weight

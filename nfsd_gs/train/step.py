@@ -49,11 +49,12 @@ class Rendered:
     x0: Tensor  # [B, C, h, w], differentiable: the prior's encoding of out.rgb
 
 
-def sample_views(run: Run) -> Views:
-    """B cameras, their backgrounds and prompts, from the run's own generator."""
+def sample_views(run: Run, step: int) -> Views:
+    """B cameras, their backgrounds and prompts of ``step``, from the run's own generator."""
     c = run.config
     cameras = run.sampler.sample(generator=run.generator).to(run.device)
-    background = sample_backgrounds(c.background, len(cameras), run.generator).to(run.device)
+    background = sample_backgrounds(c.background, len(cameras), run.generator,
+                                    progress=step / max(c.steps, 1)).to(run.device)
     prompts = (view_prompts(c.prompt, cameras, c.camera) if c.guidance.view_dependent_prompt
                else [c.prompt] * len(cameras))
     return Views(cameras, background, prompts)
@@ -61,7 +62,7 @@ def sample_views(run: Run) -> Views:
 
 def render_and_encode(run: Run, step: int, timer=NO_TIMER) -> Rendered:
     """Views of ``step``, the representation's schedules, its render and the prior's x0."""
-    views = sample_views(run)
+    views = sample_views(run, step)
     resolution = run.config.camera.resolution
     run.model.update(step, run.config.steps, run.optimizers)
     with timer.phase("render"):
