@@ -329,16 +329,17 @@ def test_the_bundled_default_is_the_screening_winner_and_gs_base_what_it_was():
         assert changed == config_of("nfsd@7.5"), share
     both = config_of("calm-bg0.0-colour0.0005")
     assert (both.background.random_probability, both.gaussians.sh0_lr_final) == (0.0, 0.0005)
-    for until in (0.5, 0.75):
-        scheduled = config_of(f"calm-bguntil{until}")
-        assert scheduled.background.random_until == until
-        scheduled.background.random_until = 1.0
-        assert scheduled == config_of("nfsd@7.5"), until
+    scheduled = config_of("calm-bguntil0.5")
+    assert scheduled.background.random_until == 0.5
+    scheduled.background.random_until = 1.0
+    assert scheduled == config_of("nfsd@7.5")
     for weight in (10, 30):
         tv = config_of(f"calm-tv{weight}")
         assert tv.gaussians.colour_smooth_weight == weight
         tv.gaussians.colour_smooth_weight = 0.0
         assert tv == config_of("nfsd@7.5"), weight
+    both_levers = config_of("calm-bguntil0.5-tv30")
+    assert (both_levers.background.random_until, both_levers.gaussians.colour_smooth_weight) == (0.5, 30)
     before_colour = config_of("calm-colour0.002")
     assert before_colour != config_of("nfsd@7.5")
     assert before_colour.gaussians.sh0_lr_final == 0.002 and before_colour.camera.resolution == 96

@@ -166,14 +166,16 @@ VARIANTS["calm-bg0.0-colour0.0005"] = VARIANTS["calm-bg0.0"] + ("gaussians.sh0_l
 # random backgrounds while the shape forms, white after (background.random_until): never
 # random sharpened the cones and cylinders (0.84 -> 0.93 of the truth's on 10 solid CPU
 # prompts with the colour rate 40x) and rounded every cube (IoU -0.01 to -0.07 on all 5)
-VARIANTS.update({f"calm-bguntil{until}": _NFSD + (f"background.random_until={until}",)
-                 for until in ("0.5", "0.75")})
+VARIANTS["calm-bguntil0.5"] = _NFSD + ("background.random_until=0.5",)
 # the colours' total variation over the Gaussians' neighbour graph
 # (gaussians.colour_smooth_weight): a pull on the lone off-colour Gaussian, where the colour
 # rate slows every colour alike. Weight 1 gives a Gaussian ~4e-5 of gradient late in a CPU
 # run, NFSD ~1e-4 to 5e-4 (median): 10 and 30 bracket a pull that matters
 VARIANTS.update({f"calm-tv{weight}": _NFSD + (f"gaussians.colour_smooth_weight={weight}",)
                  for weight in (10, 30)})
+# ... and with the background schedule beside it: the sharpness of the one, the speckle of
+# the other?
+VARIANTS["calm-bguntil0.5-tv30"] = VARIANTS["calm-bguntil0.5"] + ("gaussians.colour_smooth_weight=30",)
 # ... and the denser split with the calming levers under the paper's own negative prompt
 VARIANTS["gs-dense-calm"] = _NFSD + _BEFORE_21 + _LEVERS["gs-dense"] + _CALM
 #: The second screening, its two baselines (the paper's negative prompt and the blur one, on

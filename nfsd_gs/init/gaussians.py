@@ -10,7 +10,7 @@ spherical-harmonic coefficient.  The neighbours come from
 from __future__ import annotations
 
 import math
-from typing import Dict
+from typing import Dict, Tuple
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ NEIGHBOURS = 3
 MIN_DISTANCE = 1e-7
 
 
-def nearest_neighbours(positions: Tensor, k: int):  # [N, 3] -> [N, k'] x2 (numpy)
+def nearest_neighbours(positions: Tensor, k: int) -> Tuple[np.ndarray, np.ndarray]:  # [N, k'] x2
     """Distances and indices of each point's ``k`` nearest other points (cKDTree), k' =
     min(k, N - 1) columns, nearest first."""
     points = positions.detach().cpu().double().numpy()  # [N, 3]
