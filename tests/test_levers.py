@@ -321,23 +321,22 @@ def test_the_bundled_default_is_the_screening_winner_and_gs_base_what_it_was():
         (variant,) = select_variants([name], [])
         return run_config(Settings(), variant, "a red cylinder", 0, Settings().out)
     assert config_of("calm-res96") == config_of("calm-colour0.001") == config_of("nfsd@7.5")
+
+    def the_default_but(name, section, key, value, default_value):
+        """``name`` is the default with ``section.key = value`` (the default's ``default_value``)."""
+        changed = config_of(name)
+        assert getattr(getattr(changed, section), key) == value, name
+        setattr(getattr(changed, section), key, default_value)
+        assert changed == config_of("nfsd@7.5"), name
+
     assert config_of("nfsd@7.5").background.random_probability == 0.5
     for share in (0.0, 0.2, 0.8, 1.0):
-        changed = config_of(f"calm-bg{share}")
-        assert changed.background.random_probability == share
-        changed.background.random_probability = 0.5
-        assert changed == config_of("nfsd@7.5"), share
+        the_default_but(f"calm-bg{share}", "background", "random_probability", share, 0.5)
     both = config_of("calm-bg0.0-colour0.0005")
     assert (both.background.random_probability, both.gaussians.sh0_lr_final) == (0.0, 0.0005)
-    scheduled = config_of("calm-bguntil0.5")
-    assert scheduled.background.random_until == 0.5
-    scheduled.background.random_until = 1.0
-    assert scheduled == config_of("nfsd@7.5")
+    the_default_but("calm-bguntil0.5", "background", "random_until", 0.5, 1.0)
     for weight in (10, 30):
-        tv = config_of(f"calm-tv{weight}")
-        assert tv.gaussians.colour_smooth_weight == weight
-        tv.gaussians.colour_smooth_weight = 0.0
-        assert tv == config_of("nfsd@7.5"), weight
+        the_default_but(f"calm-tv{weight}", "gaussians", "colour_smooth_weight", weight, 0.0)
     both_levers = config_of("calm-bguntil0.5-tv30")
     assert (both_levers.background.random_until, both_levers.gaussians.colour_smooth_weight) == (0.5, 30)
     before_colour = config_of("calm-colour0.002")
