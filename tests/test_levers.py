@@ -314,35 +314,44 @@ def test_every_sharpening_variant_keeps_the_blur_prompt_and_changes_something():
 
 def test_the_bundled_default_is_the_screening_winner_and_gs_base_what_it_was():
     """Issue 21 moved configs/default.yaml to nb-dense-calm, then to its views rendered at
-    96 px (calm-res96), then to a colour rate decaying 20x (calm-colour0.001); gs-base keeps
-    the settings every earlier lever screening was measured against, calm-res64 the default
-    before the render size moved, calm-colour0.002 the one before the colour rate did."""
+    96 px (calm-res96), then to a colour rate decaying 20x (calm-colour0.001), then to the
+    background schedule with the colour term (calm-bguntil0.5-tv30); gs-base keeps the
+    settings every earlier lever screening was measured against, calm-bg0.5 the default the
+    later levers were measured on, calm-res64 the default before the render size moved,
+    calm-colour0.002 the one before the colour rate did."""
     def config_of(name):
         (variant,) = select_variants([name], [])
         return run_config(Settings(), variant, "a red cylinder", 0, Settings().out)
-    assert config_of("calm-res96") == config_of("calm-colour0.001") == config_of("nfsd@7.5")
+    default = config_of("nfsd@7.5")
+    assert config_of("calm-bguntil0.5-tv30") == default
+    assert (default.background.random_probability, default.background.random_until,
+            default.gaussians.colour_smooth_weight) == (0.5, 0.5, 30)
+    assert config_of("nerf").background.random_until == 1.0  # the NeRF's, as measured
+    before = config_of("calm-bg0.5")
+    assert config_of("calm-res96") == config_of("calm-colour0.001") == before != default
+    before.background.random_until, before.gaussians.colour_smooth_weight = 0.5, 30
+    assert before == default
 
-    def the_default_but(name, section, key, value, default_value):
-        """``name`` is the default with ``section.key = value`` (the default's ``default_value``)."""
-        changed = config_of(name)
+    def one_change(reference, name, section, key, value):
+        """``name`` is ``reference`` with ``section.key = value``."""
+        changed, unchanged = config_of(name), config_of(reference)
         assert getattr(getattr(changed, section), key) == value, name
-        setattr(getattr(changed, section), key, default_value)
-        assert changed == config_of("nfsd@7.5"), name
+        setattr(getattr(changed, section), key, getattr(getattr(unchanged, section), key))
+        assert changed == unchanged, name
 
-    assert config_of("nfsd@7.5").background.random_probability == 0.5
     for share in (0.0, 0.2, 0.8, 1.0):
-        the_default_but(f"calm-bg{share}", "background", "random_probability", share, 0.5)
-    both = config_of("calm-bg0.0-colour0.0005")
-    assert (both.background.random_probability, both.gaussians.sh0_lr_final) == (0.0, 0.0005)
-    the_default_but("calm-bguntil0.5", "background", "random_until", 0.5, 1.0)
+        one_change("calm-bg0.5", f"calm-bg{share}", "background", "random_probability", share)
+    one_change("calm-bg0.0", "calm-bg0.0-colour0.0005", "gaussians", "sh0_lr_final", 0.0005)
+    one_change("calm-bg0.5", "calm-bguntil0.5", "background", "random_until", 0.5)
     for weight in (10, 30):
-        the_default_but(f"calm-tv{weight}", "gaussians", "colour_smooth_weight", weight, 0.0)
-    both_levers = config_of("calm-bguntil0.5-tv30")
-    assert (both_levers.background.random_until, both_levers.gaussians.colour_smooth_weight) == (0.5, 30)
-    before_colour = config_of("calm-colour0.002")
-    assert before_colour != config_of("nfsd@7.5")
-    assert before_colour.gaussians.sh0_lr_final == 0.002 and before_colour.camera.resolution == 96
-    assert config_of("nb-dense-calm") == config_of("calm-res64") != config_of("nfsd@7.5")
+        one_change("calm-bg0.5", f"calm-tv{weight}", "gaussians", "colour_smooth_weight", weight)
+    one_change("calm-bg0.5", "calm-colour0.002", "gaussians", "sh0_lr_final", 0.002)
+    for weight in (60, 100):  # the two-tone speckle's next levers, on today's default
+        one_change("nfsd@7.5", f"sched-tv{weight}", "gaussians", "colour_smooth_weight", weight)
+    one_change("nfsd@7.5", "sched-knn16", "gaussians", "colour_smooth_neighbours", 16)
+    one_change("nfsd@7.5", "sched-colour0.0005", "gaussians", "sh0_lr_final", 0.0005)
+    assert config_of("calm-colour0.002").camera.resolution == 96
+    assert config_of("nb-dense-calm") == config_of("calm-res64") != before
     before = config_of("gs-base")
     assert (before.guidance.negative_prompt, before.guidance.t_max_end,
             before.gaussians.sh0_lr_final, before.densify.default.refine_start_iter,

@@ -240,6 +240,7 @@ def test_the_dry_runs_made_what_they_measure(dry_runs):
     assert "| new | ddim-glide | solid | 7.5 | 48 |" in (out["gpu_world.sh"] / "summary.md").read_text()
     assert "| tiny | ddim-glide | solid | 7.5 | 48 |" in dry_runs["gpu_prior_check.sh"].output
     assert "installed into" in dry_runs["install_world_assets.sh"].output
+    assert "dry run: .whl_noray as planned" in dry_runs["fetch_device_wheels.sh"].output
     for encoder in ("vae", "taesd"):  # the asset with its start-up profile, the lever rows
         asset = json.loads((out["gpu_asset.sh"] / f"asset_{encoder}.json").read_text())
         assert asset["asset"]["encoder"] == encoder and asset["asset"]["steps"] == 4

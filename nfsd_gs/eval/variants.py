@@ -67,8 +67,13 @@ VARIANTS: Dict[str, Tuple[str, ...]] = {
 #: annealed to 0.3, a constant colour rate, splits from step 150, views rendered at the
 #: prior's 64 px): the baseline the lever screenings below were measured against, kept so
 #: that their names mean what they meant.
+#: The bundled preset's background and colour term before issue 21's background schedule and
+#: colour smoothing became its default (2026-12-05): every lever measured before then keeps it.
+_BEFORE_SCHEDULE = ("background.random_until=1.0", "gaussians.colour_smooth_weight=0")
 _BEFORE_21 = (_PAPER_NEGATIVE, "guidance.t_max_end=0.3", "gaussians.sh0_lr_final=0",
-              "densify.default.refine_start_iter=100", "camera.resolution=64")
+              "densify.default.refine_start_iter=100", "camera.resolution=64") + _BEFORE_SCHEDULE
+#: The default as issue 21's later levers were measured on it (calm-bg0.5 is that default)
+_CALM_BASE = _NFSD + _BEFORE_SCHEDULE
 
 #: Issue 21's levers on the Gaussians, one variant each (NFSD@7.5 on ``--config`` as it was
 #: before issue 21; see docs/eval/levers.md for why each and its CPU evidence) and the
@@ -138,27 +143,27 @@ VARIANTS.update({name: _NEGBLUR + overrides for name, overrides in _SHARPENING.i
 # Issue 21's next leads, on the default since the screening (the calming levers in it): the
 # opaque start and the opacity binarization reached the truth's sharpness with 5-6x its
 # speckle before the colours settled
-VARIANTS["calm-opa0.5"] = _NFSD + ("init.initial_opacity=0.5",)
-VARIANTS["calm-bin-opa0.5"] = _NFSD + _LEVERS["gs-bin-opa0.5"]
+VARIANTS["calm-opa0.5"] = _CALM_BASE + ("init.initial_opacity=0.5",)
+VARIANTS["calm-bin-opa0.5"] = _CALM_BASE + _LEVERS["gs-bin-opa0.5"]
 # renders above the prior's size, averaged down to it (the encoder's antialiased resize):
 # the prior sees supersampled edges, as the ground truth's, and the Gaussians grow smaller.
 # 96 (1.5x: 2.25x the pixels, not 4x) is the default since; calm-res64, the default before
 # it (at the colour rate of its day).
-VARIANTS["calm-res128"] = _NFSD + ("camera.resolution=128",)
-VARIANTS["calm-res96"] = _NFSD + ("camera.resolution=96",)
-VARIANTS["calm-res64"] = _NFSD + ("camera.resolution=64", "gaussians.sh0_lr_final=0.002")
+VARIANTS["calm-res128"] = _CALM_BASE + ("camera.resolution=128",)
+VARIANTS["calm-res96"] = _CALM_BASE + ("camera.resolution=96",)
+VARIANTS["calm-res64"] = _CALM_BASE + ("camera.resolution=64", "gaussians.sh0_lr_final=0.002")
 # the colours' rate decayed 10x (0.002: the default until 2026-12-05), 20x (0.001: the default
 # since) and 40x (0.0005) from 0.02: the slower the colours move at the end, the less speckle
 # (12 of 12 CPU prompts at 40x), at some sharpness on the solid split (0.98 -> 0.93 of the
 # truth's at 40x, 0.97 at 20x; docs/eval/sharpening_2026-12-04.md)
-VARIANTS.update({f"calm-colour{rate}": _NFSD + (f"gaussians.sh0_lr_final={rate}",)
+VARIANTS.update({f"calm-colour{rate}": _CALM_BASE + (f"gaussians.sh0_lr_final={rate}",)
                  for rate in ("0.0005", "0.001", "0.002")})
 # how often a training view's background is a random colour instead of white (0.5, the
 # default, is the share the prior saw): on the CPU's two softest cones of the H200's 48 x 3
 # table (cyan, yellow), the more random backgrounds, the softer the base (sharpness / GT
 # 0.77 always white, 0.62 at 0.5, 0.32 always random; docs/eval/world_48x3_2026-12-05.md)
-VARIANTS.update({f"calm-bg{share}": _NFSD + (f"background.random_probability={share}",)
-                 for share in ("0.0", "0.2", "0.8", "1.0")})
+VARIANTS.update({f"calm-bg{share}": _CALM_BASE + (f"background.random_probability={share}",)
+                 for share in ("0.0", "0.2", "0.5", "0.8", "1.0")})
 # ... and never random with the colours' rate decayed 40x: the sharpness of the first with
 # the speckle of the second (CPU, 8 prompts: solid 0.96 of the truth's, two-tone speckle below
 # the default's)
@@ -166,16 +171,26 @@ VARIANTS["calm-bg0.0-colour0.0005"] = VARIANTS["calm-bg0.0"] + ("gaussians.sh0_l
 # random backgrounds while the shape forms, white after (background.random_until): never
 # random sharpened the cones and cylinders (0.84 -> 0.93 of the truth's on 10 solid CPU
 # prompts with the colour rate 40x) and rounded every cube (IoU -0.01 to -0.07 on all 5)
-VARIANTS["calm-bguntil0.5"] = _NFSD + ("background.random_until=0.5",)
+VARIANTS["calm-bguntil0.5"] = _NFSD + ("background.random_until=0.5", "gaussians.colour_smooth_weight=0")
 # the colours' total variation over the Gaussians' neighbour graph
 # (gaussians.colour_smooth_weight): a pull on the lone off-colour Gaussian, where the colour
 # rate slows every colour alike. Weight 1 gives a Gaussian ~4e-5 of gradient late in a CPU
 # run, NFSD ~1e-4 to 5e-4 (median): 10 and 30 bracket a pull that matters
-VARIANTS.update({f"calm-tv{weight}": _NFSD + (f"gaussians.colour_smooth_weight={weight}",)
+VARIANTS.update({f"calm-tv{weight}": _NFSD + ("background.random_until=1.0",
+                                               f"gaussians.colour_smooth_weight={weight}")
                  for weight in (10, 30)})
 # ... and with the background schedule beside it: the sharpness of the one, the speckle of
-# the other?
-VARIANTS["calm-bguntil0.5-tv30"] = VARIANTS["calm-bguntil0.5"] + ("gaussians.colour_smooth_weight=30",)
+# the other. It won (H100, 48 x 3 solid, 12 x 2 two-tone: sharpness 0.90 -> 0.96 of the
+# truth's, two-tone speckle 0.164 -> 0.141, IoU and ΔE better on both splits;
+# docs/eval/world_48x3_2026-12-05.md) and is the default since
+VARIANTS["calm-bguntil0.5-tv30"] = _NFSD + ("background.random_until=0.5",
+                                            "gaussians.colour_smooth_weight=30")
+# The two-tone speckle left on that default (0.141 against the truth's 0.116): a heavier
+# colour term, more neighbours in it, and the colours' rate decayed 40x on top
+VARIANTS.update({f"sched-tv{weight}": _NFSD + (f"gaussians.colour_smooth_weight={weight}",)
+                 for weight in (60, 100)})
+VARIANTS["sched-knn16"] = _NFSD + ("gaussians.colour_smooth_neighbours=16",)
+VARIANTS["sched-colour0.0005"] = _NFSD + ("gaussians.sh0_lr_final=0.0005",)
 # ... and the denser split with the calming levers under the paper's own negative prompt
 VARIANTS["gs-dense-calm"] = _NFSD + _BEFORE_21 + _LEVERS["gs-dense"] + _CALM
 #: The second screening, its two baselines (the paper's negative prompt and the blur one, on
