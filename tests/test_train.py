@@ -187,7 +187,8 @@ def test_the_end_of_run_verdict_names_what_was_asked_and_no_stray_accent(monkeyp
 def _no_answer(*args, **kwargs):  # a blackholed hub: the TCP handshake never completes
     import time as _time
 
-    _time.sleep(30)
+    _time.sleep(30)  # longer than any connect timeout; then what the real call raises
+    raise TimeoutError("timed out")
 
 
 @pytest.mark.parametrize("offline", ["HF_HUB_OFFLINE=1", "HF_ENDPOINT=http://127.0.0.1:9",
