@@ -68,11 +68,12 @@ VARIANTS: Dict[str, Tuple[str, ...]] = {
 _BEFORE_SCHEDULE = ("background.random_until=1.0", "gaussians.colour_smooth_weight=0")
 #: The bundled preset's settings before issue 21 moved them (the paper's negative prompt, t_max
 #: annealed to 0.3, a constant colour rate, splits from step 150, views rendered at the
-#: prior's 64 px, random backgrounds to the end, no colour term): the baseline the lever screenings below were measured against, kept so
-#: that their names mean what they meant.
+#: prior's 64 px, random backgrounds to the end, no colour term): the baseline the lever
+#: screenings below were measured against, kept so that their names mean what they meant.
 _BEFORE_21 = (_PAPER_NEGATIVE, "guidance.t_max_end=0.3", "gaussians.sh0_lr_final=0",
               "densify.default.refine_start_iter=100", "camera.resolution=64") + _BEFORE_SCHEDULE
-#: The default as issue 21's later levers were measured on it (calm-bg0.5 is that default)
+#: The default as issue 21's later levers were measured on it (calm-bg0.5 is that default;
+#: a variant's later override of the same key wins)
 _CALM_BASE = _NFSD + _BEFORE_SCHEDULE
 
 #: Issue 21's levers on the Gaussians, one variant each (NFSD@7.5 on ``--config`` as it was
@@ -171,14 +172,12 @@ VARIANTS["calm-bg0.0-colour0.0005"] = VARIANTS["calm-bg0.0"] + ("gaussians.sh0_l
 # random backgrounds while the shape forms, white after (background.random_until): never
 # random sharpened the cones and cylinders (0.84 -> 0.93 of the truth's on 10 solid CPU
 # prompts with the colour rate 40x) and rounded every cube (IoU -0.01 to -0.07 on all 5)
-VARIANTS["calm-bguntil0.5"] = _NFSD + ("background.random_until=0.5",
-                                       "gaussians.colour_smooth_weight=0")
+VARIANTS["calm-bguntil0.5"] = _CALM_BASE + ("background.random_until=0.5",)
 # the colours' total variation over the Gaussians' neighbour graph
 # (gaussians.colour_smooth_weight): a pull on the lone off-colour Gaussian, where the colour
 # rate slows every colour alike. Weight 1 gives a Gaussian ~4e-5 of gradient late in a CPU
 # run, NFSD ~1e-4 to 5e-4 (median): 10 and 30 bracket a pull that matters
-VARIANTS.update({f"calm-tv{weight}": _NFSD + ("background.random_until=1.0",
-                                               f"gaussians.colour_smooth_weight={weight}")
+VARIANTS.update({f"calm-tv{weight}": _CALM_BASE + (f"gaussians.colour_smooth_weight={weight}",)
                  for weight in (10, 30)})
 # ... and with the background schedule beside it: the sharpness of the one, the speckle of
 # the other. It won (H100, 48 x 3 solid, 12 x 2 two-tone: sharpness 0.90 -> 0.96 of the
